@@ -1,0 +1,158 @@
+/**
+ * One typed configuration from environment variables and (overriding them) CLI flags,
+ * validated at start. A bad value stops the server with a message naming the variable.
+ */
+import path from 'node:path';
+
+export type TlsProfile = 'compat' | 'strict';
+
+export interface Config {
+  dataDir: string;
+  host: string;
+  httpPort: number;
+  httpsPort: number;
+  mqttPort: number;
+  mqttsPort: number;
+  wsPort: number;
+  wssPort: number;
+  adminToken: string | undefined;
+  databaseUrl: string | undefined;
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  hostnames: string[];
+  tlsProfile: TlsProfile;
+  masterKey: string | undefined;
+  /** Devices per product unless the product sets its own limit. */
+  deviceLimit: number;
+  subDeviceLimit: number;
+  /** Dynamic registration requests per product per second (token bucket, burst = 2x). */
+  registrationRatePerSecond: number;
+  sqliteSynchronous: 'FULL' | 'NORMAL';
+  logLevel: string;
+  /** Days an audit record is kept. */
+  auditRetentionDays: number;
+}
+
+/** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
+export const CONFIG_ENV: Record<keyof Config, string> = {
+  dataDir: 'THINGAUTH_DATA_DIR',
+  host: 'THINGAUTH_HOST',
+  httpPort: 'THINGAUTH_HTTP_PORT',
+  httpsPort: 'THINGAUTH_HTTPS_PORT',
+  mqttPort: 'THINGAUTH_MQTT_PORT',
+  mqttsPort: 'THINGAUTH_MQTTS_PORT',
+  wsPort: 'THINGAUTH_WS_PORT',
+  wssPort: 'THINGAUTH_WSS_PORT',
+  adminToken: 'THINGAUTH_ADMIN_TOKEN',
+  databaseUrl: 'THINGAUTH_DATABASE_URL',
+  tlsCert: 'THINGAUTH_TLS_CERT',
+  tlsKey: 'THINGAUTH_TLS_KEY',
+  hostnames: 'THINGAUTH_HOSTNAMES',
+  tlsProfile: 'THINGAUTH_TLS_PROFILE',
+  masterKey: 'THINGAUTH_MASTER_KEY',
+  deviceLimit: 'THINGAUTH_DEVICE_LIMIT',
+  subDeviceLimit: 'THINGAUTH_SUB_DEVICE_LIMIT',
+  registrationRatePerSecond: 'THINGAUTH_REGISTRATION_RATE',
+  sqliteSynchronous: 'THINGAUTH_SQLITE_SYNCHRONOUS',
+  logLevel: 'THINGAUTH_LOG_LEVEL',
+  auditRetentionDays: 'THINGAUTH_AUDIT_RETENTION_DAYS',
+};
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;
+
+/** Reads the environment into raw strings keyed like Config. */
+export function configInputFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
+  const out: ConfigInput = {};
+  for (const [key, name] of Object.entries(CONFIG_ENV)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') out[key as keyof Config] = v;
+  }
+  return out;
+}
+
+export function loadConfig(input: ConfigInput): Config {
+  const problems: string[] = [];
+  const label = (k: keyof Config) => `${CONFIG_ENV[k]} (--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())})`;
+
+  const port = (k: keyof Config, def: number): number => {
+    const raw = input[k];
+    if (raw === undefined) return def;
+    if (!/^\d+$/.test(raw) || Number(raw) > 65535) {
+      problems.push(`${label(k)} must be a port number 0-65535 (0 = ephemeral), got "${raw}"`);
+      return def;
+    }
+    return Number(raw);
+  };
+  const int = (k: keyof Config, def: number, min: number, max: number): number => {
+    const raw = input[k];
+    if (raw === undefined) return def;
+    const n = Number(raw);
+    if (!/^\d+$/.test(raw) || n < min || n > max) {
+      problems.push(`${label(k)} must be a whole number from ${min} to ${max}, got "${raw}"`);
+      return def;
+    }
+    return n;
+  };
+  const oneOf = <T extends string>(k: keyof Config, values: readonly T[], def: T): T => {
+    const raw = input[k];
+    if (raw === undefined) return def;
+    const v = (k === 'sqliteSynchronous' ? raw.toUpperCase() : raw.toLowerCase()) as T;
+    if (!values.includes(v)) {
+      problems.push(`${label(k)} must be one of ${values.join(', ')}, got "${raw}"`);
+      return def;
+    }
+    return v;
+  };
+
+  const dataDir = path.resolve(input.dataDir ?? './data');
+  const config: Config = {
+    dataDir,
+    host: input.host ?? '0.0.0.0',
+    httpPort: port('httpPort', 8080),
+    httpsPort: port('httpsPort', 8443),
+    mqttPort: port('mqttPort', 1883),
+    mqttsPort: port('mqttsPort', 8883),
+    wsPort: port('wsPort', 8083),
+    wssPort: port('wssPort', 8084),
+    adminToken: input.adminToken,
+    databaseUrl: input.databaseUrl,
+    tlsCert: input.tlsCert,
+    tlsKey: input.tlsKey,
+    hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    tlsProfile: oneOf('tlsProfile', ['compat', 'strict'] as const, 'compat'),
+    masterKey: input.masterKey,
+    deviceLimit: int('deviceLimit', 500_000, 1, 100_000_000),
+    subDeviceLimit: int('subDeviceLimit', 1_500, 1, 1_000_000),
+    registrationRatePerSecond: int('registrationRatePerSecond', 1_000, 1, 1_000_000),
+    sqliteSynchronous: oneOf('sqliteSynchronous', ['FULL', 'NORMAL'] as const, 'FULL'),
+    logLevel: oneOf('logLevel', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    auditRetentionDays: int('auditRetentionDays', 30, 1, 3650),
+  };
+  if (config.adminToken !== undefined && config.adminToken.length < 16) {
+    problems.push(`${label('adminToken')} must be at least 16 characters`);
+  }
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    problems.push(`${CONFIG_ENV.tlsCert} and ${CONFIG_ENV.tlsKey} must be set together`);
+  }
+  if (config.databaseUrl !== undefined && !/^(sqlite|file):/.test(config.databaseUrl)) {
+    problems.push(`${label('databaseUrl')}: only sqlite:<path> is supported in this version (PostgreSQL comes with the scale-out mode), got "${config.databaseUrl.split(':')[0]}:..."`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** Path of the SQLite file from the database URL or the data dir. */
+export function sqlitePath(config: Config): string {
+  if (config.databaseUrl) {
+    const p = config.databaseUrl.replace(/^(sqlite|file):(\/\/)?/, '');
+    return p === ':memory:' ? p : path.resolve(p);
+  }
+  return path.join(config.dataDir, 'thingauth.db');
+}

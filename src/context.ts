@@ -1,0 +1,23 @@
+/** What every edge receives from the composition root. */
+import type { Config } from './config.js';
+import type { Logger } from './logger.js';
+import type { Services } from './services/index.js';
+import type { Store } from './store/store.js';
+import type { TlsMaterial } from './tls/local-ca.js';
+
+export interface AppContext {
+  config: Config;
+  logger: Logger;
+  store: Store;
+  services: Services;
+  tls: TlsMaterial;
+  adminToken: string;
+}
+
+/** A started listener: its real address and how to stop it. */
+export interface Listener {
+  name: string;
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}

@@ -1,0 +1,70 @@
+/**
+ * Parsing of what a device presents in an MQTT CONNECT (spec 1.1-1.4, 3.1, 3.3).
+ * Pure: no I/O, no secrets compared here.
+ */
+
+export type AuthType = 'sign' | 'register' | 'regnwl' | 'connwl';
+
+export interface ParsedClientId {
+  /** The part before the first `|`: the device-chosen client id that is signed. */
+  clientId: string;
+  /** Extension items, keys as sent (authtype is normalised to authType). */
+  ext: Record<string, string>;
+}
+
+/**
+ * Splits `id|k=v,k=v|`: left of the first `|` is the client id; the text up to the last
+ * `|` is a comma list (the Node browser builds put a `|` inside `lan=JS|WX`). Empty items
+ * are skipped, items split at the first `=`. Returns undefined when there is no extension.
+ */
+export function parseMqttClientId(raw: string): ParsedClientId | undefined {
+  if (typeof raw !== 'string') return undefined;
+  const first = raw.indexOf('|');
+  const last = raw.lastIndexOf('|');
+  if (first < 0 || last === first) return undefined;
+  const clientId = raw.slice(0, first);
+  const ext: Record<string, string> = Object.create(null);
+  const body = raw.slice(first + 1, last);
+  for (const item of body.split(',')) {
+    if (item === '') continue;
+    const eq = item.indexOf('=');
+    const key = eq < 0 ? item : item.slice(0, eq);
+    const value = eq < 0 ? '' : item.slice(eq + 1);
+    const normalised = key === 'authtype' ? 'authType' : key;
+    if (!(normalised in ext)) ext[normalised] = value;
+  }
+  return { clientId, ext };
+}
+
+export interface ParsedUsername {
+  deviceName: string;
+  productKey: string;
+}
+
+/** Username `deviceName&productKey`. DeviceNames cannot contain `&`, so split at the last one. */
+export function parseMqttUsername(username: string | undefined): ParsedUsername | undefined {
+  if (typeof username !== 'string') return undefined;
+  const amp = username.lastIndexOf('&');
+  if (amp <= 0 || amp === username.length - 1) return undefined;
+  return { deviceName: username.slice(0, amp), productKey: username.slice(amp + 1) };
+}
+
+export function authTypeOf(ext: Record<string, string>): AuthType | 'unknown' {
+  const t = ext.authType;
+  if (t === undefined || t === '') return 'sign';
+  if (t === 'register' || t === 'regnwl' || t === 'connwl') return t;
+  return 'unknown';
+}
+
+/** Sign pairs for a device-secret CONNECT (spec 1.2): timestamp only when present. */
+export function connectSignPairs(clientId: string, deviceName: string, productKey: string, timestamp?: string) {
+  return { clientId, deviceName, productKey, timestamp };
+}
+
+/** Sign pairs for dynamic registration, HTTPS and MQTT (spec 2, 3.1). */
+export function registrationSignPairs(deviceName: string, productKey: string, random: string) {
+  return { deviceName, productKey, random };
+}
+
+export const KEEPALIVE_MIN = 30;
+export const KEEPALIVE_MAX = 1200;

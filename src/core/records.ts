@@ -1,0 +1,75 @@
+/** Records as the services see them. Secrets are plaintext here; the store keeps them encrypted. */
+
+export type NodeType = 'DEVICE' | 'GATEWAY' | 'SUB_DEVICE';
+export const NODE_TYPES: readonly NodeType[] = ['DEVICE', 'GATEWAY', 'SUB_DEVICE'];
+
+export type DeviceStatus = 'UNACTIVE' | 'ONLINE' | 'OFFLINE' | 'DISABLE';
+export const DEVICE_STATUSES: readonly DeviceStatus[] = ['UNACTIVE', 'ONLINE', 'OFFLINE', 'DISABLE'];
+
+export interface ProductSettings {
+  /** Refuse device logins that do not arrive over TLS (by the transport actually used). */
+  requireTls: boolean;
+  /** Dynamic registration randoms are single-use per device. Off by default: iotkit sends a constant. */
+  replayProtection: boolean;
+  /** Maximum devices; null = server default. */
+  deviceLimit: number | null;
+}
+
+export interface Product extends ProductSettings {
+  productKey: string;
+  productName: string;
+  productSecret: string;
+  nodeType: NodeType;
+  dynamicRegistration: boolean;
+  preRegistrationFree: boolean;
+  description: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface Device {
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+  deviceSecret: string;
+  nickname: string | null;
+  enabled: boolean;
+  online: boolean;
+  createdAt: string;
+  activatedAt: string | null;
+  lastOnlineAt: string | null;
+  /** iotId of the gateway this sub-device is attached to. */
+  gatewayIotId: string | null;
+  /** Pre-registration-free credential (regnwl -> connwl). */
+  clientId: string | null;
+  deviceToken: string | null;
+  /** Why the last login was refused, for operators (never a secret). */
+  lastAuthError: string | null;
+}
+
+export function deviceStatus(d: Pick<Device, 'enabled' | 'online' | 'activatedAt'>): DeviceStatus {
+  if (!d.enabled) return 'DISABLE';
+  if (d.online) return 'ONLINE';
+  return d.activatedAt ? 'OFFLINE' : 'UNACTIVE';
+}
+
+/** A device as the API shows it: no secret, no token. */
+export interface PublicDevice {
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+  nickname: string | null;
+  status: DeviceStatus;
+  createdAt: string;
+  activatedAt: string | null;
+  lastOnlineAt: string | null;
+  gateway: { productKey: string; deviceName: string; iotId: string } | null;
+  lastAuthError: string | null;
+}
+
+export type PublicProduct = Omit<Product, 'productSecret'>;
+
+export function publicProduct(p: Product): PublicProduct {
+  const { productSecret: _omit, ...rest } = p;
+  return rest;
+}

@@ -1,0 +1,82 @@
+/**
+ * The composition root: config -> data dir -> store -> services -> servers.
+ * `startThingAuth` is what `thingauth serve` and the end-to-end tests run.
+ */
+import type { Config } from './config.js';
+import { sqlitePath } from './config.js';
+import type { AppContext, Listener } from './context.js';
+import { KeyringCipher } from './core/secret-cipher.js';
+import { ensureDataDir, loadAdminToken, loadMasterKey } from './data-dir.js';
+import { startManagementApi } from './http/management/server.js';
+import { createLogger, type Logger } from './logger.js';
+import { createServices } from './services/index.js';
+import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import type { Store } from './store/store.js';
+import { ensureTlsMaterial } from './tls/local-ca.js';
+
+export interface RunningThingAuth {
+  ctx: AppContext;
+  listeners: Record<string, Listener>;
+  /** Stops listeners, marks connected devices offline, closes the store. */
+  close(): Promise<void>;
+}
+
+export async function openStore(config: Config, masterKey: Buffer): Promise<Store> {
+  const store = new SqliteStore({
+    filename: sqlitePath(config),
+    cipher: new KeyringCipher(masterKey),
+    synchronous: config.sqliteSynchronous,
+  });
+  await store.migrate();
+  return store;
+}
+
+export async function startThingAuth(config: Config, opts: { logger?: Logger } = {}): Promise<RunningThingAuth> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  ensureDataDir(config.dataDir);
+  const masterKey = loadMasterKey(config.dataDir, config.masterKey);
+  const admin = loadAdminToken(config.dataDir, config.adminToken);
+  if (admin.created) {
+    // Printed once, on the start that generated it; later starts read it from the data dir.
+    process.stderr.write(`thingauth: generated admin token (saved in ${config.dataDir}/admin-token, mode 0600): ${admin.token}\n`);
+  }
+  const store = await openStore(config, masterKey);
+  await store.markAllOffline(new Date().toISOString());
+  const services = createServices(store, config, logger);
+  const tls = await ensureTlsMaterial({
+    dataDir: config.dataDir,
+    hostnames: config.hostnames,
+    certPath: config.tlsCert,
+    keyPath: config.tlsKey,
+  });
+  const ctx: AppContext = { config, logger, store, services, tls, adminToken: admin.token };
+
+  const listeners: Record<string, Listener> = {};
+  const started: Listener[] = [];
+  try {
+    for (const start of [startManagementApi]) {
+      const l = await start(ctx);
+      listeners[l.name] = l;
+      started.push(l);
+      logger.info({ listener: l.name, url: l.url }, `listening ${l.name} on ${l.url}`);
+    }
+  } catch (e) {
+    for (const l of started.reverse()) await l.close().catch(() => undefined);
+    await store.close();
+    throw e;
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    ctx,
+    listeners,
+    close() {
+      closing ??= (async () => {
+        for (const l of started.slice().reverse()) await l.close().catch((e) => logger.warn({ err: e }, 'listener close failed'));
+        await store.markAllOffline(new Date().toISOString()).catch(() => undefined);
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,17 @@
+/** All use cases, created once over one store. Edges (HTTP, MQTT, CLI) receive this. */
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+import { RegistryEvents } from './events.js';
+import { Registry } from './registry.js';
+
+export interface Services {
+  events: RegistryEvents;
+  registry: Registry;
+}
+
+export function createServices(store: Store, config: Config, _logger: Logger): Services {
+  const events = new RegistryEvents();
+  const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
+  return { events, registry };
+}

@@ -1,0 +1,213 @@
+/**
+ * Registry use cases: products and devices, their secrets and switches. Validation of names
+ * and limits lives in core; invariants that need atomicity live in the store.
+ */
+import { ThingAuthError } from '../core/errors.js';
+import {
+  assertDeviceName,
+  assertProductKey,
+  assertProductName,
+  assertSecret,
+  generateDeviceName,
+  generateDeviceSecret,
+  generateIotId,
+  generateProductKey,
+  generateProductSecret,
+} from '../core/names.js';
+import { deviceStatus, type Device, type NodeType, type Product, type PublicDevice } from '../core/records.js';
+import type { DeviceFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
+import type { RegistryEvents } from './events.js';
+
+export interface RegistryLimits {
+  deviceLimit: number;
+  subDeviceLimit: number;
+}
+
+export interface CreateProductInput {
+  productName: string;
+  nodeType?: NodeType;
+  dynamicRegistration?: boolean;
+  preRegistrationFree?: boolean;
+  requireTls?: boolean;
+  replayProtection?: boolean;
+  deviceLimit?: number | null;
+  description?: string;
+  /** Migration: keep an existing ProductKey/ProductSecret. */
+  productKey?: string;
+  productSecret?: string;
+}
+
+export const MAX_BATCH = 10_000;
+
+export class Registry {
+  constructor(
+    private readonly store: Store,
+    private readonly events: RegistryEvents,
+    readonly limits: RegistryLimits,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  private ts(): string {
+    return this.now().toISOString();
+  }
+
+  // ---- products ----
+
+  async createProduct(input: CreateProductInput): Promise<Product> {
+    assertProductName(input.productName);
+    if (input.productKey !== undefined) assertProductKey(input.productKey);
+    if (input.productSecret !== undefined) assertSecret(input.productSecret, 'productSecret');
+    if (input.preRegistrationFree && !input.dynamicRegistration) {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
+    }
+    const at = this.ts();
+    const product: Product = {
+      productKey: input.productKey ?? generateProductKey(),
+      productName: input.productName,
+      productSecret: input.productSecret ?? generateProductSecret(),
+      nodeType: input.nodeType ?? 'DEVICE',
+      dynamicRegistration: input.dynamicRegistration ?? false,
+      preRegistrationFree: input.preRegistrationFree ?? false,
+      requireTls: input.requireTls ?? false,
+      replayProtection: input.replayProtection ?? false,
+      deviceLimit: input.deviceLimit ?? null,
+      description: input.description ?? '',
+      createdAt: at,
+      updatedAt: at,
+    };
+    await this.store.createProduct(product);
+    return product;
+  }
+
+  async getProduct(productKey: string): Promise<Product> {
+    const p = await this.store.getProduct(productKey);
+    if (!p) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+    return p;
+  }
+
+  listProducts(offset: number, limit: number): Promise<Page<Product>> {
+    return this.store.listProducts(offset, limit);
+  }
+
+  async updateProduct(productKey: string, patch: ProductPatch): Promise<Product> {
+    if (patch.productName !== undefined) assertProductName(patch.productName);
+    const current = await this.getProduct(productKey);
+    const dyn = patch.dynamicRegistration ?? current.dynamicRegistration;
+    const free = patch.preRegistrationFree ?? current.preRegistrationFree;
+    if (free && !dyn) {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
+    }
+    if (patch.nodeType !== undefined && patch.nodeType !== current.nodeType && (await this.store.countDevices(productKey)) > 0) {
+      throw new ThingAuthError('CONFLICT', 'nodeType cannot change while the product has devices', { field: 'nodeType' });
+    }
+    const updated = await this.store.updateProduct(productKey, patch, this.ts());
+    this.events.emit('product.changed', { productKey });
+    return updated;
+  }
+
+  async deleteProduct(productKey: string): Promise<void> {
+    await this.store.deleteProduct(productKey);
+    this.events.emit('product.changed', { productKey });
+  }
+
+  deviceLimitOf(product: Product): number {
+    return product.deviceLimit ?? this.limits.deviceLimit;
+  }
+
+  // ---- devices ----
+
+  /** Creates devices by name (or generated names). All or nothing. Returned devices carry their secrets. */
+  async createDevices(productKey: string, input: { deviceNames?: string[]; count?: number; nickname?: string | null }): Promise<Device[]> {
+    const product = await this.getProduct(productKey);
+    let names: string[];
+    if (input.deviceNames !== undefined) {
+      names = input.deviceNames;
+      names.forEach((n, i) => assertDeviceName(n, input.deviceNames!.length === 1 ? 'deviceName' : `deviceNames[${i}]`));
+    } else {
+      const count = input.count ?? 1;
+      names = Array.from({ length: count }, () => generateDeviceName());
+    }
+    if (names.length === 0 || names.length > MAX_BATCH) {
+      throw new ThingAuthError('INVALID_ARGUMENT', `a batch holds 1 to ${MAX_BATCH} devices`, { field: 'deviceNames' });
+    }
+    const news: NewDevice[] = names.map((deviceName) => ({
+      iotId: generateIotId(),
+      deviceName,
+      deviceSecret: generateDeviceSecret(),
+      nickname: input.nickname ?? null,
+    }));
+    return this.store.createDevices(productKey, news, this.deviceLimitOf(product), this.ts());
+  }
+
+  async getDeviceRecord(productKey: string, deviceName: string): Promise<Device> {
+    const d = await this.store.getDevice(productKey, deviceName);
+    if (!d) {
+      if (!(await this.store.getProduct(productKey))) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`);
+    }
+    return d;
+  }
+
+  async toPublic(d: Device): Promise<PublicDevice> {
+    let gateway: PublicDevice['gateway'] = null;
+    if (d.gatewayIotId) {
+      const gw = await this.store.getDeviceByIotId(d.gatewayIotId);
+      if (gw) gateway = { productKey: gw.productKey, deviceName: gw.deviceName, iotId: gw.iotId };
+    }
+    return {
+      iotId: d.iotId,
+      productKey: d.productKey,
+      deviceName: d.deviceName,
+      nickname: d.nickname,
+      status: deviceStatus(d),
+      createdAt: d.createdAt,
+      activatedAt: d.activatedAt,
+      lastOnlineAt: d.lastOnlineAt,
+      gateway,
+      lastAuthError: d.lastAuthError,
+    };
+  }
+
+  async getDevice(productKey: string, deviceName: string): Promise<PublicDevice> {
+    return this.toPublic(await this.getDeviceRecord(productKey, deviceName));
+  }
+
+  async listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<PublicDevice>> {
+    await this.getProduct(productKey);
+    const page = await this.store.listDevices(productKey, filter, offset, limit);
+    const items = await Promise.all(page.items.map((d) => this.toPublic(d)));
+    return { ...page, items };
+  }
+
+  private ref(d: Device) {
+    return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName };
+  }
+
+  async setEnabled(productKey: string, deviceName: string, enabled: boolean): Promise<PublicDevice> {
+    const d = await this.getDeviceRecord(productKey, deviceName);
+    const updated = (await this.store.updateDevice(d.iotId, { enabled }))!;
+    this.events.emit('device.changed', this.ref(d));
+    this.events.emit(enabled ? 'device.enabled' : 'device.disabled', this.ref(d));
+    return this.toPublic(updated);
+  }
+
+  async resetDevice(productKey: string, deviceName: string): Promise<PublicDevice> {
+    const d = await this.getDeviceRecord(productKey, deviceName);
+    const updated = (await this.store.resetDevice(d.iotId))!;
+    this.events.emit('device.changed', this.ref(d));
+    this.events.emit('device.reset', this.ref(d));
+    return this.toPublic(updated);
+  }
+
+  async deleteDevice(productKey: string, deviceName: string): Promise<void> {
+    const d = await this.getDeviceRecord(productKey, deviceName);
+    await this.store.deleteDevice(d.iotId);
+    this.events.emit('device.changed', this.ref(d));
+    this.events.emit('device.deleted', this.ref(d));
+  }
+
+  async getDeviceSecret(productKey: string, deviceName: string) {
+    const d = await this.getDeviceRecord(productKey, deviceName);
+    return { productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId, deviceSecret: d.deviceSecret };
+  }
+}

@@ -1,0 +1,75 @@
+/** Versioned schema for the SQLite adapter. Append only: never edit a released migration. */
+export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'registry',
+    sql: `
+CREATE TABLE products (
+  product_key TEXT PRIMARY KEY,
+  product_name TEXT NOT NULL,
+  product_secret TEXT NOT NULL,
+  node_type TEXT NOT NULL CHECK (node_type IN ('DEVICE','GATEWAY','SUB_DEVICE')),
+  dynamic_registration INTEGER NOT NULL DEFAULT 0,
+  pre_registration_free INTEGER NOT NULL DEFAULT 0,
+  require_tls INTEGER NOT NULL DEFAULT 0,
+  replay_protection INTEGER NOT NULL DEFAULT 0,
+  device_limit INTEGER,
+  description TEXT NOT NULL DEFAULT '',
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE devices (
+  iot_id TEXT PRIMARY KEY,
+  product_key TEXT NOT NULL REFERENCES products(product_key),
+  device_name TEXT NOT NULL,
+  device_secret TEXT NOT NULL,
+  nickname TEXT,
+  enabled INTEGER NOT NULL DEFAULT 1,
+  online INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL,
+  activated_at TEXT,
+  last_online_at TEXT,
+  gateway_iot_id TEXT REFERENCES devices(iot_id) ON DELETE SET NULL,
+  client_id TEXT,
+  device_token TEXT,
+  last_auth_error TEXT,
+  UNIQUE (product_key, device_name)
+);
+CREATE INDEX devices_gateway ON devices(gateway_iot_id) WHERE gateway_iot_id IS NOT NULL;
+CREATE TABLE product_counts (
+  product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+  devices INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE registration_randoms (
+  iot_id TEXT NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
+  random TEXT NOT NULL,
+  used_at TEXT NOT NULL,
+  PRIMARY KEY (iot_id, random)
+);
+CREATE TABLE applications (
+  app_key TEXT PRIMARY KEY,
+  app_secret TEXT NOT NULL,
+  name TEXT NOT NULL,
+  product_keys TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE audit (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at TEXT NOT NULL,
+  action TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  product_key TEXT,
+  device_name TEXT,
+  source_address TEXT,
+  result TEXT NOT NULL,
+  reason TEXT
+);
+CREATE INDEX audit_device ON audit(product_key, device_name, id);
+CREATE INDEX audit_at ON audit(at);
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
+];

@@ -1,0 +1,551 @@
+/**
+ * SQLite adapter of the Store port (better-sqlite3 12.x, WAL). better-sqlite3 is
+ * synchronous, so every transaction here runs to completion without interleaving; writes
+ * that check a limit use BEGIN IMMEDIATE so a second process on the same file waits.
+ */
+import Database from 'better-sqlite3';
+import { ThingAuthError } from '../../core/errors.js';
+import type { Device, NodeType, Product } from '../../core/records.js';
+import type { SecretCipher } from '../../core/secret-cipher.js';
+import type {
+  Application,
+  AuditEntry,
+  AuditQuery,
+  DeviceFilter,
+  DevicePatch,
+  ImportResult,
+  ImportRow,
+  NewDevice,
+  Page,
+  ProductPatch,
+  Store,
+} from '../store.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+type Row = Record<string, unknown>;
+
+export interface SqliteStoreOptions {
+  /** File path, or ':memory:'. */
+  filename: string;
+  cipher: SecretCipher;
+  /** 'FULL' survives power loss; 'NORMAL' (WAL default) may lose the last commits on power loss, never on a process crash. */
+  synchronous?: 'FULL' | 'NORMAL';
+}
+
+const PRODUCT_COLUMNS: Record<keyof ProductPatch, string> = {
+  productName: 'product_name',
+  description: 'description',
+  dynamicRegistration: 'dynamic_registration',
+  preRegistrationFree: 'pre_registration_free',
+  requireTls: 'require_tls',
+  replayProtection: 'replay_protection',
+  deviceLimit: 'device_limit',
+  nodeType: 'node_type',
+};
+
+const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
+  enabled: 'enabled',
+  deviceSecret: 'device_secret',
+  nickname: 'nickname',
+  activatedAt: 'activated_at',
+  clientId: 'client_id',
+  deviceToken: 'device_token',
+  lastAuthError: 'last_auth_error',
+};
+
+export class SqliteStore implements Store {
+  readonly db: Database.Database;
+  private readonly cipher: SecretCipher;
+  private readonly stmt: ReturnType<SqliteStore['prepareAll']> | undefined;
+  private prepared?: ReturnType<SqliteStore['prepareAll']>;
+
+  constructor(opts: SqliteStoreOptions) {
+    this.db = new Database(opts.filename);
+    this.cipher = opts.cipher;
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
+    this.db.pragma('foreign_keys = ON');
+    this.db.pragma('busy_timeout = 5000');
+    this.stmt = undefined;
+  }
+
+  private get s() {
+    if (!this.prepared) this.prepared = this.prepareAll();
+    return this.prepared;
+  }
+
+  private prepareAll() {
+    const db = this.db;
+    return {
+      getProduct: db.prepare('SELECT * FROM products WHERE product_key = ?'),
+      insertProduct: db.prepare(`INSERT INTO products (product_key, product_name, product_secret, node_type, dynamic_registration,
+        pre_registration_free, require_tls, replay_protection, device_limit, description, created_at, updated_at)
+        VALUES (@productKey, @productName, @productSecret, @nodeType, @dynamicRegistration, @preRegistrationFree, @requireTls,
+        @replayProtection, @deviceLimit, @description, @createdAt, @updatedAt)`),
+      insertCount: db.prepare('INSERT INTO product_counts (product_key, devices) VALUES (?, 0)'),
+      getCount: db.prepare('SELECT devices FROM product_counts WHERE product_key = ?'),
+      addCount: db.prepare('UPDATE product_counts SET devices = devices + ? WHERE product_key = ?'),
+      deleteProduct: db.prepare('DELETE FROM products WHERE product_key = ?'),
+      getDevice: db.prepare('SELECT * FROM devices WHERE product_key = ? AND device_name = ?'),
+      getDeviceById: db.prepare('SELECT * FROM devices WHERE iot_id = ?'),
+      insertDevice: db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, nickname, created_at, activated_at, client_id, device_token)
+        VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @nickname, @createdAt, @activatedAt, @clientId, @deviceToken)`),
+      deviceNameExists: db.prepare('SELECT 1 FROM devices WHERE product_key = ? AND device_name = ?'),
+      deleteDevice: db.prepare('DELETE FROM devices WHERE iot_id = ?'),
+      detachAllSubs: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE gateway_iot_id = ?'),
+      resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL WHERE iot_id = ?'),
+      clearRandoms: db.prepare('DELETE FROM registration_randoms WHERE iot_id = ?'),
+      markOnline: db.prepare('UPDATE devices SET online = 1, last_online_at = @at, activated_at = COALESCE(activated_at, @at) WHERE iot_id = @iotId RETURNING activated_at'),
+      markOffline: db.prepare('UPDATE devices SET online = 0, last_online_at = ? WHERE iot_id = ? AND online = 1'),
+      markAllOffline: db.prepare('UPDATE devices SET online = 0, last_online_at = ? WHERE online = 1'),
+      insertRandom: db.prepare('INSERT OR IGNORE INTO registration_randoms (iot_id, random, used_at) VALUES (?, ?, ?)'),
+      countSubs: db.prepare('SELECT COUNT(*) AS n FROM devices WHERE gateway_iot_id = ?'),
+      subInGateway: db.prepare('SELECT 1 FROM devices WHERE iot_id = ? AND gateway_iot_id = ?'),
+      attachSub: db.prepare('UPDATE devices SET gateway_iot_id = ? WHERE iot_id = ?'),
+      detachSub: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE iot_id = ? AND gateway_iot_id = ?'),
+      insertApp: db.prepare('INSERT INTO applications (app_key, app_secret, name, product_keys, created_at) VALUES (?, ?, ?, ?, ?)'),
+      getApp: db.prepare('SELECT * FROM applications WHERE app_key = ?'),
+      listApps: db.prepare('SELECT * FROM applications ORDER BY created_at, app_key'),
+      deleteApp: db.prepare('DELETE FROM applications WHERE app_key = ?'),
+      insertAudit: db.prepare(`INSERT INTO audit (at, action, actor, product_key, device_name, source_address, result, reason)
+        VALUES (@at, @action, @actor, @productKey, @deviceName, @sourceAddress, @result, @reason)`),
+      pruneAudit: db.prepare('DELETE FROM audit WHERE at < ?'),
+      getMeta: db.prepare('SELECT value FROM meta WHERE key = ?'),
+      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+    };
+  }
+
+  async migrate(): Promise<void> {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+    const applied = new Set(
+      (this.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+    );
+    for (const m of SQLITE_MIGRATIONS) {
+      if (applied.has(m.version)) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, new Date().toISOString());
+      }).immediate();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  // ---- mapping ----
+
+  private toProduct(r: Row): Product {
+    return {
+      productKey: r.product_key as string,
+      productName: r.product_name as string,
+      productSecret: this.cipher.decrypt(r.product_secret as string),
+      nodeType: r.node_type as NodeType,
+      dynamicRegistration: r.dynamic_registration === 1,
+      preRegistrationFree: r.pre_registration_free === 1,
+      requireTls: r.require_tls === 1,
+      replayProtection: r.replay_protection === 1,
+      deviceLimit: (r.device_limit as number | null) ?? null,
+      description: r.description as string,
+      createdAt: r.created_at as string,
+      updatedAt: r.updated_at as string,
+    };
+  }
+
+  private toDevice(r: Row): Device {
+    return {
+      iotId: r.iot_id as string,
+      productKey: r.product_key as string,
+      deviceName: r.device_name as string,
+      deviceSecret: this.cipher.decrypt(r.device_secret as string),
+      nickname: (r.nickname as string | null) ?? null,
+      enabled: r.enabled === 1,
+      online: r.online === 1,
+      createdAt: r.created_at as string,
+      activatedAt: (r.activated_at as string | null) ?? null,
+      lastOnlineAt: (r.last_online_at as string | null) ?? null,
+      gatewayIotId: (r.gateway_iot_id as string | null) ?? null,
+      clientId: (r.client_id as string | null) ?? null,
+      deviceToken: r.device_token ? this.cipher.decrypt(r.device_token as string) : null,
+      lastAuthError: (r.last_auth_error as string | null) ?? null,
+    };
+  }
+
+  private encOpt(v: string | null | undefined): string | null {
+    return v === null || v === undefined ? null : this.cipher.encrypt(v);
+  }
+
+  // ---- products ----
+
+  async createProduct(p: Product): Promise<void> {
+    this.db.transaction(() => {
+      if (this.s.getProduct.get(p.productKey)) {
+        throw new ThingAuthError('PRODUCT_KEY_TAKEN', `productKey ${p.productKey} already exists`);
+      }
+      this.s.insertProduct.run({
+        ...p,
+        productSecret: this.cipher.encrypt(p.productSecret),
+        dynamicRegistration: p.dynamicRegistration ? 1 : 0,
+        preRegistrationFree: p.preRegistrationFree ? 1 : 0,
+        requireTls: p.requireTls ? 1 : 0,
+        replayProtection: p.replayProtection ? 1 : 0,
+      });
+      this.s.insertCount.run(p.productKey);
+    }).immediate();
+  }
+
+  async getProduct(productKey: string): Promise<Product | undefined> {
+    const r = this.s.getProduct.get(productKey) as Row | undefined;
+    return r ? this.toProduct(r) : undefined;
+  }
+
+  async listProducts(offset: number, limit: number): Promise<Page<Product>> {
+    const total = (this.db.prepare('SELECT COUNT(*) AS n FROM products').get() as { n: number }).n;
+    const rows = this.db.prepare('SELECT * FROM products ORDER BY created_at, product_key LIMIT ? OFFSET ?').all(limit, offset) as Row[];
+    return { items: rows.map((r) => this.toProduct(r)), total, offset, limit };
+  }
+
+  async updateProduct(productKey: string, patch: ProductPatch, updatedAt: string): Promise<Product> {
+    return this.db.transaction(() => {
+      const sets: string[] = [];
+      const values: unknown[] = [];
+      for (const [k, v] of Object.entries(patch)) {
+        const col = PRODUCT_COLUMNS[k as keyof ProductPatch];
+        if (!col || v === undefined) continue;
+        sets.push(`${col} = ?`);
+        values.push(typeof v === 'boolean' ? (v ? 1 : 0) : v);
+      }
+      sets.push('updated_at = ?');
+      values.push(updatedAt);
+      const res = this.db.prepare(`UPDATE products SET ${sets.join(', ')} WHERE product_key = ?`).run(...values, productKey);
+      if (res.changes === 0) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      return this.toProduct(this.s.getProduct.get(productKey) as Row);
+    }).immediate();
+  }
+
+  async deleteProduct(productKey: string): Promise<void> {
+    this.db.transaction(() => {
+      if (!this.s.getProduct.get(productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const n = (this.s.getCount.get(productKey) as { devices: number } | undefined)?.devices ?? 0;
+      if (n > 0) throw new ThingAuthError('PRODUCT_HAS_DEVICES', `product ${productKey} still has ${n} devices; delete them first`, { devices: n });
+      this.s.deleteProduct.run(productKey);
+    }).immediate();
+  }
+
+  // ---- devices ----
+
+  private deviceCount(productKey: string): number {
+    const r = this.s.getCount.get(productKey) as { devices: number } | undefined;
+    if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+    return r.devices;
+  }
+
+  private insertDeviceRow(productKey: string, d: NewDevice, createdAt: string): void {
+    this.s.insertDevice.run({
+      iotId: d.iotId,
+      productKey,
+      deviceName: d.deviceName,
+      deviceSecret: this.cipher.encrypt(d.deviceSecret),
+      nickname: d.nickname ?? null,
+      createdAt,
+      activatedAt: d.activatedAt ?? null,
+      clientId: d.clientId ?? null,
+      deviceToken: this.encOpt(d.deviceToken),
+    });
+  }
+
+  private limitError(limit: number, productKey: string) {
+    return new ThingAuthError('DEVICE_LIMIT_REACHED', `product ${productKey} has reached its limit of ${limit} devices`, { limit });
+  }
+
+  async createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]> {
+    return this.db.transaction(() => {
+      const count = this.deviceCount(productKey);
+      if (count + devices.length > limit) throw this.limitError(limit, productKey);
+      const seen = new Set<string>();
+      const taken: string[] = [];
+      for (const d of devices) {
+        if (seen.has(d.deviceName) || this.s.deviceNameExists.get(productKey, d.deviceName)) taken.push(d.deviceName);
+        seen.add(d.deviceName);
+      }
+      if (taken.length > 0) {
+        throw new ThingAuthError('DEVICE_NAME_TAKEN', `deviceName already exists in product ${productKey}: ${taken.slice(0, 10).join(', ')}${taken.length > 10 ? ` and ${taken.length - 10} more` : ''}`, { names: taken.slice(0, 100) });
+      }
+      for (const d of devices) this.insertDeviceRow(productKey, d, createdAt);
+      this.s.addCount.run(devices.length, productKey);
+      return devices.map((d) => this.toDevice(this.s.getDeviceById.get(d.iotId) as Row));
+    }).immediate();
+  }
+
+  async getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string) {
+    return this.db.transaction(() => {
+      const existing = this.s.getDevice.get(productKey, device.deviceName) as Row | undefined;
+      if (existing) return { device: this.toDevice(existing), created: false };
+      if (this.deviceCount(productKey) + 1 > limit) throw this.limitError(limit, productKey);
+      this.insertDeviceRow(productKey, device, createdAt);
+      this.s.addCount.run(1, productKey);
+      return { device: this.toDevice(this.s.getDeviceById.get(device.iotId) as Row), created: true };
+    }).immediate();
+  }
+
+  async importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult> {
+    return this.db.transaction(() => {
+      const result: ImportResult = { created: 0, identical: 0, overwritten: 0, conflicts: [] };
+      let count = this.deviceCount(productKey);
+      const updateSecret = this.db.prepare('UPDATE devices SET device_secret = ? WHERE iot_id = ?');
+      for (const row of rows) {
+        const existing = this.s.getDevice.get(productKey, row.deviceName) as Row | undefined;
+        if (existing) {
+          const secret = this.cipher.decrypt(existing.device_secret as string);
+          if (secret === row.deviceSecret) {
+            result.identical++;
+          } else if (overwrite) {
+            updateSecret.run(this.cipher.encrypt(row.deviceSecret), existing.iot_id);
+            result.overwritten++;
+          } else {
+            result.conflicts.push(row.deviceName);
+          }
+          continue;
+        }
+        if (count + 1 > limit) throw this.limitError(limit, productKey);
+        if (this.s.getDeviceById.get(row.iotId)) {
+          throw new ThingAuthError('CONFLICT', `iotId ${row.iotId} is already used by another device`, { iotId: row.iotId });
+        }
+        this.insertDeviceRow(productKey, row, createdAt);
+        count++;
+        result.created++;
+      }
+      this.s.addCount.run(result.created, productKey);
+      return result;
+    }).immediate();
+  }
+
+  async getDevice(productKey: string, deviceName: string): Promise<Device | undefined> {
+    const r = this.s.getDevice.get(productKey, deviceName) as Row | undefined;
+    return r ? this.toDevice(r) : undefined;
+  }
+
+  async getDeviceByIotId(iotId: string): Promise<Device | undefined> {
+    const r = this.s.getDeviceById.get(iotId) as Row | undefined;
+    return r ? this.toDevice(r) : undefined;
+  }
+
+  async listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>> {
+    const where: string[] = ['product_key = ?'];
+    const args: unknown[] = [productKey];
+    if (filter.gatewayIotId) {
+      // Sub-devices of a gateway may belong to any product.
+      where.length = 0;
+      args.length = 0;
+      where.push('gateway_iot_id = ?');
+      args.push(filter.gatewayIotId);
+    }
+    if (filter.nameContains) {
+      where.push("instr(device_name, ?) > 0");
+      args.push(filter.nameContains);
+    }
+    switch (filter.status) {
+      case 'DISABLE':
+        where.push('enabled = 0');
+        break;
+      case 'ONLINE':
+        where.push('enabled = 1 AND online = 1');
+        break;
+      case 'OFFLINE':
+        where.push('enabled = 1 AND online = 0 AND activated_at IS NOT NULL');
+        break;
+      case 'UNACTIVE':
+        where.push('enabled = 1 AND online = 0 AND activated_at IS NULL');
+        break;
+      default:
+        break;
+    }
+    const w = where.join(' AND ');
+    const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM devices WHERE ${w}`).get(...args) as { n: number }).n;
+    const rows = this.db.prepare(`SELECT * FROM devices WHERE ${w} ORDER BY rowid LIMIT ? OFFSET ?`).all(...args, limit, offset) as Row[];
+    return { items: rows.map((r) => this.toDevice(r)), total, offset, limit };
+  }
+
+  async countDevices(productKey: string): Promise<number> {
+    return this.deviceCount(productKey);
+  }
+
+  async updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined> {
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    for (const [k, v] of Object.entries(patch)) {
+      const col = DEVICE_COLUMNS[k as keyof DevicePatch];
+      if (!col || v === undefined) continue;
+      let value: unknown = v;
+      if (typeof v === 'boolean') value = v ? 1 : 0;
+      if ((k === 'deviceSecret' || k === 'deviceToken') && v !== null) value = this.cipher.encrypt(v as string);
+      sets.push(`${col} = ?`);
+      values.push(value);
+    }
+    if (sets.length === 0) return this.getDeviceByIotId(iotId);
+    const r = this.db.prepare(`UPDATE devices SET ${sets.join(', ')} WHERE iot_id = ? RETURNING *`).get(...values, iotId) as Row | undefined;
+    return r ? this.toDevice(r) : undefined;
+  }
+
+  async deleteDevice(iotId: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      const r = this.s.getDeviceById.get(iotId) as Row | undefined;
+      if (!r) return false;
+      this.s.detachAllSubs.run(iotId);
+      this.s.deleteDevice.run(iotId);
+      this.s.addCount.run(-1, r.product_key);
+      return true;
+    }).immediate();
+  }
+
+  async resetDevice(iotId: string): Promise<Device | undefined> {
+    return this.db.transaction(() => {
+      this.s.resetDevice.run(iotId);
+      this.s.clearRandoms.run(iotId);
+      const r = this.s.getDeviceById.get(iotId) as Row | undefined;
+      return r ? this.toDevice(r) : undefined;
+    }).immediate();
+  }
+
+  // ---- presence ----
+
+  async markOnline(iotId: string, at: string): Promise<{ activated: boolean }> {
+    const r = this.s.markOnline.get({ iotId, at }) as { activated_at: string } | undefined;
+    return { activated: r?.activated_at === at };
+  }
+
+  async markOffline(iotIds: string[], at: string): Promise<void> {
+    if (iotIds.length === 0) return;
+    this.db.transaction(() => {
+      for (const id of iotIds) this.s.markOffline.run(at, id);
+    })();
+  }
+
+  async markAllOffline(at: string): Promise<void> {
+    this.s.markAllOffline.run(at);
+  }
+
+  async useRegistrationRandom(iotId: string, random: string, at: string): Promise<boolean> {
+    return this.s.insertRandom.run(iotId, random, at).changes === 1;
+  }
+
+  // ---- topology ----
+
+  async attachSubDevices(gatewayIotId: string, subIotIds: string[], limit: number): Promise<void> {
+    this.db.transaction(() => {
+      let count = (this.s.countSubs.get(gatewayIotId) as { n: number }).n;
+      const toAttach = subIotIds.filter((id, i) => subIotIds.indexOf(id) === i && !this.s.subInGateway.get(id, gatewayIotId));
+      if (count + toAttach.length > limit) {
+        throw new ThingAuthError('SUB_DEVICE_LIMIT_REACHED', `gateway already has ${count} sub-devices; the limit is ${limit}`, { limit });
+      }
+      for (const id of toAttach) {
+        if (this.s.attachSub.run(gatewayIotId, id).changes === 0) {
+          throw new ThingAuthError('DEVICE_NOT_FOUND', `sub-device ${id} not found`);
+        }
+        count++;
+      }
+    }).immediate();
+  }
+
+  async detachSubDevices(gatewayIotId: string, subIotIds: string[]): Promise<number> {
+    return this.db.transaction(() => {
+      let n = 0;
+      for (const id of subIotIds) n += this.s.detachSub.run(id, gatewayIotId).changes;
+      return n;
+    }).immediate();
+  }
+
+  async countSubDevices(gatewayIotId: string): Promise<number> {
+    return (this.s.countSubs.get(gatewayIotId) as { n: number }).n;
+  }
+
+  // ---- applications ----
+
+  private toApp(r: Row): Application {
+    return {
+      appKey: r.app_key as string,
+      appSecret: this.cipher.decrypt(r.app_secret as string),
+      name: r.name as string,
+      productKeys: JSON.parse(r.product_keys as string) as string[],
+      createdAt: r.created_at as string,
+    };
+  }
+
+  async createApplication(app: Application): Promise<void> {
+    try {
+      this.s.insertApp.run(app.appKey, this.cipher.encrypt(app.appSecret), app.name, JSON.stringify(app.productKeys), app.createdAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new ThingAuthError('CONFLICT', `application ${app.appKey} already exists`);
+      throw e;
+    }
+  }
+
+  async getApplication(appKey: string): Promise<Application | undefined> {
+    const r = this.s.getApp.get(appKey) as Row | undefined;
+    return r ? this.toApp(r) : undefined;
+  }
+
+  async listApplications(): Promise<Application[]> {
+    return (this.s.listApps.all() as Row[]).map((r) => this.toApp(r));
+  }
+
+  async deleteApplication(appKey: string): Promise<boolean> {
+    return this.s.deleteApp.run(appKey).changes === 1;
+  }
+
+  // ---- audit ----
+
+  async appendAudit(entries: AuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.db.transaction(() => {
+      for (const e of entries) {
+        this.s.insertAudit.run({
+          at: e.at,
+          action: e.action,
+          actor: e.actor,
+          productKey: e.productKey ?? null,
+          deviceName: e.deviceName ?? null,
+          sourceAddress: e.sourceAddress ?? null,
+          result: e.result,
+          reason: e.reason ?? null,
+        });
+      }
+    })();
+  }
+
+  async queryAudit(q: AuditQuery): Promise<AuditEntry[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.productKey) (where.push('product_key = ?'), args.push(q.productKey));
+    if (q.deviceName) (where.push('device_name = ?'), args.push(q.deviceName));
+    if (q.action) (where.push('action = ?'), args.push(q.action));
+    if (q.since) (where.push('at >= ?'), args.push(q.since));
+    const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...args, Math.min(q.limit ?? 100, 10_000)) as Row[];
+    return rows.map((r) => ({
+      id: r.id as number,
+      at: r.at as string,
+      action: r.action as string,
+      actor: r.actor as string,
+      productKey: (r.product_key as string | null) ?? null,
+      deviceName: (r.device_name as string | null) ?? null,
+      sourceAddress: (r.source_address as string | null) ?? null,
+      result: r.result as AuditEntry['result'],
+      reason: (r.reason as string | null) ?? null,
+    }));
+  }
+
+  async pruneAudit(before: string): Promise<number> {
+    return this.s.pruneAudit.run(before).changes;
+  }
+
+  // ---- meta ----
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (this.s.getMeta.get(key) as { value: string } | undefined)?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    this.s.setMeta.run(key, value);
+  }
+}

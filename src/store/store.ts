@@ -1,0 +1,153 @@
+/**
+ * The Store port. Every adapter (SQLite now, PostgreSQL later) implements this and passes
+ * test/contract/. Methods are async so network-backed adapters fit the same shape.
+ * Invariants the adapters enforce atomically: DeviceName unique per product, the per-product
+ * device limit, the per-gateway sub-device limit, one gateway per sub-device.
+ * Secrets cross this port in plaintext; adapters keep them encrypted with the SecretCipher.
+ */
+import type { Device, DeviceStatus, Product } from '../core/records.js';
+
+export interface Page<T> {
+  items: T[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+export interface NewDevice {
+  iotId: string;
+  deviceName: string;
+  deviceSecret: string;
+  nickname?: string | null;
+  activatedAt?: string | null;
+  clientId?: string | null;
+  deviceToken?: string | null;
+}
+
+export interface DeviceFilter {
+  status?: DeviceStatus;
+  /** Substring of the DeviceName. */
+  nameContains?: string;
+  /** Only sub-devices of this gateway. */
+  gatewayIotId?: string;
+}
+
+export type ProductPatch = Partial<
+  Pick<
+    Product,
+    'productName' | 'description' | 'dynamicRegistration' | 'preRegistrationFree' | 'requireTls' | 'replayProtection' | 'deviceLimit' | 'nodeType'
+  >
+>;
+
+export type DevicePatch = Partial<
+  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'clientId' | 'deviceToken' | 'lastAuthError'>
+>;
+
+export interface ImportRow {
+  deviceName: string;
+  deviceSecret: string;
+  iotId: string;
+  nickname?: string | null;
+  activatedAt?: string | null;
+}
+
+export interface ImportResult {
+  created: number;
+  /** Already present with the same secret. */
+  identical: number;
+  overwritten: number;
+  /** Present with a different secret (not written unless overwrite). */
+  conflicts: string[];
+}
+
+export interface Application {
+  appKey: string;
+  appSecret: string;
+  name: string;
+  /** ProductKeys whose device topics the application may read and write. */
+  productKeys: string[];
+  createdAt: string;
+}
+
+export interface AuditEntry {
+  id?: number;
+  at: string;
+  /** e.g. 'mqtt.connect', 'register.https', 'api.device.disable' */
+  action: string;
+  actor: string;
+  productKey?: string | null;
+  deviceName?: string | null;
+  sourceAddress?: string | null;
+  result: 'allow' | 'deny' | 'ok' | 'error';
+  reason?: string | null;
+}
+
+export interface AuditQuery {
+  productKey?: string;
+  deviceName?: string;
+  action?: string;
+  since?: string;
+  limit?: number;
+}
+
+export interface Store {
+  /** Apply pending migrations. Idempotent. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  // products
+  createProduct(p: Product): Promise<void>;
+  getProduct(productKey: string): Promise<Product | undefined>;
+  listProducts(offset: number, limit: number): Promise<Page<Product>>;
+  updateProduct(productKey: string, patch: ProductPatch, updatedAt: string): Promise<Product>;
+  /** Refused with PRODUCT_HAS_DEVICES while devices exist. */
+  deleteProduct(productKey: string): Promise<void>;
+
+  // devices
+  /** All or nothing: DEVICE_NAME_TAKEN (details.names) or DEVICE_LIMIT_REACHED and nothing written. */
+  createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]>;
+  /** Returns the existing device of that name, or creates it within the limit (pre-registration-free). */
+  getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string): Promise<{ device: Device; created: boolean }>;
+  /** Import with given keys; idempotent for identical rows; conflicts reported, written only with overwrite. */
+  importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult>;
+  getDevice(productKey: string, deviceName: string): Promise<Device | undefined>;
+  getDeviceByIotId(iotId: string): Promise<Device | undefined>;
+  listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
+  countDevices(productKey: string): Promise<number>;
+  updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined>;
+  /** Deletes the device and detaches its sub-devices. */
+  deleteDevice(iotId: string): Promise<boolean>;
+  /** Back to UNACTIVE: clears activation and the pre-registration-free credential; keeps the secret. */
+  resetDevice(iotId: string): Promise<Device | undefined>;
+
+  // presence
+  /** online=1, activatedAt set if null, lastOnlineAt=at. Returns whether this was the activation. */
+  markOnline(iotId: string, at: string): Promise<{ activated: boolean }>;
+  markOffline(iotIds: string[], at: string): Promise<void>;
+  /** After a restart nobody is connected. */
+  markAllOffline(at: string): Promise<void>;
+
+  /** Records a dynamic-registration random; false if it was already used for this device. */
+  useRegistrationRandom(iotId: string, random: string, at: string): Promise<boolean>;
+
+  // topology
+  /** Attaches sub-devices to a gateway atomically within the limit; a sub-device already under another gateway moves. */
+  attachSubDevices(gatewayIotId: string, subIotIds: string[], limit: number): Promise<void>;
+  detachSubDevices(gatewayIotId: string, subIotIds: string[]): Promise<number>;
+  countSubDevices(gatewayIotId: string): Promise<number>;
+
+  // applications
+  createApplication(app: Application): Promise<void>;
+  getApplication(appKey: string): Promise<Application | undefined>;
+  listApplications(): Promise<Application[]>;
+  deleteApplication(appKey: string): Promise<boolean>;
+
+  // audit
+  appendAudit(entries: AuditEntry[]): Promise<void>;
+  queryAudit(q: AuditQuery): Promise<AuditEntry[]>;
+  pruneAudit(before: string): Promise<number>;
+
+  // small key/value settings (e.g. hashed admin tokens)
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+}
