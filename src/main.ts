@@ -7,12 +7,16 @@ import { sqlitePath } from './config.js';
 import type { AppContext, Listener } from './context.js';
 import { KeyringCipher } from './core/secret-cipher.js';
 import { ensureDataDir, loadAdminToken, loadMasterKey } from './data-dir.js';
+import { startDeviceHttps } from './http/device/server.js';
 import { startManagementApi } from './http/management/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
+
+/** Listener starters, in start order. The MQTT listeners join this list. */
+const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [startManagementApi, startDeviceHttps];
 
 export interface RunningThingAuth {
   ctx: AppContext;
@@ -54,7 +58,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
   const listeners: Record<string, Listener> = {};
   const started: Listener[] = [];
   try {
-    for (const start of [startManagementApi]) {
+    for (const start of LISTENERS) {
       const l = await start(ctx);
       listeners[l.name] = l;
       started.push(l);

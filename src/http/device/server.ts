@@ -1,0 +1,33 @@
+/**
+ * The device-facing HTTPS listener: dynamic registration (/auth/register/device), the HTTP
+ * device channel (/auth, /topic/...). Device routes live in routes/, one file per family,
+ * and are listed in DEVICE_ROUTES below.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import formbody from '@fastify/formbody';
+import type { AppContext, Listener } from '../../context.js';
+import { tlsOptionsFor } from '../../tls/profiles.js';
+
+export type DeviceRoutePlugin = (app: FastifyInstance, ctx: AppContext) => Promise<void> | void;
+
+/** Route families registered on the device listener. Each owner appends its plugin here. */
+export const DEVICE_ROUTES: DeviceRoutePlugin[] = [];
+
+export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 256 * 1024,
+    ...(https ? { https: { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile) } } : {}),
+  } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  await app.register(formbody);
+  for (const plugin of DEVICE_ROUTES) await plugin(app, ctx);
+  return app;
+}
+
+export async function startDeviceHttps(ctx: AppContext): Promise<Listener> {
+  const app = await buildDeviceApp(ctx, true);
+  await app.listen({ host: ctx.config.host, port: ctx.config.httpsPort });
+  const addr = app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : ctx.config.httpsPort;
+  return { name: 'device-https', url: `https://${ctx.config.host}:${port}`, port, close: () => app.close() };
+}
