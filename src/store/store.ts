@@ -119,6 +119,12 @@ export interface Store {
   deleteDevice(iotId: string): Promise<boolean>;
   /** Back to UNACTIVE: clears activation and the pre-registration-free credential; keeps the secret. */
   resetDevice(iotId: string): Promise<Device | undefined>;
+  /**
+   * Sets the pre-registration-free credential (clientId + deviceToken) only if the device has
+   * none yet, atomically, and returns the device as stored: racing callers all get the one
+   * credential that won. undefined when the device does not exist.
+   */
+  setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined>;
 
   // presence
   /** online=1, activatedAt set if null, lastOnlineAt=at. Returns whether this was the activation. */

@@ -407,6 +407,16 @@ export class SqliteStore implements Store {
     }).immediate();
   }
 
+  async setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined> {
+    return this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE devices SET client_id = ?, device_token = ? WHERE iot_id = ? AND client_id IS NULL AND device_token IS NULL')
+        .run(clientId, this.cipher.encrypt(deviceToken), iotId);
+      const r = this.s.getDeviceById.get(iotId) as Row | undefined;
+      return r ? this.toDevice(r) : undefined;
+    }).immediate();
+  }
+
   // ---- presence ----
 
   async markOnline(iotId: string, at: string): Promise<{ activated: boolean }> {
