@@ -254,14 +254,18 @@ export class SqliteStore implements Store {
     });
   }
 
-  private limitError(limit: number, productKey: string) {
-    return new ThingAuthError('DEVICE_LIMIT_REACHED', `product ${productKey} has reached its limit of ${limit} devices`, { limit });
+  private limitError(limit: number, productKey: string, count: number, adding: number) {
+    return new ThingAuthError(
+      'DEVICE_LIMIT_REACHED',
+      `device limit reached: product ${productKey} may hold at most ${limit} devices; it has ${count} and ${adding} more would exceed the limit`,
+      { limit, devices: count },
+    );
   }
 
   async createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]> {
     return this.db.transaction(() => {
       const count = this.deviceCount(productKey);
-      if (count + devices.length > limit) throw this.limitError(limit, productKey);
+      if (count + devices.length > limit) throw this.limitError(limit, productKey, count, devices.length);
       const seen = new Set<string>();
       const taken: string[] = [];
       for (const d of devices) {
@@ -281,7 +285,8 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const existing = this.s.getDevice.get(productKey, device.deviceName) as Row | undefined;
       if (existing) return { device: this.toDevice(existing), created: false };
-      if (this.deviceCount(productKey) + 1 > limit) throw this.limitError(limit, productKey);
+      const count = this.deviceCount(productKey);
+      if (count + 1 > limit) throw this.limitError(limit, productKey, count, 1);
       this.insertDeviceRow(productKey, device, createdAt);
       this.s.addCount.run(1, productKey);
       return { device: this.toDevice(this.s.getDeviceById.get(device.iotId) as Row), created: true };
@@ -307,7 +312,7 @@ export class SqliteStore implements Store {
           }
           continue;
         }
-        if (count + 1 > limit) throw this.limitError(limit, productKey);
+        if (count + 1 > limit) throw this.limitError(limit, productKey, count, 1);
         if (this.s.getDeviceById.get(row.iotId)) {
           throw new ThingAuthError('CONFLICT', `iotId ${row.iotId} is already used by another device`, { iotId: row.iotId });
         }
