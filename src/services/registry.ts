@@ -206,6 +206,20 @@ export class Registry {
     this.events.emit('device.deleted', this.ref(d));
   }
 
+  /**
+   * Every device's credentials of a product, page by page (for the production-line export).
+   * Pages are read in creation order; devices created meanwhile may or may not be included.
+   */
+  async *deviceCredentials(productKey: string, pageSize = 2000): AsyncGenerator<{ iotId: string; deviceName: string; deviceSecret: string }[]> {
+    await this.getProduct(productKey);
+    for (let offset = 0; ; offset += pageSize) {
+      const page = await this.store.listDevices(productKey, {}, offset, pageSize);
+      if (page.items.length === 0) return;
+      yield page.items.map((d) => ({ iotId: d.iotId, deviceName: d.deviceName, deviceSecret: d.deviceSecret }));
+      if (page.items.length < pageSize) return;
+    }
+  }
+
   async getDeviceSecret(productKey: string, deviceName: string) {
     const d = await this.getDeviceRecord(productKey, deviceName);
     return { productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId, deviceSecret: d.deviceSecret };
