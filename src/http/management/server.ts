@@ -1,19 +1,71 @@
-/** The management API listener (plain HTTP, every /api route behind the admin bearer token). */
-import Fastify from 'fastify';
+/**
+ * The management API listener (plain HTTP). Every /api route sits behind the admin bearer
+ * token; /healthz and /openapi.json do not. Route plugins live in routes/, one per resource,
+ * listed in routes/index.ts (MANAGEMENT_ROUTES) and mounted under /api/v1.
+ */
+import swagger from '@fastify/swagger';
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyInstance } from 'fastify';
 import type { AppContext, Listener } from '../../context.js';
 import { constantTimeEquals } from '../../core/sign.js';
+import { installErrorHandling } from './errors.js';
+import { MANAGEMENT_ROUTES } from './routes/index.js';
+import { ErrorBody } from './schemas.js';
 
-export async function startManagementApi(ctx: AppContext): Promise<Listener> {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
-  app.get('/healthz', async () => ({ status: 'ok' }));
+export const API_PREFIX = '/api/v1';
+/** Large enough for a 10,000-name batch; anything bigger is refused with 413. */
+export const MANAGEMENT_BODY_LIMIT = 1024 * 1024;
+
+export type ManagementApp = FastifyInstance<
+  import('node:http').Server,
+  import('node:http').IncomingMessage,
+  import('node:http').ServerResponse,
+  import('fastify').FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+/** Builds the app with every route registered, without listening (tests and tools use inject or their own listen). */
+export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp> {
+  const app = Fastify({ logger: false, bodyLimit: MANAGEMENT_BODY_LIMIT }).withTypeProvider<TypeBoxTypeProvider>();
+  // TypeBox's compiler never coerces or strips a body: wrong types and unknown fields are
+  // refused, not silently fixed. Query strings and params are converted (they arrive as text).
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  installErrorHandling(app, ctx.logger);
+  app.addSchema(ErrorBody);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'thingauth management API',
+        version: '1',
+        description: 'Products, devices and their credentials. Every /api route needs `Authorization: Bearer <admin token>`.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
   app.addHook('onRequest', async (req, reply) => {
     if (!req.url.startsWith('/api/')) return;
     const h = req.headers.authorization ?? '';
     const token = h.startsWith('Bearer ') ? h.slice(7) : '';
     if (!constantTimeEquals(ctx.adminToken, token)) {
-      return reply.code(401).send({ code: 'UNAUTHENTICATED', message: 'missing or invalid bearer token' });
+      return reply.code(401).send({ code: 'UNAUTHENTICATED', message: 'missing or invalid bearer token (Authorization: Bearer <admin token>)' });
     }
   });
+
+  for (const plugin of MANAGEMENT_ROUTES) {
+    await app.register(async (scope) => plugin(scope as ManagementApp, ctx), { prefix: API_PREFIX });
+  }
+  return app;
+}
+
+export async function startManagementApi(ctx: AppContext): Promise<Listener> {
+  const app = await buildManagementApp(ctx);
   await app.listen({ host: ctx.config.host, port: ctx.config.httpPort });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : ctx.config.httpPort;

@@ -1,0 +1,201 @@
+/**
+ * /products/{productKey}/devices: register (one, batch), list, get, switches, reset, delete,
+ * the explicit secret endpoint, and the credentials export for the production line.
+ * Device secrets leave only from create, batch, /secret and the export.
+ */
+import { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { AppContext } from '../../../context.js';
+import type { Device } from '../../../core/records.js';
+import { MAX_BATCH } from '../../../services/registry.js';
+import { DeviceParams, DeviceStatusSchema, Nullable, PagingQuery, ProductKeyParams, errorResponses, pageOf } from '../schemas.js';
+import type { ManagementApp } from '../server.js';
+
+const Nickname = Type.String({ minLength: 4, maxLength: 64 });
+
+export const PublicDeviceSchema = Type.Object({
+  iotId: Type.String(),
+  productKey: Type.String(),
+  deviceName: Type.String(),
+  nickname: Nullable(Type.String()),
+  status: DeviceStatusSchema,
+  createdAt: Type.String(),
+  activatedAt: Nullable(Type.String()),
+  lastOnlineAt: Nullable(Type.String()),
+  gateway: Nullable(Type.Object({ productKey: Type.String(), deviceName: Type.String(), iotId: Type.String() })),
+  lastAuthError: Nullable(Type.String()),
+});
+
+const DeviceCredentials = Type.Object({
+  iotId: Type.String(),
+  productKey: Type.String(),
+  deviceName: Type.String(),
+  deviceSecret: Type.String(),
+});
+
+const CreateDeviceBody = Type.Object(
+  {
+    deviceName: Type.Optional(Type.String({ description: '4-32 characters of A-Z a-z 0-9 - _ @ . : (generated when absent)' })),
+    nickname: Type.Optional(Nickname),
+  },
+  { additionalProperties: false },
+);
+
+const BatchBody = Type.Object(
+  {
+    deviceNames: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: MAX_BATCH, description: `1 to ${MAX_BATCH} DeviceNames` })),
+    count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, description: 'generate this many DeviceNames instead' })),
+    nickname: Type.Optional(Nickname),
+  },
+  { additionalProperties: false },
+);
+
+const ListQuery = Type.Object(
+  {
+    status: Type.Optional(DeviceStatusSchema),
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'substring of the DeviceName' })),
+    ...PagingQuery,
+  },
+  { additionalProperties: false },
+);
+
+function credentials(d: Device) {
+  return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret };
+}
+
+/** CSV cell: quote only when needed. DeviceNames and secrets never need it, but stay safe. */
+function csvCell(v: string): string {
+  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
+}
+
+export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise<void> {
+  const registry = ctx.services.registry;
+  const tags = ['devices'];
+  const base = '/products/:productKey/devices';
+
+  app.post(
+    base,
+    {
+      schema: {
+        tags,
+        summary: 'Register one device (name given or generated); the response carries its DeviceSecret',
+        params: ProductKeyParams,
+        body: CreateDeviceBody,
+        response: { 201: Type.Object({ ...PublicDeviceSchema.properties, deviceSecret: Type.String() }), ...errorResponses },
+      },
+      // A bare POST (no body at all) registers a device with a generated name.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
+    },
+    async (req, reply) => {
+      const body = req.body;
+      const [d] = await registry.createDevices(req.params.productKey, {
+        ...(body.deviceName !== undefined ? { deviceNames: [body.deviceName] } : { count: 1 }),
+        nickname: body.nickname ?? null,
+      });
+      return reply.code(201).send({ ...(await registry.toPublic(d!)), deviceSecret: d!.deviceSecret });
+    },
+  );
+
+  app.post(
+    `${base}/batch`,
+    {
+      schema: {
+        tags,
+        summary: `Register up to ${MAX_BATCH} devices at once, by name or by count; all or nothing`,
+        params: ProductKeyParams,
+        body: BatchBody,
+        response: { 201: Type.Object({ created: Type.Integer(), devices: Type.Array(DeviceCredentials) }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const { deviceNames, count, nickname } = req.body;
+      if ((deviceNames === undefined) === (count === undefined)) {
+        return reply.code(400).send({ code: 'INVALID_ARGUMENT', message: 'give exactly one of deviceNames or count', field: 'deviceNames' });
+      }
+      const created = await registry.createDevices(req.params.productKey, { deviceNames, count, nickname: nickname ?? null });
+      return reply.code(201).send({ created: created.length, devices: created.map(credentials) });
+    },
+  );
+
+  app.get(
+    base,
+    {
+      schema: {
+        tags,
+        summary: 'List devices (no secrets), filtered by status and DeviceName substring',
+        params: ProductKeyParams,
+        querystring: ListQuery,
+        response: { 200: pageOf(PublicDeviceSchema), ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { status, name, offset, limit } = req.query;
+      return registry.listDevices(req.params.productKey, { status, nameContains: name }, offset ?? 0, limit ?? 100);
+    },
+  );
+
+  app.get(
+    '/products/:productKey/device-credentials',
+    {
+      schema: {
+        tags,
+        summary: 'Every device of the product as CSV: ProductKey,DeviceName,DeviceSecret (credentials for the production line)',
+        params: ProductKeyParams,
+        querystring: Type.Object({ format: Type.Optional(Type.Literal('csv')) }, { additionalProperties: false }),
+        produces: ['text/csv'],
+        response: { 200: Type.String({ description: 'text/csv with a header line' }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const pk = req.params.productKey;
+      await registry.getProduct(pk); // 404 before the stream starts
+      async function* lines() {
+        yield 'ProductKey,DeviceName,DeviceSecret\n';
+        for await (const page of registry.deviceCredentials(pk)) {
+          yield page.map((d) => `${csvCell(pk)},${csvCell(d.deviceName)},${csvCell(d.deviceSecret)}\n`).join('');
+        }
+      }
+      return reply
+        .type('text/csv; charset=utf-8')
+        .header('content-disposition', `attachment; filename="${pk}-devices.csv"`)
+        .header('cache-control', 'no-store')
+        .send(Readable.from(lines()));
+    },
+  );
+
+  app.get(
+    `${base}/:deviceName`,
+    { schema: { tags, summary: 'Get a device (no secret)', params: DeviceParams, response: { 200: PublicDeviceSchema, ...errorResponses } } },
+    async (req) => registry.getDevice(req.params.productKey, req.params.deviceName),
+  );
+
+  app.get(
+    `${base}/:deviceName/secret`,
+    { schema: { tags, summary: "The device's DeviceSecret", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
+    async (req) => registry.getDeviceSecret(req.params.productKey, req.params.deviceName),
+  );
+
+  app.delete(
+    `${base}/:deviceName`,
+    { schema: { tags, summary: 'Delete a device (its sub-devices are detached)', params: DeviceParams, response: { 204: Type.Null(), ...errorResponses } } },
+    async (req, reply) => {
+      await registry.deleteDevice(req.params.productKey, req.params.deviceName);
+      return reply.code(204).send(null);
+    },
+  );
+
+  const actions = {
+    enable: { summary: 'Enable a device', run: (pk: string, dn: string) => registry.setEnabled(pk, dn, true) },
+    disable: { summary: 'Disable a device: its logins are refused and its sessions closed', run: (pk: string, dn: string) => registry.setEnabled(pk, dn, false) },
+    reset: { summary: 'Back to UNACTIVE so dynamic registration can run again (secret kept)', run: (pk: string, dn: string) => registry.resetDevice(pk, dn) },
+  };
+  for (const [action, { summary, run }] of Object.entries(actions)) {
+    app.post(
+      `${base}/:deviceName/${action}`,
+      { schema: { tags, summary, params: DeviceParams, response: { 200: PublicDeviceSchema, ...errorResponses } } },
+      async (req) => run(req.params.productKey, req.params.deviceName),
+    );
+  }
+}

@@ -1,0 +1,13 @@
+/**
+ * Route plugins of the management API, mounted in this order under /api/v1 (so a plugin
+ * registers `/products`, not `/api/v1/products`). Each resource owner appends its plugin
+ * here: applications, topology, import, audit...
+ */
+import type { AppContext } from '../../../context.js';
+import type { ManagementApp } from '../server.js';
+import { deviceRoutes } from './devices.js';
+import { productRoutes } from './products.js';
+
+export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
+
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes];
