@@ -129,6 +129,8 @@ export interface Store {
   // presence
   /** online=1, activatedAt set if null, lastOnlineAt=at. Returns whether this was the activation. */
   markOnline(iotId: string, at: string): Promise<{ activated: boolean }>;
+  /** markOnline for many devices in one transaction (a gateway's batch login); returns the iotIds this call activated. */
+  markOnlineMany(iotIds: string[], at: string): Promise<string[]>;
   markOffline(iotIds: string[], at: string): Promise<void>;
   /** After a restart nobody is connected. */
   markAllOffline(at: string): Promise<void>;
