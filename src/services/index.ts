@@ -3,15 +3,21 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import { RegistryEvents } from './events.js';
+import { RegistrationService } from './registration.js';
 import { Registry } from './registry.js';
 
 export interface Services {
   events: RegistryEvents;
   registry: Registry;
+  registration: RegistrationService;
 }
 
-export function createServices(store: Store, config: Config, _logger: Logger): Services {
+export function createServices(store: Store, config: Config, logger: Logger): Services {
   const events = new RegistryEvents();
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
-  return { events, registry };
+  const registration = new RegistrationService(store, events, {
+    ratePerSecond: config.registrationRatePerSecond,
+    defaultDeviceLimit: config.deviceLimit,
+  }, logger);
+  return { events, registry, registration };
 }

@@ -1,0 +1,277 @@
+/**
+ * Dynamic registration use cases (spec 2 and 3), independent of the transport that carried
+ * them: the HTTPS route and the MQTT CONNECT authenticators translate their inputs into these
+ * calls and these errors into their reply codes.
+ *
+ * - registerPreRegistered: `/auth/register/device` and MQTT `authType=register`. The device
+ *   must exist; the answer is its CURRENT DeviceSecret. Unlike the cloud (which issues a new
+ *   secret per call, the last one winning) we deliberately return the same secret on every
+ *   call before activation: a device whose answer was lost, or two racing requests, can never
+ *   end up holding a dead secret.
+ * - registerWithoutPreRegistration: MQTT `authType=regnwl`. Creates the device if needed
+ *   (within the product's device limit) and issues ClientID + DeviceToken once; repeating
+ *   before activation returns the same pair.
+ * - verifyConnwl: the `authType=connwl` login that follows regnwl.
+ */
+import { ThingAuthError } from '../core/errors.js';
+import { registrationSignPairs } from '../core/credentials.js';
+import { assertDeviceName, assertProductKey, generateDeviceSecret, generateDeviceToken, generateIotId, randomAlnum } from '../core/names.js';
+import type { Device, Product } from '../core/records.js';
+import { buildSignContent, constantTimeEquals, parseSignMethod, verifySignature } from '../core/sign.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+import type { RegistryEvents } from './events.js';
+import { KeyedTokenBucket } from './rate-limiter.js';
+
+export type RegistrationChannel = 'https' | 'mqtt';
+
+export interface RegistrationTransport {
+  channel: RegistrationChannel;
+  /** Whether the request actually arrived over TLS (not what the client claims). */
+  tls: boolean;
+  sourceAddress?: string | null;
+}
+
+/** Fields as the device sent them; validated here so every edge gets the same answers. */
+export interface RegistrationRequest {
+  productKey: unknown;
+  deviceName: unknown;
+  random: unknown;
+  sign: unknown;
+  /** Absent = hmacmd5, the documented default of the protocol family (spec 0.1). */
+  signMethod?: unknown;
+  transport: RegistrationTransport;
+}
+
+export interface PreRegistrationResult {
+  productKey: string;
+  deviceName: string;
+  deviceSecret: string;
+}
+
+export interface PreRegistrationFreeResult {
+  productKey: string;
+  deviceName: string;
+  clientId: string;
+  deviceToken: string;
+}
+
+export interface ConnwlRequest {
+  productKey: string;
+  deviceName: string;
+  /** The part of the MQTT ClientId before the first `|`. */
+  clientId: string;
+  /** The MQTT password: the DeviceToken verbatim. */
+  deviceToken: string;
+}
+
+export interface RegistrationOptions {
+  /** Requests per product per second (token bucket, burst twice that). */
+  ratePerSecond: number;
+  /** Product device limit when the product sets none. */
+  defaultDeviceLimit: number;
+}
+
+/** Longest `random` accepted: C SDKs send a uint32, Python 15 characters; 128 leaves room. */
+export const MAX_RANDOM_LENGTH = 128;
+const MAX_SIGN_LENGTH = 128;
+
+/**
+ * The issued ClientID: the DeviceName (readable in logs) plus 12 random alphanumerics, so a
+ * reset device gets a new one. At most 32 + 1 + 12 = 45 characters, never a `|` (spec 3.2).
+ */
+export function generateIssuedClientId(deviceName: string): string {
+  return `${deviceName}.${randomAlnum(12)}`;
+}
+
+function requireString(value: unknown, field: string, max: number): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new ThingAuthError('INVALID_ARGUMENT', `${field} is required`, { field });
+  }
+  if (value.length > max) {
+    throw new ThingAuthError('INVALID_ARGUMENT', `${field} must be at most ${max} characters`, { field });
+  }
+  return value;
+}
+
+interface VerifiedRequest {
+  product: Product;
+  deviceName: string;
+  random: string;
+}
+
+export class RegistrationService {
+  private readonly limiter: KeyedTokenBucket;
+
+  constructor(
+    private readonly store: Store,
+    private readonly events: RegistryEvents,
+    private readonly opts: RegistrationOptions,
+    private readonly logger?: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {
+    this.limiter = new KeyedTokenBucket({ ratePerSecond: opts.ratePerSecond });
+  }
+
+  private ts(): string {
+    return this.now().toISOString();
+  }
+
+  /**
+   * Checks shared by both registration kinds, in the order the spec's codes suggest:
+   * transport, parameters (460), product (6250), rate (429), switch (6288), signMethod
+   * (6292), signature (6600). The rate check sits after the product lookup so the limiter
+   * only ever holds buckets for products that exist.
+   */
+  private async verifyRequest(req: RegistrationRequest, kind: 'register' | 'regnwl'): Promise<VerifiedRequest> {
+    if (!req.transport.tls) {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'dynamic registration is accepted over TLS only; connect with TLS (securemode=2 or -2)', { field: 'transport' });
+    }
+    const productKey = requireString(req.productKey, 'productKey', 64);
+    assertProductKey(productKey);
+    const deviceName = requireString(req.deviceName, 'deviceName', 64);
+    assertDeviceName(deviceName);
+    const random = requireString(req.random, 'random', MAX_RANDOM_LENGTH);
+    const sign = requireString(req.sign, 'sign', MAX_SIGN_LENGTH);
+    const signMethod = req.signMethod === undefined || req.signMethod === '' ? 'hmacmd5' : req.signMethod;
+    if (typeof signMethod !== 'string') {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'signMethod must be a string', { field: 'signMethod' });
+    }
+
+    const product = await this.store.getProduct(productKey);
+    if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`, { field: 'productKey' });
+    if (!this.limiter.tryTake(productKey)) {
+      throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${productKey}; retry later`);
+    }
+    if (!product.dynamicRegistration) {
+      throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `dynamic registration is switched off for product ${productKey}`);
+    }
+    if (kind === 'regnwl' && !product.preRegistrationFree) {
+      throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `pre-registration-free registration is switched off for product ${productKey}`);
+    }
+    const algorithm = parseSignMethod(signMethod);
+    if (!algorithm) {
+      throw new ThingAuthError('UNSUPPORTED_SIGN_METHOD', 'signMethod must be hmacmd5, hmacsha1 or hmacsha256 (any case)', { field: 'signMethod' });
+    }
+    const content = buildSignContent(registrationSignPairs(deviceName, productKey, random));
+    if (!verifySignature(algorithm, product.productSecret, content, sign)) {
+      throw new ThingAuthError('BAD_SIGNATURE', 'sign does not match: HMAC over deviceName, productKey, random with the ProductSecret', { field: 'sign' });
+    }
+    return { product, deviceName, random };
+  }
+
+  /** Refuses a `random` already used for this device when the product asks for it. */
+  private async checkReplay(product: Product, device: Device, random: string): Promise<void> {
+    if (!product.replayProtection) return;
+    if (!(await this.store.useRegistrationRandom(device.iotId, random, this.ts()))) {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'random was already used for this device; send a fresh random', { field: 'random', replayed: true });
+    }
+  }
+
+  private audit(action: string, req: RegistrationRequest, result: 'ok' | 'deny' | 'error', reason: string | null): void {
+    const entry = {
+      at: this.ts(),
+      action,
+      actor: 'device',
+      productKey: typeof req.productKey === 'string' ? req.productKey.slice(0, 64) : null,
+      deviceName: typeof req.deviceName === 'string' ? req.deviceName.slice(0, 64) : null,
+      sourceAddress: req.transport.sourceAddress ?? null,
+      result,
+      reason,
+    };
+    this.store.appendAudit([entry]).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+  }
+
+  private async run<T>(action: string, req: RegistrationRequest, body: () => Promise<T>): Promise<T> {
+    try {
+      const out = await body();
+      this.audit(action, req, 'ok', null);
+      this.logger?.info({ action, productKey: req.productKey, deviceName: req.deviceName, channel: req.transport.channel }, 'dynamic registration answered');
+      return out;
+    } catch (e) {
+      const known = e instanceof ThingAuthError;
+      this.audit(action, req, known ? 'deny' : 'error', known ? e.message : 'internal error');
+      this.logger?.[known ? 'info' : 'error'](
+        { action, productKey: typeof req.productKey === 'string' ? req.productKey.slice(0, 64) : undefined, channel: req.transport.channel, reason: known ? e.kind : undefined, err: known ? undefined : e },
+        'dynamic registration refused',
+      );
+      throw e;
+    }
+  }
+
+  /** Pre-registration (spec 2, 3.1 `register`): returns the device's current DeviceSecret. */
+  registerPreRegistered(req: RegistrationRequest): Promise<PreRegistrationResult> {
+    return this.run(`register.${req.transport.channel}`, req, async () => {
+      const { product, deviceName, random } = await this.verifyRequest(req, 'register');
+      const device = await this.store.getDevice(product.productKey, deviceName);
+      if (!device) {
+        throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${product.productKey}; pre-registration needs the device created first`, { field: 'deviceName' });
+      }
+      if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
+      if (device.activatedAt) {
+        throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
+      }
+      await this.checkReplay(product, device, random);
+      return { productKey: device.productKey, deviceName: device.deviceName, deviceSecret: device.deviceSecret };
+    });
+  }
+
+  /** Pre-registration-free (spec 3.1 `regnwl`): creates the device if needed, issues ClientID + DeviceToken once. */
+  registerWithoutPreRegistration(req: RegistrationRequest): Promise<PreRegistrationFreeResult> {
+    return this.run(`regnwl.${req.transport.channel}`, req, async () => {
+      const { product, deviceName, random } = await this.verifyRequest(req, 'regnwl');
+      const limit = product.deviceLimit ?? this.opts.defaultDeviceLimit;
+      // The credential is generated up front and written with the device: when this call
+      // creates it, creation and issuance are one atomic step, so racing callers agree.
+      const clientId = generateIssuedClientId(deviceName);
+      const deviceToken = generateDeviceToken();
+      const { device: found, created } = await this.store.getOrCreateDevice(
+        product.productKey,
+        { iotId: generateIotId(), deviceName, deviceSecret: generateDeviceSecret(), clientId, deviceToken },
+        limit,
+        this.ts(),
+      );
+      let device = found;
+      if (!created) {
+        if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
+        if (device.activatedAt) {
+          throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
+        }
+        if (!device.clientId || !device.deviceToken) {
+          // Created through the API or reset: issue once, atomically (first writer wins).
+          const issued = await this.store.setDeviceTokenIfAbsent(device.iotId, clientId, deviceToken);
+          if (!issued) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} was deleted during registration`);
+          device = issued;
+          this.events.emit('device.changed', { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName });
+        }
+      } else {
+        this.events.emit('device.changed', { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName });
+      }
+      await this.checkReplay(product, device, random);
+      return { productKey: device.productKey, deviceName: device.deviceName, clientId: device.clientId!, deviceToken: device.deviceToken! };
+    });
+  }
+
+  /**
+   * The `connwl` login: the token must be the one issued to (pk, dn) together with that
+   * ClientID. Works whatever the product's registration switches say now: devices already in
+   * the field keep working when an operator closes registration.
+   */
+  async verifyConnwl(req: ConnwlRequest): Promise<Device> {
+    const product = await this.store.getProduct(req.productKey);
+    if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${req.productKey} not found`);
+    const device = await this.store.getDevice(req.productKey, req.deviceName);
+    if (!device) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${req.deviceName} not found in product ${req.productKey}`);
+    if (!device.clientId || !device.deviceToken) {
+      throw new ThingAuthError('UNAUTHENTICATED', 'no pre-registration-free credential is issued for this device; register with authType=regnwl first');
+    }
+    // Both compared in constant time; evaluate both so timing does not tell which one failed.
+    const clientOk = constantTimeEquals(device.clientId, req.clientId);
+    const tokenOk = constantTimeEquals(device.deviceToken, req.deviceToken);
+    if (!clientOk || !tokenOk) {
+      throw new ThingAuthError('UNAUTHENTICATED', 'clientId and deviceToken do not match the credential issued by regnwl');
+    }
+    if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${req.deviceName} is disabled`);
+    return device;
+  }
+}
