@@ -102,6 +102,8 @@ export interface Store {
   updateProduct(productKey: string, patch: ProductPatch, updatedAt: string): Promise<Product>;
   /** Refused with PRODUCT_HAS_DEVICES while devices exist. */
   deleteProduct(productKey: string): Promise<void>;
+  /** Replaces the ProductSecret (migration --overwrite); PRODUCT_NOT_FOUND when absent. */
+  setProductSecret(productKey: string, productSecret: string, updatedAt: string): Promise<Product>;
 
   // devices
   /** All or nothing: DEVICE_NAME_TAKEN (details.names) or DEVICE_LIMIT_REACHED and nothing written. */

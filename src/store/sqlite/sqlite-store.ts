@@ -223,6 +223,14 @@ export class SqliteStore implements Store {
     }).immediate();
   }
 
+  async setProductSecret(productKey: string, productSecret: string, updatedAt: string): Promise<Product> {
+    const r = this.db
+      .prepare('UPDATE products SET product_secret = ?, updated_at = ? WHERE product_key = ? RETURNING *')
+      .get(this.cipher.encrypt(productSecret), updatedAt, productKey) as Row | undefined;
+    if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+    return this.toProduct(r);
+  }
+
   async deleteProduct(productKey: string): Promise<void> {
     this.db.transaction(() => {
       if (!this.s.getProduct.get(productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
