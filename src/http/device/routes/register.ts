@@ -1,0 +1,57 @@
+/**
+ * `POST /auth/register/device` (spec 2): HTTPS dynamic registration, pre-registration kind.
+ * Form-encoded as the SDKs send it; JSON accepted too. Replies are compact JSON, every answer
+ * with HTTP 200 and the outcome in `code` (the SDKs read only the body; iotkit 3.x scans a
+ * 256-byte buffer and needs `"key":` with nothing between the quote and the colon).
+ */
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { AppContext } from '../../../context.js';
+import { ErrorKinds, isThingAuthError } from '../../../core/errors.js';
+
+export const REGISTER_PATH = '/auth/register/device';
+
+function sendJson(reply: FastifyReply, body: unknown) {
+  // JSON.stringify without spacing is the compact form the C SDK scanners need.
+  return reply.code(200).header('content-type', 'application/json; charset=utf-8').send(JSON.stringify(body));
+}
+
+export function errorBody(code: number, message: string) {
+  return { code, message, data: null };
+}
+
+export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
+  // Encapsulated so the error handler below applies to this route only.
+  await app.register(async (scope) => {
+    scope.setErrorHandler((err: FastifyError, _req, reply) => {
+      if (isThingAuthError(err)) return sendJson(reply, errorBody(err.alinkCode, err.message));
+      // Unparsable body, wrong content type, body too large: the device sent something we cannot read.
+      if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+        return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, `request body could not be read (${err.code ?? err.statusCode}); send productKey, deviceName, random, sign, signMethod form-encoded`));
+      }
+      ctx.logger.error({ err }, 'registration route failed');
+      return sendJson(reply, errorBody(ErrorKinds.INTERNAL.alink, 'internal error'));
+    });
+
+    scope.post(REGISTER_PATH, async (req, reply) => {
+      const body = req.body;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, 'productKey is required (send productKey, deviceName, random, sign, signMethod form-encoded)'));
+      }
+      const f = body as Record<string, unknown>;
+      const result = await ctx.services.registration.registerPreRegistered({
+        productKey: f.productKey,
+        deviceName: f.deviceName,
+        random: f.random,
+        sign: f.sign,
+        // Some firmware writes the field in lower case, as in the MQTT ClientId.
+        signMethod: f.signMethod ?? f.signmethod,
+        transport: { channel: 'https', tls: req.protocol === 'https', sourceAddress: req.ip },
+      });
+      return sendJson(reply, {
+        code: 200,
+        data: { productKey: result.productKey, deviceName: result.deviceName, deviceSecret: result.deviceSecret },
+        message: 'success',
+      });
+    });
+  });
+}
