@@ -5,11 +5,13 @@ import type { Store } from '../store/store.js';
 import { RegistryEvents } from './events.js';
 import { RegistrationService } from './registration.js';
 import { Registry } from './registry.js';
+import { Importer } from './importer.js';
 
 export interface Services {
   events: RegistryEvents;
   registry: Registry;
   registration: RegistrationService;
+  importer: Importer;
 }
 
 export function createServices(store: Store, config: Config, logger: Logger): Services {
@@ -19,5 +21,6 @@ export function createServices(store: Store, config: Config, logger: Logger): Se
     ratePerSecond: config.registrationRatePerSecond,
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
-  return { events, registry, registration };
+  const importer = new Importer(store, registry, events);
+  return { events, registry, registration, importer };
 }

@@ -6,8 +6,9 @@
 import type { AppContext } from '../../../context.js';
 import type { ManagementApp } from '../server.js';
 import { deviceRoutes } from './devices.js';
+import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes];
