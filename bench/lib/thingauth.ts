@@ -1,0 +1,171 @@
+/**
+ * thingauth for benchmarks: a fresh data dir provisioned through the Store port (the same
+ * adapter the server uses), then `thingauth serve` as a child process so its CPU and RSS
+ * are its own and not the load generator's.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, sqlitePath } from '../../src/config.js';
+import type { Product } from '../../src/core/records.js';
+import { KeyringCipher } from '../../src/core/secret-cipher.js';
+import { ensureDataDir, loadMasterKey } from '../../src/data-dir.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { ensureTlsMaterial, type TlsMaterial } from '../../src/tls/local-ca.js';
+import type { VirtualDevice } from './fleet.js';
+import { freePorts, isListening, waitForPort } from './ports.js';
+import { readProcMemory, type ProcMemory } from './proc.js';
+
+export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+
+export function makeBenchDir(prefix = 'thingauth-bench-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function benchProduct(productKey: string, productSecret: string, extra: Partial<Product> = {}): Product {
+  const at = new Date().toISOString();
+  return {
+    productKey,
+    productName: `bench ${productKey}`,
+    productSecret,
+    nodeType: 'DEVICE',
+    dynamicRegistration: false,
+    preRegistrationFree: false,
+    requireTls: false,
+    replayProtection: false,
+    deviceLimit: null,
+    description: 'benchmark fleet',
+    createdAt: at,
+    updatedAt: at,
+    ...extra,
+  };
+}
+
+export function openBenchStore(dataDir: string, synchronous: 'FULL' | 'NORMAL' = 'NORMAL'): SqliteStore {
+  ensureDataDir(dataDir);
+  const config = loadConfig({ dataDir });
+  return new SqliteStore({ filename: sqlitePath(config), cipher: new KeyringCipher(loadMasterKey(dataDir, undefined)), synchronous });
+}
+
+/** Creates products and imports their devices (with the fleet's secrets) into the data dir's SQLite file. */
+export async function provision(dataDir: string, items: { product: Product; devices: VirtualDevice[] }[], onProgress?: (done: number) => void): Promise<void> {
+  const store = openBenchStore(dataDir);
+  try {
+    await store.migrate();
+    let done = 0;
+    for (const { product, devices } of items) {
+      await store.createProduct({ ...product, deviceLimit: product.deviceLimit ?? Math.max(devices.length, 1) });
+      const at = new Date().toISOString();
+      for (let i = 0; i < devices.length; i += 10_000) {
+        const rows = devices.slice(i, i + 10_000).map((d) => ({ deviceName: d.deviceName, deviceSecret: d.deviceSecret, iotId: d.iotId }));
+        await store.importDevices(product.productKey, rows, Number.MAX_SAFE_INTEGER, false, at);
+        done += rows.length;
+        onProgress?.(done);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+export function benchTls(dataDir: string): Promise<TlsMaterial> {
+  return ensureTlsMaterial({ dataDir, hostnames: [] });
+}
+
+export interface ThingAuthPorts {
+  http: number;
+  https: number;
+  mqtt: number;
+  mqtts: number;
+  ws: number;
+  wss: number;
+}
+
+export interface RunningThingAuthProcess {
+  pid: number;
+  ports: ThingAuthPorts;
+  /** Whether this build has an MQTT listener (the broker may not have landed). */
+  hasMqtt: boolean;
+  adminToken: string;
+  memory(): ProcMemory | undefined;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  dataDir: string;
+  /** Extra THINGAUTH_* variables, e.g. THINGAUTH_SQLITE_SYNCHRONOUS. */
+  env?: Record<string, string>;
+  /** Node flags such as --cpu-prof. */
+  nodeArgs?: string[];
+  logLevel?: string;
+}
+
+export async function startThingAuthProcess(opts: StartOptions): Promise<RunningThingAuthProcess> {
+  const [http, https, mqtt, mqtts, ws, wss] = await freePorts(6);
+  const ports: ThingAuthPorts = { http: http!, https: https!, mqtt: mqtt!, mqtts: mqtts!, ws: ws!, wss: wss! };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    THINGAUTH_DATA_DIR: opts.dataDir,
+    THINGAUTH_HOST: '127.0.0.1',
+    THINGAUTH_HTTP_PORT: String(ports.http),
+    THINGAUTH_HTTPS_PORT: String(ports.https),
+    THINGAUTH_MQTT_PORT: String(ports.mqtt),
+    THINGAUTH_MQTTS_PORT: String(ports.mqtts),
+    THINGAUTH_WS_PORT: String(ports.ws),
+    THINGAUTH_WSS_PORT: String(ports.wss),
+    THINGAUTH_ADMIN_TOKEN: BENCH_ADMIN_TOKEN,
+    THINGAUTH_LOG_LEVEL: opts.logLevel ?? 'info',
+    ...opts.env,
+  };
+  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_MAIN, 'serve'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let tail = '';
+  const keepTail = (d: Buffer) => {
+    tail = (tail + d.toString()).slice(-4_000);
+  };
+  // Logs are drained (the server pays for writing them, as in production) and dropped.
+  child.stdout!.on('data', keepTail);
+  child.stderr!.on('data', keepTail);
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  try {
+    await Promise.race([
+      waitForPort(ports.http, '127.0.0.1', 30_000),
+      exited.then(() => {
+        throw new Error(`thingauth exited at start:\n${tail}`);
+      }),
+    ]);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw e;
+  }
+  // Listeners start in order after the management API; give the MQTT one a moment.
+  let hasMqtt = false;
+  for (let i = 0; i < 40 && !hasMqtt; i++) {
+    hasMqtt = await isListening(ports.mqtt);
+    if (!hasMqtt) await new Promise((r) => setTimeout(r, 50));
+  }
+  if (hasMqtt) await waitForPort(ports.mqtts, '127.0.0.1', 5_000).catch(() => undefined);
+  const pid = child.pid!;
+  return {
+    pid,
+    ports,
+    hasMqtt,
+    adminToken: BENCH_ADMIN_TOKEN,
+    memory: () => readProcMemory(pid),
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Waits until the server process is accepting on the port (used after provisioning). */
+export { waitForPort };
