@@ -9,6 +9,7 @@ import { KeyringCipher } from './core/secret-cipher.js';
 import { ensureDataDir, loadAdminToken, loadMasterKey } from './data-dir.js';
 import { startDeviceHttps } from './http/device/server.js';
 import { startManagementApi } from './http/management/server.js';
+import { startMqttTcp, startMqtts, startMqttWs, startMqttWss } from './mqtt/listeners.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
@@ -16,7 +17,14 @@ import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
 
 /** Listener starters, in start order. The MQTT listeners join this list. */
-const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [startManagementApi, startDeviceHttps];
+const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [
+  startManagementApi,
+  startDeviceHttps,
+  startMqttTcp,
+  startMqtts,
+  startMqttWs,
+  startMqttWss,
+];
 
 export interface RunningThingAuth {
   ctx: AppContext;

@@ -6,12 +6,24 @@ import { RegistryEvents } from './events.js';
 import { RegistrationService } from './registration.js';
 import { Registry } from './registry.js';
 import { Importer } from './importer.js';
+import { DeviceAuthenticator } from './authenticator.js';
+import { PresenceService } from './presence.js';
+import { ApplicationService } from './applications.js';
+import { SubDeviceRegistrationService } from './sub-device-registration.js';
+import { SubDeviceSessionService } from './sub-device-sessions.js';
+import { TopologyService } from './topology.js';
 
 export interface Services {
   events: RegistryEvents;
   registry: Registry;
   registration: RegistrationService;
   importer: Importer;
+  authenticator: DeviceAuthenticator;
+  presence: PresenceService;
+  applications: ApplicationService;
+  topology: TopologyService;
+  subDeviceRegistration: SubDeviceRegistrationService;
+  subDeviceSessions: SubDeviceSessionService;
 }
 
 export function createServices(store: Store, config: Config, logger: Logger): Services {
@@ -21,6 +33,12 @@ export function createServices(store: Store, config: Config, logger: Logger): Se
     ratePerSecond: config.registrationRatePerSecond,
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
+  const authenticator = new DeviceAuthenticator(store, events, logger);
+  const presence = new PresenceService(store, logger);
+  const applications = new ApplicationService(store);
   const importer = new Importer(store, registry, events);
-  return { events, registry, registration, importer };
+  const topology = new TopologyService(store, events, { subDeviceLimit: config.subDeviceLimit }, logger);
+  const subDeviceRegistration = new SubDeviceRegistrationService(store, topology, logger);
+  const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions };
 }

@@ -1,0 +1,134 @@
+/**
+ * The topic ACL, written as data: each identity kind has a list of topic patterns with the
+ * placeholders `{productKey}` and `{deviceName}` (substituted from the identity) and the MQTT
+ * wildcards `+` / `#` (kept as wildcards). A publish is allowed when its topic matches a
+ * pattern with publish access; a subscription when every topic its filter can match lies
+ * inside one pattern with subscribe access (so `#`, `/sys/+/...` and other devices' topics
+ * are refused). A session is checked for its own identity and every identity it acts for
+ * (a gateway's logged-in sub-devices, see sessions.ts).
+ *
+ * Extension point: append rules to TOPIC_RULES[kind] (e.g. engineer C for provisioning
+ * sessions). Rules are compiled once per identity at login, not per packet.
+ */
+import type { IdentityKind, Session, SessionIdentity } from './sessions.js';
+
+export type Access = 'pub' | 'sub' | 'pubsub';
+
+export interface TopicRule {
+  pattern: string;
+  access: Access;
+  /** Where the topic family comes from (spec section / SDK), for readers of this table. */
+  why: string;
+}
+
+export const TOPIC_RULES: Record<IdentityKind, TopicRule[]> = {
+  device: [
+    { pattern: '/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'Alink system topics: thing/*, rrpc/*, ota (spec 1.3, 1.5)' },
+    { pattern: '/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'custom topics of the device' },
+    { pattern: '/{productKey}/{deviceName}/get', access: 'sub', why: 'legacy custom topic (pre-"user" products)' },
+    { pattern: '/{productKey}/{deviceName}/update', access: 'pub', why: 'legacy custom topic' },
+    { pattern: '/{productKey}/{deviceName}/update/error', access: 'pub', why: 'legacy custom topic' },
+    { pattern: '/shadow/update/{productKey}/{deviceName}', access: 'pub', why: 'device shadow (Node SDK)' },
+    { pattern: '/shadow/get/{productKey}/{deviceName}', access: 'sub', why: 'device shadow (Node SDK subscribes it)' },
+    { pattern: '/ext/session/{productKey}/{deviceName}/#', access: 'pubsub', why: 'gateway sub-device login/logout (spec 4.3)' },
+    { pattern: '/ext/error/{productKey}/{deviceName}', access: 'sub', why: 'platform error notices (spec 4.7)' },
+    { pattern: '/ext/ntp/{productKey}/{deviceName}/request', access: 'pub', why: 'NTP time sync request' },
+    { pattern: '/ext/ntp/{productKey}/{deviceName}/response', access: 'sub', why: 'NTP time sync response' },
+    { pattern: '/ext/rrpc/+/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'RRPC on system topics' },
+    { pattern: '/ext/rrpc/+/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'RRPC on custom topics' },
+    { pattern: '/ota/device/upgrade/{productKey}/{deviceName}', access: 'sub', why: 'OTA firmware push' },
+    { pattern: '/ota/device/inform/{productKey}/{deviceName}', access: 'pub', why: 'OTA version report' },
+    { pattern: '/ota/device/progress/{productKey}/{deviceName}', access: 'pub', why: 'OTA progress' },
+    { pattern: '/ota/device/request/{productKey}/{deviceName}', access: 'pub', why: 'OTA firmware query' },
+  ],
+  application: [
+    { pattern: '/sys/{productKey}/+/#', access: 'pubsub', why: 'device data and commands of its products' },
+    { pattern: '/{productKey}/+/user/#', access: 'pubsub', why: 'custom topics of its products' },
+    { pattern: '/{productKey}/+/get', access: 'pub', why: 'legacy custom downlink' },
+    { pattern: '/{productKey}/+/update', access: 'sub', why: 'legacy custom uplink' },
+    { pattern: '/{productKey}/+/update/error', access: 'sub', why: 'legacy custom uplink' },
+    { pattern: '/shadow/get/{productKey}/+', access: 'pub', why: 'shadow downlink' },
+    { pattern: '/shadow/update/{productKey}/+', access: 'sub', why: 'shadow uplink' },
+    { pattern: '/ext/rrpc/+/sys/{productKey}/+/#', access: 'pubsub', why: 'RRPC' },
+    { pattern: '/ext/rrpc/+/{productKey}/+/user/#', access: 'pubsub', why: 'RRPC on custom topics' },
+    { pattern: '/ext/error/{productKey}/+', access: 'pub', why: 'error notices to devices' },
+    { pattern: '/ota/device/upgrade/{productKey}/+', access: 'pub', why: 'OTA firmware push' },
+    { pattern: '/ota/device/+/{productKey}/+', access: 'sub', why: 'OTA reports' },
+  ],
+  provisioning: [],
+};
+
+interface CompiledRule {
+  levels: string[];
+  pub: boolean;
+  sub: boolean;
+}
+
+export interface CompiledIdentityAcl {
+  rules: CompiledRule[];
+}
+
+function substitute(pattern: string, productKey: string, deviceName: string): string {
+  return pattern.replaceAll('{productKey}', productKey).replaceAll('{deviceName}', deviceName);
+}
+
+export function compileAclFor(identity: SessionIdentity): CompiledIdentityAcl {
+  const rules: CompiledRule[] = [];
+  const productKeys = identity.kind === 'application' ? (identity.productKeys ?? []) : [identity.productKey];
+  for (const rule of TOPIC_RULES[identity.kind]) {
+    for (const pk of productKeys) {
+      rules.push({
+        levels: substitute(rule.pattern, pk, identity.deviceName).split('/'),
+        pub: rule.access !== 'sub',
+        sub: rule.access !== 'pub',
+      });
+    }
+  }
+  return { rules };
+}
+
+/** MQTT topic matching of a concrete topic against a rule filter. */
+export function topicMatches(rule: readonly string[], topic: readonly string[]): boolean {
+  const n = rule.length;
+  for (let i = 0; i < n; i++) {
+    const r = rule[i];
+    if (r === '#') return true;
+    if (i >= topic.length) return false;
+    if (r !== '+' && r !== topic[i]) return false;
+  }
+  return n === topic.length;
+}
+
+/** True when every topic `filter` can match also matches `rule`. */
+export function filterWithin(rule: readonly string[], filter: readonly string[]): boolean {
+  for (let i = 0; ; i++) {
+    const r = rule[i];
+    if (r === '#') return true;
+    if (i === filter.length) return i === rule.length;
+    if (i === rule.length) return false;
+    const f = filter[i];
+    if (f === '#') return false;
+    if (r === '+') continue;
+    if (f === '+' || f !== r) return false;
+  }
+}
+
+function anyIdentity(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
+  for (const acl of session.acl.values()) {
+    for (const rule of acl.rules) {
+      if (mode === 'pub' ? rule.pub && topicMatches(rule.levels, levels) : rule.sub && filterWithin(rule.levels, levels)) {
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+export function mayPublish(session: Session, topic: string): boolean {
+  return anyIdentity(session, topic.split('/'), 'pub');
+}
+
+export function maySubscribe(session: Session, filter: string): boolean {
+  if (filter.startsWith('$')) return false;
+  return anyIdentity(session, filter.split('/'), 'sub');
+}

@@ -1,0 +1,309 @@
+/**
+ * The MQTT broker: one aedes instance whose hooks carry our decisions.
+ *
+ * Extension points:
+ * - `acquireMqttBroker(ctx)` -> { broker, release }: the one broker of this server, created on
+ *   first use; listeners (listeners.ts) and the HTTP device channel hold a reference and the
+ *   broker closes when the last holder releases it.
+ * - `MqttBroker`: `aedes`, `sessions` (sessions.ts), `handlerContext` (handlers/index.ts:
+ *   replyTo / publish), `publish(topic, payload)`.
+ * - The listeners (MQTT/TCP that also accepts TLS, MQTTS, WS, WSS) are in listeners.ts:
+ *   `startMqttTcp`, `startMqtts`, `startMqttWs`, `startMqttWss`, registered in main.ts.
+ *   Each attaches the transport actually used to the connection (connection-info.ts) before
+ *   aedes sees it.
+ *
+ * Hook flow: preConnect remembers the CONNECT facts aedes does not pass on (keep-alive,
+ * protocol level) -> authenticate dispatches to CONNECT_AUTHENTICATORS
+ * (connect-authenticators.ts), refuses with the CONNACK code and closes, or creates the
+ * Session and renames the aedes client to the identity's key (so aedes itself closes an
+ * older connection of the same device: spec 1.5 takeover) -> authorizeSubscribe /
+ * authorizePublish consult the ACL (acl.ts) -> published runs TOPIC_HANDLERS.
+ */
+import { Aedes, type AuthenticateError, type Client, type PublishPacket } from 'aedes';
+import type { AppContext } from '../context.js';
+import { parseMqttClientId } from '../core/credentials.js';
+import type { Logger } from '../logger.js';
+import { mayPublish, maySubscribe } from './acl.js';
+import { autoSubscribe } from './auto-subscribe.js';
+import { connectionInfoOf } from './connection-info.js';
+import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
+import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
+import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
+
+/** Spec 1.5: MQTT payload at most 256 KB. */
+export const MAX_PAYLOAD_BYTES = 256 * 1024;
+
+export interface MqttBroker {
+  aedes: Aedes;
+  sessions: SessionRegistry;
+  handlerContext: HandlerContext;
+  /** Publishes into the broker (e.g. the HTTP device channel); subscribers receive it. */
+  publish(topic: string, payload: object | string | Buffer, opts?: PublishOptions): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface ConnectFacts {
+  clientId: string;
+  keepalive: number;
+  protocolVersion: number;
+  clean: boolean;
+}
+
+function toBuffer(payload: object | string | Buffer): Buffer {
+  if (Buffer.isBuffer(payload)) return payload;
+  return Buffer.from(typeof payload === 'string' ? payload : JSON.stringify(payload), 'utf8');
+}
+
+function refusal(code: ConnackRefusal, reason: string): AuthenticateError {
+  return Object.assign(new Error(reason), { returnCode: code as number }) as AuthenticateError;
+}
+
+export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
+  const logger: Logger = ctx.logger.child({ component: 'mqtt' });
+  const { authenticator, presence, applications } = ctx.services;
+  const sessions = new SessionRegistry();
+  const facts = new WeakMap<Client, ConnectFacts>();
+  const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
+  let broker: MqttBroker;
+
+  const aedes = await Aedes.createBroker({
+    connectTimeout: 15_000,
+    // Platform ClientIds often exceed 100 characters (spec 1.1); aedes applies this to MQTT 3.1 only.
+    maxClientsIdLength: 65_535,
+
+    preConnect(client, packet, callback) {
+      facts.set(client, {
+        clientId: packet.clientId ?? '',
+        keepalive: packet.keepalive ?? 0,
+        protocolVersion: packet.protocolVersion ?? 4,
+        clean: packet.clean !== false,
+      });
+      callback(null, true);
+    },
+
+    authenticate(client, username, password, done) {
+      const f = facts.get(client);
+      const info = connectionInfoOf(client.conn) ?? { transport: 'tcp' as const, remoteAddress: '' };
+      const rawClientId = f?.clientId ?? '';
+      const parsed = parseMqttClientId(rawClientId);
+      const attempt: ConnectAttempt = {
+        rawClientId,
+        parsed,
+        username: username ?? undefined,
+        password: password ? password.toString('utf8') : '',
+        keepalive: f?.keepalive ?? 0,
+        protocolVersion: f?.protocolVersion ?? 4,
+        clean: f?.clean ?? true,
+        transport: info.transport,
+        remoteAddress: info.remoteAddress,
+      };
+      authenticateConnect(attempt, ctx).then(
+        (decision) => {
+          if (decision.ok) {
+            const id = decision.identity;
+            // aedes keys clients by id and closes an older client with the same id before
+            // registering the new one: keying devices by (productKey, deviceName) makes that
+            // the platform's takeover rule (spec 1.5).
+            (client as { id: string }).id =
+              id.kind === 'device' ? deviceKey(id.productKey, id.deviceName) : `${id.kind}|${id.iotId}|${rawClientId}`;
+            newSession(client, id, { transport: info.transport, remoteAddress: info.remoteAddress, ext: parsed?.ext ?? {} });
+            if (decision.onSessionReady) readyHooks.set(client, decision.onSessionReady);
+            logger.debug(
+              { kind: id.kind, productKey: id.productKey, deviceName: id.deviceName, transport: info.transport, remote: info.remoteAddress },
+              'mqtt connect allowed',
+            );
+            done(null, true);
+            return;
+          }
+          logger.info(
+            {
+              event: 'mqtt.connect.deny',
+              code: decision.returnCode,
+              reason: decision.reason,
+              productKey: decision.device?.productKey ?? decision.productKey,
+              deviceName: decision.device?.deviceName ?? decision.deviceName,
+              transport: info.transport,
+              remote: info.remoteAddress,
+            },
+            'mqtt connect refused',
+          );
+          if (decision.device) authenticator.recordAuthError(decision.device, decision.reason);
+          done(refusal(decision.returnCode, decision.reason), false);
+        },
+        (err) => {
+          logger.error({ err, transport: info.transport, remote: info.remoteAddress }, 'mqtt authentication failed');
+          done(refusal(3, 'server unavailable'), false);
+        },
+      );
+    },
+
+    authorizePublish(client, packet, callback) {
+      if (!client) return callback(null); // the broker's own publishes
+      const session = sessionOf(client);
+      if (!session) return callback(new Error('no session'));
+      const size = packet.payload ? packet.payload.length : 0;
+      if (size > MAX_PAYLOAD_BYTES) {
+        logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200), size }, 'publish refused: payload too large');
+        return callback(new Error('payload too large'));
+      }
+      if (mayPublish(session, packet.topic)) return callback(null);
+      // MQTT 3.1.1 has no negative PUBACK: refusing the publish closes the connection.
+      logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish refused by topic ACL; disconnecting');
+      callback(new Error('publish not authorized'));
+    },
+
+    authorizeSubscribe(client, sub, callback) {
+      const session = sessionOf(client);
+      if (session && maySubscribe(session, sub.topic)) return callback(null, sub);
+      logger.warn({ event: 'mqtt.subscribe.deny', ...(session ? who(session) : {}), topic: sub.topic.slice(0, 200) }, 'subscription refused by topic ACL');
+      callback(null, null); // SUBACK failure 0x80 for this filter
+    },
+
+    published(packet, client, callback) {
+      callback(null);
+      if (!client) return;
+      const session = sessionOf(client);
+      if (!session || session.identity.kind === 'application') return;
+      dispatchToHandlers(broker.handlerContext, client, packet as PublishPacket);
+    },
+  });
+
+  aedes.on('client', (client) => {
+    const session = sessionOf(client);
+    if (!session) return;
+    sessions.open(session);
+    if (session.identity.kind === 'device') presence.markOnline(session.identity);
+  });
+
+  aedes.on('clientReady', (client) => {
+    const session = sessionOf(client);
+    if (!session) return;
+    if (session.identity.kind === 'device' && session.ext._ss === '1') {
+      autoSubscribe(client, session.identity).catch((err) => logger.warn({ err, ...who(session) }, 'auto-subscribe failed'));
+    }
+    const hook = readyHooks.get(client);
+    if (hook) {
+      readyHooks.delete(client);
+      try {
+        hook(session, broker);
+      } catch (err) {
+        logger.error({ err, ...who(session) }, 'session ready hook failed');
+      }
+    }
+  });
+
+  aedes.on('clientDisconnect', (client) => {
+    const session = sessionOf(client);
+    if (session) sessions.closed(session, 'disconnected');
+  });
+
+  aedes.on('keepaliveTimeout', (client) => {
+    const session = sessionOf(client);
+    if (session) session.closeReason ??= 'keep-alive expired';
+  });
+
+  aedes.on('clientError', (client, err) => {
+    const session = sessionOf(client);
+    logger.debug({ ...(session ? who(session) : {}), err: err.message }, 'mqtt client error');
+  });
+
+  aedes.on('connectionError', (_client, err) => {
+    logger.debug({ err: err.message }, 'mqtt connection error before CONNECT completed');
+  });
+
+  sessions.on('session.closed', (session, reason) => {
+    logger.debug({ ...who(session), reason }, 'mqtt session closed');
+    const id = session.identity;
+    // Only the last live session of a device makes it offline (a takeover opens a new one).
+    if (id.kind === 'device' && !sessions.byIotId(id.iotId)) presence.markOffline(id);
+  });
+
+  const kick = (reason: string) => (ref: { iotId: string; productKey: string; deviceName: string }) => {
+    if (sessions.kick(ref, reason)) logger.info({ productKey: ref.productKey, deviceName: ref.deviceName, reason }, 'mqtt session kicked');
+  };
+  const onDisabled = kick('device disabled');
+  const onDeleted = kick('device deleted');
+  const onAppDeleted = ({ appKey }: { appKey: string }) => {
+    sessions.kickApplication(appKey, 'application deleted');
+  };
+  ctx.services.events.on('device.disabled', onDisabled);
+  ctx.services.events.on('device.deleted', onDeleted);
+  applications.on('application.deleted', onAppDeleted);
+
+  const publish = (topic: string, payload: object | string | Buffer, opts: PublishOptions = {}): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const packet = { cmd: 'publish', topic, payload: toBuffer(payload), qos: opts.qos ?? 0, retain: opts.retain ?? false, dup: false } as PublishPacket;
+      aedes.publish(packet, (err) => (err ? reject(err) : resolve()));
+    });
+
+  const handlerContext: HandlerContext = {
+    app: ctx,
+    logger,
+    sessions,
+    sessionOf: (client) => sessionOf(client),
+    replyTo(client, topic, payload, opts = {}) {
+      if (client.closed) return;
+      const packet = { cmd: 'publish', topic, payload: toBuffer(payload), qos: opts.qos ?? 0, retain: false, dup: false } as PublishPacket;
+      client.publish(packet, (err) => {
+        if (err) logger.debug({ err: err.message, topic }, 'reply not delivered');
+      });
+    },
+    publish,
+  };
+
+  broker = {
+    aedes,
+    sessions,
+    handlerContext,
+    publish,
+    async close() {
+      ctx.services.events.off('device.disabled', onDisabled);
+      ctx.services.events.off('device.deleted', onDeleted);
+      applications.off('application.deleted', onAppDeleted);
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await presence.flush();
+    },
+  };
+  return broker;
+}
+
+function who(session: Session): { productKey?: string; deviceName?: string; app?: string } {
+  const id = session.identity;
+  return id.kind === 'application' ? { app: id.iotId } : { productKey: id.productKey, deviceName: id.deviceName };
+}
+
+interface BrokerHolder {
+  broker: Promise<MqttBroker>;
+  refs: number;
+}
+
+const holders = new WeakMap<AppContext, BrokerHolder>();
+
+/**
+ * The broker of this server, created on first use. Each holder calls release() when it
+ * stops; the last release closes the broker.
+ */
+export async function acquireMqttBroker(ctx: AppContext): Promise<{ broker: MqttBroker; release: () => Promise<void> }> {
+  let holder = holders.get(ctx);
+  if (!holder) {
+    holder = { broker: createMqttBroker(ctx), refs: 0 };
+    holders.set(ctx, holder);
+    holder.broker.catch(() => holders.delete(ctx));
+  }
+  holder.refs++;
+  const h = holder;
+  const broker = await h.broker;
+  let released = false;
+  return {
+    broker,
+    async release() {
+      if (released) return;
+      released = true;
+      h.refs--;
+      if (h.refs === 0) {
+        holders.delete(ctx);
+        await broker.close();
+      }
+    },
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * CONNECT authentication, dispatched by what the client presents.
+ *
+ * Extension point: CONNECT_AUTHENTICATORS maps a kind of login to the function that decides
+ * it. The kind is the ClientId's authType (src/core/credentials.ts authTypeOf: 'sign' when
+ * absent), or 'application' when the username has the form `app:{appKey}`.
+ * - 'sign' (device secret HMAC, spec 1) and 'application' are registered here (engineer B).
+ * - 'register' | 'regnwl' | 'connwl' (spec 3) belong to engineer C, who adds one line below.
+ * A kind without an entry is refused with CONNACK 2 (identifier rejected).
+ *
+ * An authenticator gets the parsed credentials, the transport actually used and the peer
+ * address, and returns allow (the identity the session runs as, plus an optional hook that
+ * runs once the session is live, e.g. to push a registration result) or deny (the CONNACK
+ * return code and a reason for the log and the device record; never a secret).
+ */
+import type { AppContext } from '../context.js';
+import { authTypeOf, type AuthType, type ParsedClientId } from '../core/credentials.js';
+import type { Transport } from './connection-info.js';
+import type { Session, SessionIdentity } from './sessions.js';
+import type { MqttBroker } from './broker.js';
+import { authenticateSignedDevice } from './sign-authenticator.js';
+import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './application-authenticator.js';
+
+/** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in connack-codes.ts. */
+export type ConnackRefusal = 1 | 2 | 3 | 4 | 5;
+
+export interface ConnectAttempt {
+  /** The MQTT ClientId exactly as sent. */
+  rawClientId: string;
+  /** Its `id|k=v,...|` parse; undefined when it has no extension section. */
+  parsed: ParsedClientId | undefined;
+  username: string | undefined;
+  /** The password as UTF-8 text ('' when absent). */
+  password: string;
+  keepalive: number;
+  protocolVersion: number;
+  clean: boolean;
+  transport: Transport;
+  remoteAddress: string;
+}
+
+export interface ConnectAllow {
+  ok: true;
+  identity: SessionIdentity;
+  /** Runs after the session is registered (before CONNACK reaches the wire is not guaranteed). */
+  onSessionReady?: (session: Session, broker: MqttBroker) => void;
+}
+
+export interface ConnectDeny {
+  ok: false;
+  returnCode: ConnackRefusal;
+  /** Why, for the server log and the device record. Never contains a secret. */
+  reason: string;
+  /** The known device the refusal concerns: its record gets lastAuthError = reason. */
+  device?: { iotId: string; productKey: string; deviceName: string };
+  /** Known identity fields for the log line even when no device record exists. */
+  productKey?: string;
+  deviceName?: string;
+}
+
+export type ConnectDecision = ConnectAllow | ConnectDeny;
+
+export type ConnectKind = AuthType | 'application';
+
+export type ConnectAuthenticator = (attempt: ConnectAttempt, ctx: AppContext) => Promise<ConnectDecision> | ConnectDecision;
+
+export const CONNECT_AUTHENTICATORS: Partial<Record<ConnectKind, ConnectAuthenticator>> = {
+  sign: authenticateSignedDevice,
+  application: authenticateApplication,
+  // engineer C: register / regnwl / connwl
+};
+
+export function connectKindOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username'>): ConnectKind | 'unknown' {
+  if (attempt.username !== undefined && attempt.username.startsWith(APPLICATION_USERNAME_PREFIX)) return 'application';
+  if (!attempt.parsed) return 'unknown';
+  return authTypeOf(attempt.parsed.ext);
+}
+
+export async function authenticateConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+  const kind = connectKindOf(attempt);
+  if (kind === 'unknown') {
+    const reason = attempt.parsed ? 'unsupported authType' : 'ClientId has no |...| extension section';
+    return { ok: false, returnCode: 2, reason, ...usernameFields(attempt.username) };
+  }
+  const authenticator = CONNECT_AUTHENTICATORS[kind];
+  if (!authenticator) return { ok: false, returnCode: 2, reason: `authType ${kind} is not enabled`, ...usernameFields(attempt.username) };
+  return authenticator(attempt, ctx);
+}
+
+function usernameFields(username: string | undefined): { productKey?: string; deviceName?: string } {
+  if (typeof username !== 'string') return {};
+  const amp = username.lastIndexOf('&');
+  return amp > 0 ? { deviceName: username.slice(0, amp), productKey: username.slice(amp + 1) } : {};
+}

@@ -1,0 +1,227 @@
+/**
+ * The MQTT listeners, each a starter for main.ts's LISTENERS:
+ * - `startMqttTcp`  (mqttPort): plain MQTT, and TLS on the same port like the cloud's 1883
+ *   (spec 0.4): the first byte 0x16 is a TLS handshake record, anything else is MQTT.
+ * - `startMqtts`    (mqttsPort): MQTT over TLS.
+ * - `startMqttWs`   (wsPort) / `startMqttWss` (wssPort): MQTT over WebSocket, path `/mqtt`
+ *   (and `/`, which the Node SDK's browser build uses).
+ * TLS uses the server certificate from ctx.tls and the configured profile (tls/profiles.ts).
+ * Every connection is tagged with the transport actually used before aedes reads it.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { AppContext, Listener } from '../context.js';
+import { tlsOptionsFor } from '../tls/profiles.js';
+import { acquireMqttBroker, type MqttBroker } from './broker.js';
+import { attachConnectionInfo, type Transport } from './connection-info.js';
+
+const TLS_HANDSHAKE = 0x16;
+const WS_PATHS = new Set(['/mqtt', '/']);
+/** A peer that opens a socket and says nothing is dropped after this long. */
+const FIRST_BYTE_TIMEOUT_MS = 15_000;
+
+function serverTlsOptions(ctx: AppContext): tls.TlsOptions {
+  return { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile) };
+}
+
+function handOver(broker: MqttBroker, conn: Duplex, transport: Transport, remoteAddress: string | undefined, req?: http.IncomingMessage): void {
+  attachConnectionInfo(conn, { transport, remoteAddress: remoteAddress ?? '' });
+  broker.aedes.handle(conn, req);
+}
+
+/** Tracks open sockets so close() does not wait for idle devices to leave. */
+function socketTracker() {
+  const sockets = new Set<net.Socket>();
+  return {
+    add(s: net.Socket) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    },
+    destroyAll() {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
+  };
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : port);
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Waits for the first chunk and puts it back, so whoever reads next sees the stream from its
+ * first byte. ('data' + pause + unshift, not a 'readable' listener: a socket that had a
+ * 'readable' listener removed may not signal the unshifted data to the next reader.)
+ * Undefined when the peer closed first.
+ */
+function peekFirstByte(socket: net.Socket): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const onData = (chunk: Buffer) => {
+      cleanup();
+      socket.pause();
+      socket.unshift(chunk);
+      resolve(chunk[0]);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(undefined);
+    };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+    };
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+  });
+}
+
+export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
+  const { broker, release } = await acquireMqttBroker(ctx);
+  const tracker = socketTracker();
+  // Never listens itself: receives the sockets whose first byte is a TLS handshake.
+  const tlsSide = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS });
+  tlsSide.on('secureConnection', (s) => handOver(broker, s, 'tls', s.remoteAddress));
+  tlsSide.on('tlsClientError', (err, s) => {
+    ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTT port');
+    s.destroy();
+  });
+  const server = net.createServer((socket) => {
+    tracker.add(socket);
+    socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
+    socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+    void peekFirstByte(socket).then((first) => {
+      socket.setTimeout(0);
+      if (first === undefined) {
+        socket.destroy();
+        return;
+      }
+      if (first === TLS_HANDSHAKE) tlsSide.emit('connection', socket);
+      else handOver(broker, socket, 'tcp', socket.remoteAddress);
+    });
+  });
+  let port: number;
+  try {
+    port = await listen(server, ctx.config.mqttPort, ctx.config.host);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return {
+    name: 'mqtt',
+    url: `mqtt://${urlHost(ctx.config.host)}:${port} (also TLS)`,
+    port,
+    async close() {
+      const closing = closeServer(server);
+      tracker.destroyAll();
+      await closing;
+      await release();
+    },
+  };
+}
+
+export async function startMqtts(ctx: AppContext): Promise<Listener> {
+  const { broker, release } = await acquireMqttBroker(ctx);
+  const tracker = socketTracker();
+  const server = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS }, (s) => {
+    s.setNoDelay(true);
+    handOver(broker, s, 'tls', s.remoteAddress);
+  });
+  server.on('connection', (s: net.Socket) => tracker.add(s));
+  server.on('tlsClientError', (err, s) => {
+    ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTTS port');
+    s.destroy();
+  });
+  let port: number;
+  try {
+    port = await listen(server, ctx.config.mqttsPort, ctx.config.host);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return {
+    name: 'mqtts',
+    url: `mqtts://${urlHost(ctx.config.host)}:${port}`,
+    port,
+    async close() {
+      const closing = closeServer(server);
+      tracker.destroyAll();
+      await closing;
+      await release();
+    },
+  };
+}
+
+async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listener> {
+  const { broker, release } = await acquireMqttBroker(ctx);
+  const tracker = socketTracker();
+  const notFound = (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'MQTT over WebSocket is served on /mqtt' }));
+  };
+  const server = secure ? https.createServer(serverTlsOptions(ctx), notFound) : http.createServer(notFound);
+  server.on('connection', (s: net.Socket) => tracker.add(s));
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const transport: Transport = secure ? 'wss' : 'ws';
+  server.on('upgrade', (req, socket, head) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!WS_PATHS.has(path)) {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => stream.destroy());
+      handOver(broker, stream, transport, req.socket.remoteAddress, req);
+    });
+  });
+  let port: number;
+  try {
+    port = await listen(server, secure ? ctx.config.wssPort : ctx.config.wsPort, ctx.config.host);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return {
+    name: secure ? 'mqtt-wss' : 'mqtt-ws',
+    url: `${secure ? 'wss' : 'ws'}://${urlHost(ctx.config.host)}:${port}/mqtt`,
+    port,
+    async close() {
+      const closing = closeServer(server);
+      for (const c of wss.clients) c.terminate();
+      tracker.destroyAll();
+      wss.close();
+      await closing;
+      await release();
+    },
+  };
+}
+
+export function startMqttWs(ctx: AppContext): Promise<Listener> {
+  return startWebSocket(ctx, false);
+}
+
+export function startMqttWss(ctx: AppContext): Promise<Listener> {
+  return startWebSocket(ctx, true);
+}

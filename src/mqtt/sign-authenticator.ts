@@ -1,0 +1,56 @@
+/**
+ * The 'sign' CONNECT authenticator (spec 1): ClientId `id|k=v,...|`, Username
+ * `deviceName&productKey`, Password = HMAC of the sign content under the DeviceSecret.
+ * Maps the device-login use case (services/authenticator.ts) onto CONNACK codes (spec 1.7).
+ */
+import type { AppContext } from '../context.js';
+import { KEEPALIVE_MAX, KEEPALIVE_MIN, parseMqttUsername } from '../core/credentials.js';
+import type { LoginRefusal } from '../services/authenticator.js';
+import { isTlsTransport } from './connection-info.js';
+import type { ConnackRefusal, ConnectAttempt, ConnectDecision } from './connect-authenticators.js';
+
+/** securemode values a device-secret login may carry (spec 1.4); absent is tolerated. */
+const SIGN_SECUREMODES = new Set(['2', '3']);
+
+const REFUSAL_CODE: Record<LoginRefusal, ConnackRefusal> = {
+  unsupported_sign_method: 2,
+  unknown_product: 5,
+  unknown_device: 5,
+  bad_signature: 5,
+  disabled: 5,
+  tls_required: 5,
+};
+
+export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+  const parsed = attempt.parsed;
+  if (!parsed) return { ok: false, returnCode: 2, reason: 'ClientId has no |...| extension section' };
+  const user = parseMqttUsername(attempt.username);
+  if (!user) return { ok: false, returnCode: 4, reason: 'username is not deviceName&productKey' };
+  const who = { productKey: user.productKey, deviceName: user.deviceName };
+  if (attempt.password === '') return { ok: false, returnCode: 4, reason: 'empty password', ...who };
+  const securemode = parsed.ext.securemode;
+  if (securemode !== undefined && !SIGN_SECUREMODES.has(securemode)) {
+    return { ok: false, returnCode: 2, reason: `unsupported securemode ${securemode.slice(0, 8)}`, ...who };
+  }
+  if (attempt.keepalive < KEEPALIVE_MIN || attempt.keepalive > KEEPALIVE_MAX) {
+    const reason = `keep-alive ${attempt.keepalive}s outside ${KEEPALIVE_MIN}..${KEEPALIVE_MAX}`;
+    // Record it on a device that exists: operators need to see why firmware keeps failing.
+    const device = await ctx.services.authenticator.device(user.productKey, user.deviceName);
+    return { ok: false, returnCode: 3, reason, ...who, ...(device ? { device } : {}) };
+  }
+  const result = await ctx.services.authenticator.verifyDeviceLogin({
+    productKey: user.productKey,
+    deviceName: user.deviceName,
+    clientId: parsed.clientId,
+    timestamp: parsed.ext.timestamp,
+    signMethod: parsed.ext.signmethod,
+    sign: attempt.password,
+    lan: parsed.ext.lan,
+    overTls: isTlsTransport(attempt.transport),
+  });
+  if (!result.ok) {
+    return { ok: false, returnCode: REFUSAL_CODE[result.refusal], reason: result.reason, ...who, ...(result.device ? { device: result.device } : {}) };
+  }
+  const d = result.device;
+  return { ok: true, identity: { kind: 'device', productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId } };
+}

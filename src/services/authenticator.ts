@@ -1,0 +1,187 @@
+/**
+ * Device-secret login (spec 1.2, 5.1): one signed login -> allow with the device, or a
+ * refusal with a reason for operators. Used by the MQTT CONNECT path and the HTTP `/auth`
+ * channel. The hot path is a cache hit plus one HMAC: device and product records are cached
+ * in memory and dropped when RegistryEvents say they changed.
+ */
+import { parseSignMethod, verifySignature, buildSignContent, type SignAlgorithm } from '../core/sign.js';
+import type { Device, Product } from '../core/records.js';
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+import type { RegistryEvents } from './events.js';
+
+export type LoginRefusal =
+  | 'unsupported_sign_method'
+  | 'unknown_product'
+  | 'unknown_device'
+  | 'bad_signature'
+  | 'disabled'
+  | 'tls_required';
+
+export interface DeviceLoginInput {
+  productKey: string;
+  deviceName: string;
+  /** The signed client id (the part before `|` on MQTT). */
+  clientId: string;
+  /** Present only when the device sent one; never freshness-checked (spec 0.2). */
+  timestamp?: string;
+  /** As sent (any case); absent means hmacmd5 (spec 0.1). */
+  signMethod?: string;
+  sign: string;
+  /** The ClientId's `lan` item: the Node SDK signs with SHA1 whatever it advertises (spec 1.6). */
+  lan?: string;
+  /** Whether the transport actually used is TLS (for the product's requireTls). */
+  overTls: boolean;
+}
+
+export interface LoginDevice {
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+  deviceSecret: string;
+  enabled: boolean;
+  lastAuthError: string | null;
+}
+
+export type DeviceLoginResult =
+  | { ok: true; device: LoginDevice; product: Product; algorithm: SignAlgorithm }
+  | { ok: false; refusal: LoginRefusal; reason: string; device?: LoginDevice };
+
+const DEFAULT_MAX_ENTRIES = 200_000;
+
+export class DeviceAuthenticator {
+  private readonly devices = new Map<string, LoginDevice>();
+  private readonly products = new Map<string, Product>();
+  private readonly inflight = new Map<string, Promise<LoginDevice | undefined>>();
+  /** Bumped on every invalidation so a lookup that raced with a change is not cached. */
+  private epoch = 0;
+
+  constructor(
+    private readonly store: Store,
+    events: RegistryEvents,
+    private readonly logger: Logger,
+    private readonly maxEntries = DEFAULT_MAX_ENTRIES,
+  ) {
+    events.on('device.changed', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
+    events.on('device.deleted', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
+    events.on('product.changed', ({ productKey }) => {
+      this.epoch++;
+      this.products.delete(productKey);
+    });
+  }
+
+  forgetDevice(productKey: string, deviceName: string): void {
+    this.epoch++;
+    this.devices.delete(productKey + '&' + deviceName);
+  }
+
+  async product(productKey: string): Promise<Product | undefined> {
+    const hit = this.products.get(productKey);
+    if (hit) return hit;
+    const epoch = this.epoch;
+    const p = await this.store.getProduct(productKey);
+    if (p && epoch === this.epoch) this.products.set(productKey, p);
+    return p;
+  }
+
+  /** The device's login record, from cache or the store. */
+  device(productKey: string, deviceName: string): Promise<LoginDevice | undefined> {
+    const key = productKey + '&' + deviceName;
+    const hit = this.devices.get(key);
+    if (hit) return Promise.resolve(hit);
+    let p = this.inflight.get(key);
+    if (!p) {
+      const epoch = this.epoch;
+      p = this.store.getDevice(productKey, deviceName).then(
+        (d) => {
+          this.inflight.delete(key);
+          if (!d) return undefined;
+          const rec = toLoginDevice(d);
+          if (epoch === this.epoch) this.remember(key, rec);
+          return rec;
+        },
+        (e) => {
+          this.inflight.delete(key);
+          throw e;
+        },
+      );
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private remember(key: string, rec: LoginDevice): void {
+    if (this.devices.size >= this.maxEntries) {
+      // Map keeps insertion order: drop the oldest entry.
+      const oldest = this.devices.keys().next().value;
+      if (oldest !== undefined) this.devices.delete(oldest);
+    }
+    this.devices.set(key, rec);
+  }
+
+  async verifyDeviceLogin(input: DeviceLoginInput): Promise<DeviceLoginResult> {
+    const algorithm = input.signMethod === undefined || input.signMethod === '' ? 'md5' : parseSignMethod(input.signMethod);
+    if (!algorithm) return { ok: false, refusal: 'unsupported_sign_method', reason: `unsupported signmethod "${clip(input.signMethod)}"` };
+    const device = await this.device(input.productKey, input.deviceName);
+    if (!device) {
+      const product = await this.product(input.productKey);
+      return product
+        ? { ok: false, refusal: 'unknown_device', reason: 'unknown device' }
+        : { ok: false, refusal: 'unknown_product', reason: 'unknown product' };
+    }
+    const content = buildSignContent({
+      clientId: input.clientId,
+      deviceName: input.deviceName,
+      productKey: input.productKey,
+      timestamp: input.timestamp,
+    });
+    let used: SignAlgorithm = algorithm;
+    let good = verifySignature(algorithm, device.deviceSecret, content, input.sign);
+    if (!good && algorithm !== 'sha1' && isNodeSdk(input.lan)) {
+      // Node SDK 1.2.8 advertises hmac{signAlgorithm} but always signs with SHA1 (spec 1.6, V1b).
+      good = verifySignature('sha1', device.deviceSecret, content, input.sign);
+      used = 'sha1';
+    }
+    if (!good) return { ok: false, refusal: 'bad_signature', reason: `bad signature (${input.signMethod ?? 'hmacmd5'})`, device };
+    if (!device.enabled) return { ok: false, refusal: 'disabled', reason: 'device disabled', device };
+    const product = await this.product(input.productKey);
+    if (!product) return { ok: false, refusal: 'unknown_product', reason: 'unknown product', device };
+    if (product.requireTls && !input.overTls) {
+      return { ok: false, refusal: 'tls_required', reason: 'product requires TLS; login arrived over a plain transport', device };
+    }
+    return { ok: true, device, product, algorithm: used };
+  }
+
+  /**
+   * Remembers why a login of a known device was refused, on its record (lastAuthError).
+   * Skips the write when the record already says so, so a device retrying with a wrong
+   * secret does not turn into a write per attempt.
+   */
+  recordAuthError(device: { iotId: string; productKey: string; deviceName: string }, reason: string): void {
+    const cached = this.devices.get(device.productKey + '&' + device.deviceName);
+    if (cached && cached.lastAuthError === reason) return;
+    if (cached) cached.lastAuthError = reason;
+    this.store.updateDevice(device.iotId, { lastAuthError: reason }).catch((err) => {
+      this.logger.warn({ err, iotId: device.iotId }, 'could not record lastAuthError');
+    });
+  }
+}
+
+function toLoginDevice(d: Device): LoginDevice {
+  return {
+    iotId: d.iotId,
+    productKey: d.productKey,
+    deviceName: d.deviceName,
+    deviceSecret: d.deviceSecret,
+    enabled: d.enabled,
+    lastAuthError: d.lastAuthError,
+  };
+}
+
+export function isNodeSdk(lan: string | undefined): boolean {
+  return lan !== undefined && (lan === 'NodeJS' || lan.startsWith('JS|'));
+}
+
+function clip(s: string | undefined): string {
+  return (s ?? '').slice(0, 32);
+}

@@ -1,0 +1,114 @@
+/**
+ * Presence and activation (spec 6.1): online/offline and the first good login's activation.
+ * CONNACK does not wait for the store: changes are queued and written in batches a few
+ * milliseconds later (one transaction per batch), so a connect storm costs one write per
+ * batch instead of one per device. Within a batch the last state of a device wins, but a
+ * device that came online at all is always written online first, so a short-lived first
+ * connection still activates it.
+ */
+import type { Logger } from '../logger.js';
+import type { Store } from '../store/store.js';
+
+export interface PresenceRef {
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+}
+
+export interface PresenceOptions {
+  /** How long a change may wait before it is written. */
+  flushDelayMs?: number;
+  /** Write at once when this many changes are waiting. */
+  maxBatch?: number;
+}
+
+export class PresenceService {
+  private online = new Set<string>();
+  private offline = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private readonly flushDelayMs: number;
+  private readonly maxBatch: number;
+  private readonly activationListeners: ((iotIds: string[]) => void)[] = [];
+
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    opts: PresenceOptions = {},
+  ) {
+    this.flushDelayMs = opts.flushDelayMs ?? 25;
+    this.maxBatch = opts.maxBatch ?? 2_000;
+  }
+
+  /** Called with the IotIds a flush activated (UNACTIVE -> activated). */
+  onActivated(listener: (iotIds: string[]) => void): void {
+    this.activationListeners.push(listener);
+  }
+
+  markOnline(ref: PresenceRef): void {
+    this.online.add(ref.iotId);
+    this.offline.delete(ref.iotId);
+    this.schedule();
+  }
+
+  markOffline(ref: PresenceRef): void {
+    this.offline.add(ref.iotId);
+    this.schedule();
+  }
+
+  /** A login without a lasting connection (HTTP `/auth`): activates, leaves the device offline. */
+  markSeen(ref: PresenceRef): void {
+    this.online.add(ref.iotId);
+    this.offline.add(ref.iotId);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.online.size + this.offline.size >= this.maxBatch) {
+      void this.flush();
+      return;
+    }
+    if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, this.flushDelayMs);
+    }
+  }
+
+  /** Writes everything queued so far; resolves when it is in the store. */
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const online = [...this.online];
+    const offline = [...this.offline];
+    this.online = new Set();
+    this.offline = new Set();
+    // Batches are written in order so an older batch never overwrites a newer one.
+    this.flushing = this.flushing.then(() => this.write(online, offline));
+    return this.flushing;
+  }
+
+  private async write(online: string[], offline: string[]): Promise<void> {
+    if (online.length === 0 && offline.length === 0) return;
+    const at = new Date().toISOString();
+    try {
+      if (online.length > 0) {
+        const activated = await this.store.markOnlineMany(online, at);
+        if (activated.length > 0) {
+          this.logger.info({ count: activated.length, iotIds: activated.slice(0, 20) }, 'devices activated');
+          for (const l of this.activationListeners) l(activated);
+        }
+      }
+      if (offline.length > 0) await this.store.markOffline(offline, at);
+    } catch (err) {
+      this.logger.error({ err, online: online.length, offline: offline.length }, 'presence write failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+  }
+}
