@@ -8,7 +8,8 @@ import type { ManagementApp } from '../server.js';
 import { deviceRoutes } from './devices.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
+import { topologyRoutes } from './topology.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes];

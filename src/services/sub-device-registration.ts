@@ -1,0 +1,153 @@
+/**
+ * Sub-device dynamic registration through a gateway (spec 4.1, 4.2). Both kinds hand out the
+ * DeviceSecret of a pre-created sub-device of a product with dynamic registration on:
+ * - `thing/sub/register`: no signature, the gateway's authenticated session is the proof;
+ * - `thing/proxy/provisioning/product_register`: each item signed with the sub-product's
+ *   ProductSecret over deviceName, productKey, random.
+ * Like the HTTPS pre-registration (services/registration.ts) the answer is the device's
+ * CURRENT secret, the same on every call until the device is activated (then 6289): a lost
+ * answer can never leave firmware holding a dead secret. Results are per item.
+ */
+import { registrationSignPairs } from '../core/credentials.js';
+import type { Device, Product } from '../core/records.js';
+import { buildSignContent, parseSignMethod, verifySignature } from '../core/sign.js';
+import {
+  SubDeviceCodes as C,
+  fail,
+  foldItems,
+  subDeviceIdentity,
+  type AlinkResult,
+  type ItemOutcome,
+} from '../core/sub-device-protocol.js';
+import type { Logger } from '../logger.js';
+import type { DeviceRef } from './events.js';
+import type { AuditEntry, Store } from '../store/store.js';
+import { MAX_ITEMS_PER_MESSAGE, itemsOf, type TopologyService } from './topology.js';
+
+const MAX_RANDOM_LENGTH = 128;
+
+export class SubDeviceRegistrationService {
+  constructor(
+    private readonly store: Store,
+    private readonly topology: TopologyService,
+    private readonly logger?: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** `thing/sub/register`: params [{productKey, deviceName}]. */
+  async register(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
+    const notGateway = await this.topology.gatewayCheck(gateway);
+    if (notGateway) return notGateway;
+    const items = itemsOf(params);
+    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params must be a non-empty list of {productKey, deviceName}');
+    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const products = new Map<string, Product | undefined>();
+    const outcomes: ItemOutcome[] = [];
+    for (const item of items) {
+      const id = subDeviceIdentity(item);
+      if (!id) {
+        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        continue;
+      }
+      outcomes.push(await this.issue(gateway, id.productKey, id.deviceName, products));
+    }
+    this.audit('register.sub', gateway, outcomes);
+    return foldItems(outcomes);
+  }
+
+  /** `thing/proxy/provisioning/product_register`: params {proxieds: [{productKey, deviceName, random, signMethod, sign}]}. */
+  async provisionByProduct(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
+    const notGateway = await this.topology.gatewayCheck(gateway);
+    if (notGateway) return notGateway;
+    // Lenient: the list may also come bare, without the `proxieds` wrapper.
+    const list =
+      params !== null && typeof params === 'object' && !Array.isArray(params) && 'proxieds' in params
+        ? (params as { proxieds: unknown }).proxieds
+        : params;
+    const items = itemsOf(list);
+    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params.proxieds must be a non-empty list of {productKey, deviceName, random, signMethod, sign}');
+    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const products = new Map<string, Product | undefined>();
+    const outcomes: ItemOutcome[] = [];
+    for (const item of items) {
+      const id = subDeviceIdentity(item);
+      if (!id) {
+        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        continue;
+      }
+      const entry = item as Record<string, unknown>;
+      const { random, sign } = entry;
+      const method = entry.signMethod ?? entry.signmethod ?? 'hmacmd5';
+      if (typeof random !== 'string' || random === '' || random.length > MAX_RANDOM_LENGTH) {
+        outcomes.push({ ...id, code: C.PARAM_ERROR, message: `random must be a string of 1-${MAX_RANDOM_LENGTH} characters` });
+        continue;
+      }
+      if (typeof sign !== 'string' || sign === '') {
+        outcomes.push({ ...id, code: C.PARAM_ERROR, message: 'sign is required' });
+        continue;
+      }
+      const product = await this.productOf(id.productKey, products);
+      if (!product) {
+        outcomes.push({ ...id, code: C.PRODUCT_NOT_FOUND, message: `product ${id.productKey} not found` });
+        continue;
+      }
+      const algorithm = parseSignMethod(typeof method === 'string' ? method : undefined);
+      if (!algorithm) {
+        outcomes.push({ ...id, code: C.UNSUPPORTED_SIGN_METHOD, message: 'signMethod must be hmacmd5, hmacsha1 or hmacsha256 (any case)' });
+        continue;
+      }
+      const content = buildSignContent(registrationSignPairs(id.deviceName, id.productKey, random));
+      if (!verifySignature(algorithm, product.productSecret, content, sign)) {
+        outcomes.push({ ...id, code: C.REGISTER_SIGN_ERROR, message: 'sign does not match: HMAC over deviceName, productKey, random with the sub-product\'s ProductSecret' });
+        continue;
+      }
+      outcomes.push(await this.issue(gateway, id.productKey, id.deviceName, products));
+    }
+    this.audit('register.proxy', gateway, outcomes);
+    return foldItems(outcomes);
+  }
+
+  private async productOf(productKey: string, cache: Map<string, Product | undefined>): Promise<Product | undefined> {
+    if (!cache.has(productKey)) cache.set(productKey, await this.store.getProduct(productKey));
+    return cache.get(productKey);
+  }
+
+  /** The checks both kinds share, in the order of the spec's code list; success carries the secret. */
+  private async issue(gateway: DeviceRef, productKey: string, deviceName: string, products: Map<string, Product | undefined>): Promise<ItemOutcome> {
+    const id = { productKey, deviceName };
+    if (productKey === gateway.productKey && deviceName === gateway.deviceName) {
+      return { ...id, code: C.GATEWAY_ITSELF, message: 'a gateway cannot register itself as a sub-device' };
+    }
+    const product = await this.productOf(productKey, products);
+    if (!product) return { ...id, code: C.PRODUCT_NOT_FOUND, message: `product ${productKey} not found` };
+    if (product.nodeType !== 'SUB_DEVICE') {
+      return { ...id, code: C.PARAM_ERROR, message: `product ${productKey} has nodeType ${product.nodeType}; only SUB_DEVICE products register through a gateway` };
+    }
+    if (!product.dynamicRegistration) return { ...id, code: C.DYNAMIC_REGISTRATION_OFF, message: `dynamic registration is switched off for product ${productKey}` };
+    const sub = await this.store.getDevice(productKey, deviceName);
+    if (!sub) return { ...id, code: C.DEVICE_NOT_FOUND, message: 'sub-device not found; sub-devices must be created before they register' };
+    if (sub.gatewayIotId && sub.gatewayIotId !== gateway.iotId) {
+      return { ...id, code: C.BOUND_TO_OTHER_GATEWAY, message: 'sub-device is bound to another gateway' };
+    }
+    if (!sub.enabled) return { ...id, code: C.DEVICE_DISABLED, message: 'sub-device is disabled' };
+    if (sub.activatedAt) {
+      return { ...id, code: C.ALREADY_ACTIVATED, message: 'sub-device is already activated; an operator must reset it before it can register again' };
+    }
+    return { ...id, code: C.SUCCESS, message: 'success', extra: { iotId: sub.iotId, deviceSecret: sub.deviceSecret } };
+  }
+
+  private audit(action: string, gateway: DeviceRef, outcomes: ItemOutcome[]): void {
+    if (outcomes.length === 0) return;
+    const at = this.now().toISOString();
+    const entries: AuditEntry[] = outcomes.map((o) => ({
+      at,
+      action,
+      actor: `gateway:${gateway.productKey}/${gateway.deviceName}`,
+      productKey: o.productKey.slice(0, 64) || null,
+      deviceName: o.deviceName.slice(0, 64) || null,
+      result: o.code === C.SUCCESS ? 'ok' : 'deny',
+      reason: o.code === C.SUCCESS ? null : `${o.code} ${o.message}`,
+    }));
+    this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+  }
+}
