@@ -9,6 +9,9 @@ import { Importer } from './importer.js';
 import { DeviceAuthenticator } from './authenticator.js';
 import { PresenceService } from './presence.js';
 import { ApplicationService } from './applications.js';
+import { SubDeviceRegistrationService } from './sub-device-registration.js';
+import { SubDeviceSessionService } from './sub-device-sessions.js';
+import { TopologyService } from './topology.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -18,6 +21,9 @@ export interface Services {
   authenticator: DeviceAuthenticator;
   presence: PresenceService;
   applications: ApplicationService;
+  topology: TopologyService;
+  subDeviceRegistration: SubDeviceRegistrationService;
+  subDeviceSessions: SubDeviceSessionService;
 }
 
 export function createServices(store: Store, config: Config, logger: Logger): Services {
@@ -27,9 +33,12 @@ export function createServices(store: Store, config: Config, logger: Logger): Se
     ratePerSecond: config.registrationRatePerSecond,
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
-  const importer = new Importer(store, registry, events);
   const authenticator = new DeviceAuthenticator(store, events, logger);
   const presence = new PresenceService(store, logger);
   const applications = new ApplicationService(store);
-  return { events, registry, registration, importer, authenticator, presence, applications };
+  const importer = new Importer(store, registry, events);
+  const topology = new TopologyService(store, events, { subDeviceLimit: config.subDeviceLimit }, logger);
+  const subDeviceRegistration = new SubDeviceRegistrationService(store, topology, logger);
+  const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions };
 }

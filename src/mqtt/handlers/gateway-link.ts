@@ -1,0 +1,107 @@
+/**
+ * The broker side of a gateway for the sub-device services: one GatewayLink per gateway
+ * session (services/sub-device-sessions.ts), built on the session registry's acting-for
+ * mechanism, and the request/reply plumbing every gateway topic handler shares.
+ */
+import type { Client, PublishPacket } from 'aedes';
+import type { AlinkResult } from '../../core/sub-device-protocol.js';
+import { SubDeviceCodes } from '../../core/sub-device-protocol.js';
+import type { DeviceRef } from '../../services/events.js';
+import type { GatewayLink } from '../../services/sub-device-sessions.js';
+import { autoSubscribe, autoSubscribeFilters } from '../auto-subscribe.js';
+import type { Session, SessionRegistry } from '../sessions.js';
+import { alinkReply, parseAlinkRequest } from './alink.js';
+import type { HandlerContext, TopicParams } from './index.js';
+
+const links = new WeakMap<Session, GatewayLink>();
+const wired = new WeakSet<SessionRegistry>();
+
+/**
+ * Reports the registry's own changes to the session service once per registry: a closed
+ * gateway session logs out all its sub-devices; an identity the registry took away by itself
+ * (a kick, a takeover) is logged out too. While a session closes, its identities are removed
+ * one by one before 'session.closed': those are left to the single gatewayDisconnected call.
+ */
+function wire(hctx: HandlerContext): void {
+  if (wired.has(hctx.sessions)) return;
+  wired.add(hctx.sessions);
+  const service = hctx.app.services.subDeviceSessions;
+  hctx.sessions.on('session.closed', (session) => {
+    const link = links.get(session);
+    if (!link) return;
+    service.gatewayDisconnected(link).catch((err) => hctx.logger.error({ err }, 'sub-device logout on gateway disconnect failed'));
+  });
+  hctx.sessions.on('acting.removed', (session, identity) => {
+    if (session.ended) return;
+    const link = links.get(session);
+    if (link) service.actingRemoved(link, identity.iotId);
+  });
+}
+
+/** The link of a gateway session, created on first use. */
+export function gatewayLinkOf(hctx: HandlerContext, session: Session): GatewayLink {
+  let link = links.get(session);
+  if (link) return link;
+  wire(hctx);
+  // C SDKs that send _ss=1 never SUBSCRIBE; the platform subscribes them (spec 1.3), and a
+  // gateway is treated as subscribed to its logged-in sub-devices' system topics (spec 4.5).
+  const autoSub = session.ext._ss === '1';
+  const { iotId, productKey, deviceName } = session.identity;
+  link = {
+    gateway: { iotId, productKey, deviceName },
+    actFor(sub: DeviceRef) {
+      hctx.sessions.addActingFor(session, { kind: 'device', iotId: sub.iotId, productKey: sub.productKey, deviceName: sub.deviceName });
+      if (autoSub) autoSubscribe(session.client, sub).catch((err) => hctx.logger.warn({ err, sub: `${sub.productKey}/${sub.deviceName}` }, 'auto-subscribe of a sub-device failed'));
+    },
+    stopActingFor(sub: DeviceRef, reason: string) {
+      hctx.sessions.removeActingFor(session, sub.iotId, reason);
+      if (autoSub && !session.ended) {
+        const unsubscriptions = autoSubscribeFilters(sub);
+        session.client.unsubscribe({ unsubscriptions, messageId: 0, cmd: 'unsubscribe' } as never, () => undefined);
+      }
+    },
+    send(topic: string, payload: string) {
+      hctx.replyTo(session.client, topic, payload);
+    },
+  };
+  links.set(session, link);
+  return link;
+}
+
+/**
+ * Runs one gateway request: parse the envelope leniently, make sure the topic names the
+ * publishing gateway itself (not a sub-device it acts for), run the use case, reply on
+ * `<topic>_reply` unless `sys.ack` is 0. Garbage gets 460; an unexpected failure 500.
+ */
+export async function handleGatewayRequest(
+  hctx: HandlerContext,
+  client: Client,
+  params: TopicParams,
+  payload: Buffer,
+  packet: PublishPacket,
+  run: (link: GatewayLink, requestParams: unknown) => Promise<AlinkResult>,
+): Promise<void> {
+  const session = hctx.sessionOf(client);
+  if (!session || session.identity.kind !== 'device') return;
+  const replyTopic = packet.topic + '_reply';
+  const req = parseAlinkRequest(payload);
+  if (!req) {
+    hctx.replyTo(client, replyTopic, alinkReply(null, SubDeviceCodes.PARAM_ERROR, {}, 'payload must be a JSON object {id, params}'));
+    return;
+  }
+  const reply = (r: AlinkResult) => {
+    if (req.wantsReply) hctx.replyTo(client, replyTopic, alinkReply(req.id, r.code, r.data, r.message));
+  };
+  if (params.productKey !== session.identity.productKey || params.deviceName !== session.identity.deviceName) {
+    reply({ code: SubDeviceCodes.NOT_A_GATEWAY, data: {}, message: 'only a gateway, on its own topics, manages sub-devices' });
+    return;
+  }
+  let result: AlinkResult;
+  try {
+    result = await run(gatewayLinkOf(hctx, session), req.params);
+  } catch (err) {
+    hctx.logger.error({ err, topic: packet.topic }, 'gateway request failed');
+    result = { code: SubDeviceCodes.INTERNAL, data: {}, message: 'server error' };
+  }
+  reply(result);
+}
