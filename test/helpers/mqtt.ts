@@ -154,11 +154,18 @@ export function connectRefusal(server: TestServer, which: ListenerName, c: Signe
   });
 }
 
-export function subscribe(client: MqttClient, topic: string, qos: 0 | 1 = 0): Promise<number[]> {
+/**
+ * SUBSCRIBE and resolve with the granted codes (0x80 = refused). mqtt.js 5 reports a refused
+ * filter as an error carrying the SUBACK; that is an answer here, not a failure.
+ */
+export function subscribe(client: MqttClient, topic: string | Record<string, { qos: 0 | 1 }>, qos: 0 | 1 = 0): Promise<number[]> {
+  const subs = typeof topic === 'string' ? { [topic]: { qos } } : topic;
   return new Promise((resolve, reject) => {
-    client.subscribe(topic, { qos }, (err, granted) => {
-      if (err) return reject(err);
-      resolve((granted ?? []).map((g) => g.qos));
+    client.subscribe(subs, (err, granted) => {
+      const suback = (err as (Error & { packet?: { granted?: (number | { qos: number })[] } }) | null)?.packet;
+      if (err && !suback?.granted) return reject(err);
+      const codes = suback?.granted ?? (granted ?? []).map((g) => g.qos);
+      resolve(codes.map((g) => (typeof g === 'number' ? g : g.qos)));
     });
   });
 }
