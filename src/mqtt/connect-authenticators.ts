@@ -20,6 +20,7 @@ import type { Session, SessionIdentity } from './sessions.js';
 import type { MqttBroker } from './broker.js';
 import { authenticateSignedDevice } from './sign-authenticator.js';
 import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './application-authenticator.js';
+import { authenticateConnwl, authenticateRegister, authenticateRegnwl } from './registration-connect.js';
 
 /** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in connack-codes.ts. */
 export type ConnackRefusal = 1 | 2 | 3 | 4 | 5;
@@ -67,7 +68,9 @@ export type ConnectAuthenticator = (attempt: ConnectAttempt, ctx: AppContext) =>
 export const CONNECT_AUTHENTICATORS: Partial<Record<ConnectKind, ConnectAuthenticator>> = {
   sign: authenticateSignedDevice,
   application: authenticateApplication,
-  // engineer C: register / regnwl / connwl
+  register: authenticateRegister,
+  regnwl: authenticateRegnwl,
+  connwl: authenticateConnwl,
 };
 
 export function connectKindOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username'>): ConnectKind | 'unknown' {
