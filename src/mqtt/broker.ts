@@ -28,6 +28,7 @@ import { autoSubscribe } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
+import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
 /** Spec 1.5: MQTT payload at most 256 KB. */
@@ -147,9 +148,25 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
         return callback(new Error('payload too large'));
       }
       if (mayPublish(session, packet.topic)) return callback(null);
-      // MQTT 3.1.1 has no negative PUBACK: refusing the publish closes the connection.
-      logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish refused by topic ACL; disconnecting');
-      callback(new Error('publish not authorized'));
+      const refuse = () => {
+        // MQTT 3.1.1 has no negative PUBACK: refusing the publish closes the connection.
+        logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish refused by topic ACL; disconnecting');
+        callback(new Error('publish not authorized'));
+      };
+      // A gateway's own sub-device that is not logged in: 520 on /ext/error, the message is
+      // dropped (re-addressed to a topic nothing matches), the gateway stays connected (spec 4.7).
+      refusedSubDevicePublish(broker.handlerContext, session, packet as PublishPacket).then(
+        (swallowed) => {
+          if (!swallowed) return refuse();
+          packet.topic = SWALLOWED_TOPIC;
+          packet.retain = false;
+          callback(null);
+        },
+        (err) => {
+          logger.error({ err, ...who(session) }, 'sub-device session check failed');
+          refuse();
+        },
+      );
     },
 
     authorizeSubscribe(client, sub, callback) {

@@ -359,8 +359,10 @@ export class SubDeviceSessionService {
     this.drop(state, subIotId);
     this.notify(state.link, ref, code, message);
     state.link.stopActingFor(ref, message);
-    // A deleted device has no row left; the offline write simply matches nothing.
+    // A deleted device has no row left; the offline write simply matches nothing. Written
+    // now rather than with the next batch: an operator who just disabled it reads it back.
     this.presence.markOffline(ref);
+    this.presence.flush().catch((e) => this.logger?.warn({ err: e }, 'presence write failed'));
   }
 
   /**

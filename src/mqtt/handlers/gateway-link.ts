@@ -105,3 +105,35 @@ export async function handleGatewayRequest(
   }
   reply(result);
 }
+
+/** `/sys/{pk}/{dn}/...` or `/{pk}/{dn}/user/...`: the device a topic belongs to. */
+function deviceOfTopic(topic: string): { productKey: string; deviceName: string } | undefined {
+  const l = topic.split('/');
+  if (l[0] !== '') return undefined;
+  if (l[1] === 'sys' && l.length > 4 && l[2] && l[3]) return { productKey: l[2], deviceName: l[3] };
+  if (l[3] === 'user' && l[1] && l[2]) return { productKey: l[1], deviceName: l[2] };
+  return undefined;
+}
+
+/** Topic a swallowed publish is re-addressed to: `$`-topics match no subscription filter or handler. */
+export const SWALLOWED_TOPIC = '$thingauth/swallowed';
+
+/**
+ * For the broker's authorizePublish, after the ACL refused a publish: a gateway publishing
+ * on one of ITS sub-devices' topics while that sub-device is not logged in through it gets
+ * 520 on /ext/error (spec 4.7; iotkit then logs it in again) instead of losing its whole
+ * connection, and the message is dropped. Resolves true when the publish was such a case.
+ */
+export async function refusedSubDevicePublish(hctx: HandlerContext, session: Session, packet: PublishPacket): Promise<boolean> {
+  if (session.identity.kind !== 'device') return false;
+  const target = deviceOfTopic(packet.topic);
+  if (!target) return false;
+  let requestId: unknown;
+  try {
+    const body = JSON.parse(Buffer.isBuffer(packet.payload) ? packet.payload.toString('utf8') : String(packet.payload));
+    if (body && typeof body === 'object') requestId = (body as { id?: unknown }).id;
+  } catch {
+    /* not JSON: the notice carries a server id */
+  }
+  return hctx.app.services.subDeviceSessions.publishWithoutSession(gatewayLinkOf(hctx, session), target.productKey, target.deviceName, requestId);
+}
