@@ -1,14 +1,17 @@
 /**
  * `npm run bench` (--quick, small sizes, under 3 minutes on 2 cores) and `npm run bench:full`
  * (the issue's sizes). Prints one JSON line per figure on stdout; progress on stderr.
- * Writes the chart to docs/benchmarks-connect.svg and the raw lines to
- * bench/results/<mode>.jsonl; `node dist/bench/report.js <file>` turns them into the table.
+ * --full also writes the raw lines to bench/results/full.jsonl, the chart to
+ * docs/benchmarks-connect.svg and the results block of docs/benchmarks.md (--no-docs to skip);
+ * --quick writes them under bench/out/ (git-ignored). `node dist/bench/report.js <jsonl>`
+ * turns any results file into the tables.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FigureSink, note } from './lib/emit.js';
+import { connectChartSvg, markdownReport, writeIntoDoc } from './report.js';
 import { makeBenchDir } from './lib/thingauth.js';
 import { runAuthDecision, type AuthSizes } from './scenarios/auth-decision.js';
 import { runBulkProvision, type BulkSizes } from './scenarios/bulk-provision.js';
@@ -16,7 +19,7 @@ import { runConnectScenarios, type ConnectSizes } from './scenarios/connect.js';
 import { runGateway, type GatewaySizes } from './scenarios/gateway.js';
 import { runRegistration, type RegistrationSizes } from './scenarios/registration.js';
 
-export type Mode = 'quick' | 'full';
+export type Mode = 'smoke' | 'quick' | 'full';
 
 export interface Sizes {
   connect: ConnectSizes;
@@ -27,6 +30,14 @@ export interface Sizes {
 }
 
 export const SIZES: Record<Mode, Sizes> = {
+  // For the test suite: proves every scenario runs end to end; the numbers mean nothing.
+  smoke: {
+    connect: { stormN: 60, sweep: [10], tlsN: 20, tlsC: 5, heldN: 30, timeLimitMs: 20_000 },
+    auth: { devices: 300, warmSet: 50, warmOps: 500, coldOps: 100 },
+    register: { httpsN: 30, httpsC: 5, regnwlN: 10, regnwlC: 5, timeLimitMs: 20_000 },
+    bulk: { devices: 200, timeLimitMs: 30_000 },
+    gateway: { subDevices: 100, batch: 50, timeLimitMs: 20_000 },
+  },
   quick: {
     connect: { stormN: 2_000, sweep: [50, 100, 200, 400], tlsN: 1_000, tlsC: 200, heldN: 2_000, timeLimitMs: 20_000 },
     auth: { devices: 50_000, warmSet: 10_000, warmOps: 200_000, coldOps: 20_000 },
@@ -46,23 +57,39 @@ export const SIZES: Record<Mode, Sizes> = {
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-function parseArgs(argv: string[]): { mode: Mode; only: Set<string> | undefined; keep: boolean } {
+interface Args {
+  mode: Mode;
+  only: Set<string> | undefined;
+  keep: boolean;
+  docs: boolean;
+  mosquitto: boolean;
+  out: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
   let mode: Mode = 'quick';
   let only: Set<string> | undefined;
   let keep = false;
+  let docs = true;
+  let mosquitto = true;
+  let out: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick') mode = 'quick';
     else if (a === '--full') mode = 'full';
+    else if (a === '--smoke') mode = 'smoke';
+    else if (a === '--no-mosquitto') mosquitto = false;
+    else if (a === '--out') out = argv[++i];
     else if (a === '--only') only = new Set(argv[++i]!.split(','));
     else if (a === '--keep') keep = true;
-    else throw new Error(`unknown argument ${a} (use --quick | --full [--only connect,auth,register,bulk,gateway] [--keep])`);
+    else if (a === '--no-docs') docs = false;
+    else throw new Error(`unknown argument ${a} (use --quick | --full | --smoke [--only connect,auth,register,bulk,gateway] [--no-mosquitto] [--out <dir>] [--keep] [--no-docs])`);
   }
-  return { mode, only, keep };
+  return { mode, only, keep, docs, mosquitto, out };
 }
 
 async function main(): Promise<void> {
-  const { mode, only, keep } = parseArgs(process.argv.slice(2));
+  const { mode, only, keep, docs, mosquitto, out } = parseArgs(process.argv.slice(2));
   const sizes = SIZES[mode];
   const sink = new FigureSink();
   const workDir = makeBenchDir();
@@ -80,7 +107,7 @@ async function main(): Promise<void> {
   });
   const want = (s: string) => !only || only.has(s);
   try {
-    if (want('connect')) await runConnectScenarios(sink, sizes.connect, workDir);
+    if (want('connect')) await runConnectScenarios(sink, sizes.connect, workDir, { mosquitto });
     if (want('auth')) await runAuthDecision(sink, sizes.auth, workDir);
     if (want('register')) await runRegistration(sink, sizes.register, workDir);
     if (want('bulk')) await runBulkProvision(sink, sizes.bulk, workDir);
@@ -90,9 +117,32 @@ async function main(): Promise<void> {
     else note(`work dir kept: ${workDir}`);
   }
   note(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  writeOutputs(sink, mode, docs && !only && mosquitto && !out, out);
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
-  process.exit(1);
-});
+function writeOutputs(sink: FigureSink, mode: Mode, docs: boolean, outDir: string | undefined): void {
+  const lines = sink.figures.map((f) => JSON.stringify(f)).join('\n') + '\n';
+  const svg = connectChartSvg(sink.figures);
+  if (mode === 'full' && docs) {
+    const results = path.join(REPO_ROOT, 'bench', 'results');
+    fs.mkdirSync(results, { recursive: true });
+    fs.writeFileSync(path.join(results, 'full.jsonl'), lines);
+    if (svg) fs.writeFileSync(path.join(REPO_ROOT, 'docs', 'benchmarks-connect.svg'), svg);
+    writeIntoDoc(path.join(REPO_ROOT, 'docs', 'benchmarks.md'), markdownReport(sink.figures));
+    note('wrote bench/results/full.jsonl, docs/benchmarks-connect.svg and the results block of docs/benchmarks.md');
+  } else {
+    const out = outDir ?? path.join(REPO_ROOT, 'bench', 'out');
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, `${mode}.jsonl`), lines);
+    if (svg) fs.writeFileSync(path.join(out, `benchmarks-connect-${mode}.svg`), svg);
+    fs.writeFileSync(path.join(out, `${mode}.md`), markdownReport(sink.figures));
+    note(`wrote ${out}/${mode}.jsonl, ${mode}.md${svg ? ` and benchmarks-connect-${mode}.svg` : ''}`);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -71,8 +71,23 @@ export async function provision(dataDir: string, items: { product: Product; devi
   }
 }
 
-export function benchTls(dataDir: string): Promise<TlsMaterial> {
-  return ensureTlsMaterial({ dataDir, hostnames: [] });
+const TLS_FILES = ['ca.pem', 'ca-key.pem', 'server.pem', 'server-key.pem'] as const;
+let sharedTls: Map<string, string> | undefined;
+
+/**
+ * The local CA and server certificate of a bench data dir. Generated once per bench process
+ * (two RSA-2048 keys take a while) and copied into every further data dir, so all servers of
+ * one run present the same certificate, which Mosquitto's TLS listener uses too.
+ */
+export async function benchTls(dataDir: string): Promise<TlsMaterial> {
+  const dir = path.join(dataDir, 'tls');
+  if (sharedTls && !fs.existsSync(path.join(dir, 'server.pem'))) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const [f, text] of sharedTls) fs.writeFileSync(path.join(dir, f), text, { mode: f.includes('key') ? 0o600 : 0o644 });
+  }
+  const material = await ensureTlsMaterial({ dataDir, hostnames: [] });
+  sharedTls ??= new Map(TLS_FILES.map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+  return material;
 }
 
 export interface ThingAuthPorts {
@@ -104,6 +119,7 @@ export interface StartOptions {
 }
 
 export async function startThingAuthProcess(opts: StartOptions): Promise<RunningThingAuthProcess> {
+  await benchTls(opts.dataDir);
   const [http, https, mqtt, mqtts, ws, wss] = await freePorts(6);
   const ports: ThingAuthPorts = { http: http!, https: https!, mqtt: mqtt!, mqtts: mqtts!, ws: ws!, wss: wss! };
   const env: NodeJS.ProcessEnv = {

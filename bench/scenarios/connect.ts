@@ -54,7 +54,7 @@ function stormFigure(target: string, transport: string, n: number, c: number, r:
   };
 }
 
-export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes, workDir: string): Promise<ConnectPoint[]> {
+export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes, workDir: string, opts: { mosquitto: boolean } = { mosquitto: true }): Promise<ConnectPoint[]> {
   const points: ConnectPoint[] = [];
   const fleetSize = Math.max(sizes.stormN, sizes.tlsN, sizes.heldN);
   const dataDir = path.join(workDir, 'thingauth-connect');
@@ -67,7 +67,7 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
   // Held connections keep alive 1200 s so nobody sends PINGREQ during the measurement.
   const heldPackets = connectPackets(fleet.slice(0, sizes.heldN), 3, 1200);
 
-  const mosquittoMissing = mosquittoMissingReason();
+  const mosquittoMissing = opts.mosquitto ? mosquittoMissingReason() : 'Mosquitto comparison switched off for this run (--no-mosquitto)';
   const users = mosquittoMissing ? [] : fleet.map((d) => {
     const c = deviceCredentials(d, 3);
     return { username: c.username, password: c.password };
@@ -96,6 +96,7 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
     if (mosquittoMissing) {
       sink.skip('held-connections', mosquittoMissing, { target: 'mosquitto', transport: 'tcp' });
       sink.skip('connect-storm', mosquittoMissing, { target: 'mosquitto' });
+      sink.skip('connect-storm-ratio', mosquittoMissing);
     } else {
       mq = await startMq();
     }
