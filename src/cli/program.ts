@@ -1,9 +1,18 @@
-/** The command tree. Each command family lives in its own file. */
+/**
+ * The command tree. Each command family lives in its own file and is added from the list
+ * below; commands that talk to a running server build on `apiCommand` (common.ts).
+ */
 import { Command } from 'commander';
+import { addDeviceCommands } from './device.js';
+import { addImportCommand } from './import.js';
+import { addProductCommands } from './product.js';
 import { addServeCommand } from './serve.js';
+
+/** Command families in help order. Append yours: `(program) => void`. */
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');
-  addServeCommand(program);
+  for (const add of CLI_COMMANDS) add(program);
   return program;
 }

@@ -1,0 +1,39 @@
+/**
+ * `thingauth device export <productKey> --format csv`: the production-line credentials
+ * (ProductKey,DeviceName,DeviceSecret) streamed from the server to stdout or a file. The
+ * file is created with mode 0600: it holds every secret of the product.
+ */
+import fs from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Option, type Command } from 'commander';
+import { apiPath } from './api-client.js';
+import { apiCommand, clientFor, print, type ApiCommandOptions } from './common.js';
+
+interface ExportOptions extends ApiCommandOptions {
+  format: 'csv';
+  out?: string;
+}
+
+export function addDeviceExportCommand(device: Command): void {
+  apiCommand(device, 'export <productKey>', 'write every device of the product with its secret as CSV (ProductKey,DeviceName,DeviceSecret)')
+    .addOption(new Option('--format <format>', 'output format').choices(['csv']).default('csv'))
+    .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
+    .action(async (pk: string, o: ExportOptions) => {
+      const body = await clientFor(o).download(`${apiPath('products', pk, 'device-credentials')}?format=${o.format}`);
+      let lines = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) lines++;
+          cb(null, chunk);
+        },
+      });
+      if (o.out) {
+        await pipeline(body, counter, fs.createWriteStream(o.out, { mode: 0o600 }));
+        const devices = Math.max(0, lines - 1);
+        print(o, { productKey: pk, file: o.out, devices }, () => `exported ${devices} devices of ${pk} to ${o.out}`);
+      } else {
+        await pipeline(body, counter, process.stdout, { end: false });
+      }
+    });
+}
