@@ -132,3 +132,9 @@ export function maySubscribe(session: Session, filter: string): boolean {
   if (filter.startsWith('$')) return false;
   return anyIdentity(session, filter.split('/'), 'sub');
 }
+
+/** The publish check for an identity without a live session (the HTTP device channel). */
+export function identityMayPublish(identity: SessionIdentity, topic: string): boolean {
+  const levels = topic.split('/');
+  return compileAclFor(identity).rules.some((r) => r.pub && topicMatches(r.levels, levels));
+}

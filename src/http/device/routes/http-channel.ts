@@ -1,0 +1,156 @@
+/**
+ * The HTTP(S) device channel (spec 5.1, 5.2):
+ *   POST /auth                 JSON {productKey, deviceName, clientId, sign, signmethod?, timestamp?}
+ *                              -> {"code":0,"message":"success","info":{"token":"..."}}; activates the device
+ *   POST /topic/<own topic>    header `password: <token>`, body = payload (any content type)
+ *                              -> {"code":0,"message":"success","info":{"messageId":N}}; published into the broker
+ * Every answer is HTTP 200 with the outcome in `code`, as the cloud does: 10000 common error,
+ * 10001 parameter error, 20000 auth check failed, 20001 token expired, 20002 token missing,
+ * 20003 token invalid (bad, foreign, revoked, or not valid for this topic), 30001 publish failed.
+ * Tokens: services/http-channel-tokens.ts (HMAC-signed, 7 days); a disabled, deleted or
+ * re-keyed device's tokens stop working at once because every use checks the device record.
+ */
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { AppContext } from '../../../context.js';
+import { identityMayPublish } from '../../../mqtt/acl.js';
+import { acquireMqttBroker } from '../../../mqtt/broker.js';
+import { HttpChannelTokens } from '../../../services/http-channel-tokens.js';
+
+export const HTTP_CHANNEL_CODES = {
+  OK: 0,
+  COMMON: 10000,
+  PARAM: 10001,
+  AUTH_FAILED: 20000,
+  TOKEN_EXPIRED: 20001,
+  TOKEN_MISSING: 20002,
+  TOKEN_INVALID: 20003,
+  PUBLISH_FAILED: 30001,
+} as const;
+
+const TOPIC_PREFIX = '/topic';
+const MAX_UPLOAD_BYTES = 128 * 1024;
+
+function send(reply: FastifyReply, code: number, message: string, info?: unknown) {
+  return reply
+    .code(200)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(JSON.stringify(info === undefined ? { code, message } : { code, message, info }));
+}
+
+function str(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v); // timestamps sent as numbers
+  return undefined;
+}
+
+let messageCounter = 0;
+/** Numeric, increasing, unique within this process (the cloud returns a 64-bit number). */
+function nextMessageId(): number {
+  messageCounter = (messageCounter + 1) % 1000;
+  return Date.now() * 1000 + messageCounter;
+}
+
+export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
+  const tokens = new HttpChannelTokens(ctx.store);
+  const { broker, release } = await acquireMqttBroker(ctx);
+  app.addHook('onClose', async () => {
+    await release();
+  });
+  const log = ctx.logger.child({ component: 'http-channel' });
+
+  // POST /auth: JSON only (spec 5.1: other content types are a parameter error).
+  await app.register(async (scope) => {
+    scope.setErrorHandler((err: FastifyError, _req, reply) => {
+      if (typeof err.statusCode === 'number' && err.statusCode < 500) {
+        return send(reply, HTTP_CHANNEL_CODES.PARAM, 'request body must be JSON: {productKey, deviceName, clientId, sign, signmethod, timestamp}');
+      }
+      log.error({ err }, 'http channel /auth failed');
+      return send(reply, HTTP_CHANNEL_CODES.COMMON, 'internal error');
+    });
+    scope.post('/auth', async (req, reply) => {
+      if (!(req.headers['content-type'] ?? '').toLowerCase().startsWith('application/json')) {
+        return send(reply, HTTP_CHANNEL_CODES.PARAM, 'Content-Type must be application/json');
+      }
+      const body = req.body;
+      if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        return send(reply, HTTP_CHANNEL_CODES.PARAM, 'request body must be a JSON object');
+      }
+      const f = body as Record<string, unknown>;
+      const fields = { productKey: str(f.productKey), deviceName: str(f.deviceName), clientId: str(f.clientId), sign: str(f.sign) };
+      for (const [name, value] of Object.entries(fields)) {
+        if (!value) return send(reply, HTTP_CHANNEL_CODES.PARAM, `${name} is required`);
+      }
+      const signMethod = str(f.signmethod ?? f.signMethod);
+      const result = await ctx.services.authenticator.verifyDeviceLogin({
+        productKey: fields.productKey!,
+        deviceName: fields.deviceName!,
+        clientId: fields.clientId!,
+        timestamp: f.timestamp === undefined || f.timestamp === null ? undefined : str(f.timestamp),
+        signMethod,
+        sign: fields.sign!,
+        overTls: req.protocol === 'https',
+      });
+      if (!result.ok) {
+        log.info({ event: 'http.auth.deny', productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
+        if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`);
+        if (result.refusal === 'unsupported_sign_method') return send(reply, HTTP_CHANNEL_CODES.PARAM, 'unsupported signmethod');
+        return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
+      }
+      const d = result.device;
+      const { token } = await tokens.issue(d.productKey, d.deviceName, d.deviceSecret);
+      ctx.services.presence.markSeen(d);
+      log.debug({ productKey: d.productKey, deviceName: d.deviceName, remote: req.ip }, 'http channel auth ok');
+      return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { token });
+    });
+  });
+
+  // POST /topic/...: the body is the payload, whatever its content type.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: MAX_UPLOAD_BYTES }, (_req, body, done) => done(null, body));
+    scope.setErrorHandler((err: FastifyError, _req, reply) => {
+      if (err.statusCode === 413) return send(reply, HTTP_CHANNEL_CODES.PARAM, `payload exceeds ${MAX_UPLOAD_BYTES} bytes`);
+      if (typeof err.statusCode === 'number' && err.statusCode < 500) return send(reply, HTTP_CHANNEL_CODES.PARAM, 'request could not be read');
+      log.error({ err }, 'http channel /topic failed');
+      return send(reply, HTTP_CHANNEL_CODES.COMMON, 'internal error');
+    });
+    scope.post(`${TOPIC_PREFIX}/*`, async (req, reply) => {
+      const raw = req.raw.url ?? '';
+      if (raw.includes('?')) return send(reply, HTTP_CHANNEL_CODES.PARAM, 'no query string allowed: the path after /topic is the topic');
+      let topic: string;
+      try {
+        topic = decodeURIComponent(raw.slice(TOPIC_PREFIX.length));
+      } catch {
+        return send(reply, HTTP_CHANNEL_CODES.PARAM, 'topic is not valid URL encoding');
+      }
+      if (topic.length < 2 || topic.includes('+') || topic.includes('#')) return send(reply, HTTP_CHANNEL_CODES.PARAM, 'topic must be a full topic without wildcards');
+      const token = req.headers.password;
+      if (typeof token !== 'string' || token === '') return send(reply, HTTP_CHANNEL_CODES.TOKEN_MISSING, 'token is null: send the /auth token in the "password" header');
+      const check = await tokens.check(token);
+      if (!check.ok) {
+        return check.why === 'expired'
+          ? send(reply, HTTP_CHANNEL_CODES.TOKEN_EXPIRED, 'token is expired: call /auth again')
+          : send(reply, HTTP_CHANNEL_CODES.TOKEN_INVALID, 'check token error');
+      }
+      const { productKey, deviceName, fp } = check.claims;
+      const device = await ctx.services.authenticator.device(productKey, deviceName);
+      // Deleted, disabled or re-keyed since the token was issued: the token is dead.
+      if (!device || !device.enabled || fp !== (await tokens.secretFingerprint(device.deviceSecret))) {
+        return send(reply, HTTP_CHANNEL_CODES.TOKEN_INVALID, 'check token error');
+      }
+      const identity = { kind: 'device' as const, productKey, deviceName, iotId: device.iotId };
+      if (!identityMayPublish(identity, topic)) {
+        log.warn({ event: 'http.publish.deny', productKey, deviceName, topic: topic.slice(0, 200) }, 'http channel publish refused by topic ACL');
+        return send(reply, HTTP_CHANNEL_CODES.TOKEN_INVALID, 'check token error: the token does not grant this topic');
+      }
+      const payload = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      try {
+        await broker.publish(topic, payload);
+      } catch (err) {
+        log.error({ err, productKey, deviceName }, 'http channel publish failed');
+        return send(reply, HTTP_CHANNEL_CODES.PUBLISH_FAILED, 'publish message error');
+      }
+      return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { messageId: nextMessageId() });
+    });
+  });
+}
