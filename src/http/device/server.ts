@@ -8,11 +8,12 @@ import formbody from '@fastify/formbody';
 import type { AppContext, Listener } from '../../context.js';
 import { tlsOptionsFor } from '../../tls/profiles.js';
 import { registerRoutes } from './routes/register.js';
+import { httpChannelRoutes } from './routes/http-channel.js';
 
 export type DeviceRoutePlugin = (app: FastifyInstance, ctx: AppContext) => Promise<void> | void;
 
 /** Route families registered on the device listener. Each owner appends its plugin here. */
-export const DEVICE_ROUTES: DeviceRoutePlugin[] = [registerRoutes];
+export const DEVICE_ROUTES: DeviceRoutePlugin[] = [registerRoutes, httpChannelRoutes];
 
 export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<FastifyInstance> {
   const app = Fastify({
