@@ -90,6 +90,18 @@ export interface AuditQuery {
   limit?: number;
 }
 
+/** A management API token as stored: only its SHA-256 (hex), never the token itself. */
+export interface ManagementTokenRecord {
+  id: string;
+  name: string;
+  scope: 'read' | 'admin';
+  tokenHash: string;
+  createdAt: string;
+}
+
+/** Where a re-encryption pass stopped; opaque to callers, pass it back to continue. */
+export type ReencryptCursor = string;
+
 export interface Store {
   /** Apply pending migrations. Idempotent. */
   migrate(): Promise<void>;
@@ -156,6 +168,24 @@ export interface Store {
   appendAudit(entries: AuditEntry[]): Promise<void>;
   queryAudit(q: AuditQuery): Promise<AuditEntry[]>;
   pruneAudit(before: string): Promise<number>;
+
+  // management API tokens (hashed)
+  /** CONFLICT when the id exists. */
+  createManagementToken(t: ManagementTokenRecord): Promise<void>;
+  getManagementToken(id: string): Promise<ManagementTokenRecord | undefined>;
+  listManagementTokens(): Promise<ManagementTokenRecord[]>;
+  deleteManagementToken(id: string): Promise<boolean>;
+
+  // key rotation
+  /**
+   * Re-encrypts up to `batchSize` stored secrets (every encrypted column of every table) that
+   * are not under the cipher's current key, starting after `cursor` (undefined = from the
+   * start), in one short transaction so the server keeps serving between batches. Returns the
+   * number rewritten and the cursor to continue from; cursor undefined = the pass is complete.
+   */
+  reencryptSecrets(cursor: ReencryptCursor | undefined, batchSize: number): Promise<{ rewritten: number; cursor: ReencryptCursor | undefined }>;
+  /** How many stored secrets are encrypted under a key other than the current one (0 = a key may retire). */
+  countSecretsNotUnderCurrentKey(): Promise<number>;
 
   // small key/value settings (e.g. hashed admin tokens)
   getMeta(key: string): Promise<string | undefined>;

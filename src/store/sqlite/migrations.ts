@@ -72,4 +72,18 @@ CREATE TABLE meta (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'management tokens',
+    // Only a SHA-256 of each token is kept: tokens are 256-bit random, so a fast hash is enough.
+    sql: `
+CREATE TABLE management_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  scope TEXT NOT NULL CHECK (scope IN ('read','admin')),
+  token_hash TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+`,
+  },
 ];

@@ -15,9 +15,11 @@ import type {
   DevicePatch,
   ImportResult,
   ImportRow,
+  ManagementTokenRecord,
   NewDevice,
   Page,
   ProductPatch,
+  ReencryptCursor,
   Store,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
@@ -53,6 +55,17 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
   lastAuthError: 'last_auth_error',
 };
 
+/**
+ * Every column that holds a value encrypted with the SecretCipher, by table. Key rotation
+ * re-encrypts exactly these; a new secret-bearing column must be added here (the security
+ * e2e test checks every column named like *secret* or *token* holds ciphertext).
+ */
+export const ENCRYPTED_COLUMNS: { table: string; columns: string[] }[] = [
+  { table: 'products', columns: ['product_secret'] },
+  { table: 'devices', columns: ['device_secret', 'device_token'] },
+  { table: 'applications', columns: ['app_secret'] },
+];
+
 export class SqliteStore implements Store {
   readonly db: Database.Database;
   private readonly cipher: SecretCipher;
@@ -66,6 +79,10 @@ export class SqliteStore implements Store {
     this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
+    // Lets SQL ask the cipher whether a stored value is under an older key (key rotation).
+    this.db.function('thingauth_stale_secret', { deterministic: false }, (v: unknown) =>
+      typeof v === 'string' && this.cipher.needsReencrypt(v) ? 1 : 0,
+    );
     this.stmt = undefined;
   }
 
@@ -573,6 +590,85 @@ export class SqliteStore implements Store {
 
   async pruneAudit(before: string): Promise<number> {
     return this.s.pruneAudit.run(before).changes;
+  }
+
+  // ---- management tokens ----
+
+  async createManagementToken(t: ManagementTokenRecord): Promise<void> {
+    try {
+      this.db
+        .prepare('INSERT INTO management_tokens (id, name, scope, token_hash, created_at) VALUES (?, ?, ?, ?, ?)')
+        .run(t.id, t.name, t.scope, t.tokenHash, t.createdAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new ThingAuthError('CONFLICT', `token ${t.id} already exists`);
+      throw e;
+    }
+  }
+
+  private toToken(r: Row): ManagementTokenRecord {
+    return {
+      id: r.id as string,
+      name: r.name as string,
+      scope: r.scope as ManagementTokenRecord['scope'],
+      tokenHash: r.token_hash as string,
+      createdAt: r.created_at as string,
+    };
+  }
+
+  async getManagementToken(id: string): Promise<ManagementTokenRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM management_tokens WHERE id = ?').get(id) as Row | undefined;
+    return r ? this.toToken(r) : undefined;
+  }
+
+  async listManagementTokens(): Promise<ManagementTokenRecord[]> {
+    return (this.db.prepare('SELECT * FROM management_tokens ORDER BY created_at, id').all() as Row[]).map((r) => this.toToken(r));
+  }
+
+  async deleteManagementToken(id: string): Promise<boolean> {
+    return this.db.prepare('DELETE FROM management_tokens WHERE id = ?').run(id).changes === 1;
+  }
+
+  // ---- key rotation ----
+
+  async reencryptSecrets(cursor: ReencryptCursor | undefined, batchSize: number): Promise<{ rewritten: number; cursor: ReencryptCursor | undefined }> {
+    const m = /^(\d+):(\d+)$/.exec(cursor ?? '0:0');
+    if (!m) throw new ThingAuthError('INVALID_ARGUMENT', `bad re-encryption cursor "${cursor}"`);
+    const ti = Number(m[1]);
+    const after = Number(m[2]);
+    const spec = ENCRYPTED_COLUMNS[ti];
+    if (!spec) return { rewritten: 0, cursor: undefined };
+    const cols = spec.columns;
+    return this.db.transaction(() => {
+      // Keyset paging on rowid: each batch costs the same however far the pass has got.
+      const rows = this.db
+        .prepare(`SELECT rowid AS rid, ${cols.join(', ')} FROM ${spec.table} WHERE rowid > ? ORDER BY rowid LIMIT ?`)
+        .all(after, batchSize) as Row[];
+      const update = this.db.prepare(`UPDATE ${spec.table} SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE rowid = ?`);
+      let rewritten = 0;
+      for (const r of rows) {
+        let changed = false;
+        const values = cols.map((c) => {
+          const v = r[c];
+          if (typeof v !== 'string' || !this.cipher.needsReencrypt(v)) return v;
+          changed = true;
+          rewritten++;
+          return this.cipher.encrypt(this.cipher.decrypt(v));
+        });
+        if (changed) update.run(...values, r.rid);
+      }
+      const next = rows.length < batchSize ? (ti + 1 < ENCRYPTED_COLUMNS.length ? `${ti + 1}:0` : undefined) : `${ti}:${rows[rows.length - 1]!.rid}`;
+      return { rewritten, cursor: next };
+    }).immediate();
+  }
+
+  async countSecretsNotUnderCurrentKey(): Promise<number> {
+    let n = 0;
+    for (const { table, columns } of ENCRYPTED_COLUMNS) {
+      for (const c of columns) {
+        n += (this.db.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE thingauth_stale_secret(${c}) = 1`).get() as { n: number }).n;
+      }
+    }
+    return n;
   }
 
   // ---- meta ----

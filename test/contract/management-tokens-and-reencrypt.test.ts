@@ -1,0 +1,137 @@
+/**
+ * Store contract for management tokens (create/get/list/delete, hashes only) and key rotation
+ * (reencryptSecrets / countSecretsNotUnderCurrentKey). Takes a store factory so every adapter
+ * runs it; the factory also returns the RotatingCipher the store was built with.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import type { Product } from '../../src/core/records.js';
+import { RotatingCipher } from '../../src/core/rotating-cipher.js';
+import { generateMasterKey } from '../../src/core/secret-cipher.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
+
+const at = '2024-01-01T00:00:00.000Z';
+
+function product(productKey: string, productSecret: string): Product {
+  return {
+    productKey,
+    productName: 'p',
+    productSecret,
+    nodeType: 'DEVICE',
+    dynamicRegistration: false,
+    preRegistrationFree: false,
+    requireTls: false,
+    replayProtection: false,
+    deviceLimit: null,
+    description: '',
+    createdAt: at,
+    updatedAt: at,
+  };
+}
+
+export function managementTokensContract(name: string, makeStore: () => Promise<Store>) {
+  describe(`${name}: management tokens`, () => {
+    it('creates, reads, lists in creation order and deletes; duplicate id is CONFLICT', async () => {
+      const store = await makeStore();
+      try {
+        const a = { id: 'tokA', name: 'ci', scope: 'read' as const, tokenHash: 'a'.repeat(64), createdAt: at };
+        const b = { id: 'tokB', name: 'ops', scope: 'admin' as const, tokenHash: 'b'.repeat(64), createdAt: '2024-01-02T00:00:00.000Z' };
+        await store.createManagementToken(b);
+        await store.createManagementToken(a);
+        assert.deepEqual(await store.getManagementToken('tokA'), a);
+        assert.deepEqual(await store.listManagementTokens(), [a, b]);
+        await assert.rejects(store.createManagementToken({ ...a, name: 'other' }), { kind: 'CONFLICT' });
+        assert.equal(await store.deleteManagementToken('tokA'), true);
+        assert.equal(await store.deleteManagementToken('tokA'), false);
+        assert.equal(await store.getManagementToken('tokA'), undefined);
+        assert.deepEqual(await store.listManagementTokens(), [b]);
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+export function reencryptContract(name: string, makeStore: (cipher: RotatingCipher) => Promise<Store>) {
+  describe(`${name}: reencryptSecrets`, () => {
+    it('moves every secret to the new key in batches, values unchanged, and the old key can then retire', async () => {
+      const k1 = generateMasterKey();
+      const cipher = new RotatingCipher([k1]);
+      const store = await makeStore(cipher);
+      try {
+        await store.createProduct(product('a1Rot', 'ProductSecretRot1'));
+        const devices = Array.from({ length: 25 }, (_, i) => ({
+          iotId: `iot-${i}`,
+          deviceName: `dev${i}`,
+          deviceSecret: `DeviceSecret${i}`,
+          deviceToken: i % 2 === 0 ? `DeviceToken${i}` : null,
+          clientId: i % 2 === 0 ? `cid${i}` : null,
+        }));
+        await store.createDevices('a1Rot', devices, 1000, at);
+        await store.createApplication({ appKey: 'app1', appSecret: 'AppSecret1', name: 'a', productKeys: ['a1Rot'], createdAt: at });
+        const secretsBefore = 1 + 25 + 13 + 1;
+        assert.equal(await store.countSecretsNotUnderCurrentKey(), 0);
+
+        const k2 = generateMasterKey();
+        cipher.use([k2, k1]);
+        assert.equal(await store.countSecretsNotUnderCurrentKey(), secretsBefore);
+
+        // A write during the rotation is already under the new key.
+        await store.updateDevice('iot-3', { deviceSecret: 'ChangedDuringRotation' });
+
+        let cursor: string | undefined;
+        let total = 0;
+        let batches = 0;
+        do {
+          const r = await store.reencryptSecrets(cursor, 7);
+          total += r.rewritten;
+          cursor = r.cursor;
+          batches++;
+          assert.ok(batches < 100, 'the pass terminates');
+        } while (cursor !== undefined);
+        assert.equal(total, secretsBefore - 1);
+        assert.ok(batches >= 4, 'work was split into batches');
+        assert.equal(await store.countSecretsNotUnderCurrentKey(), 0);
+
+        cipher.use([k2]);
+        assert.equal((await store.getProduct('a1Rot'))!.productSecret, 'ProductSecretRot1');
+        const d0 = (await store.getDevice('a1Rot', 'dev0'))!;
+        assert.equal(d0.deviceSecret, 'DeviceSecret0');
+        assert.equal(d0.deviceToken, 'DeviceToken0');
+        assert.equal((await store.getDevice('a1Rot', 'dev1'))!.deviceToken, null);
+        assert.equal((await store.getDevice('a1Rot', 'dev3'))!.deviceSecret, 'ChangedDuringRotation');
+        assert.equal((await store.getDevice('a1Rot', 'dev24'))!.deviceSecret, 'DeviceSecret24');
+        assert.equal((await store.getApplication('app1'))!.appSecret, 'AppSecret1');
+
+        // A second pass finds nothing to do.
+        const again = await store.reencryptSecrets(undefined, 1000);
+        assert.equal(again.rewritten, 0);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('refuses a cursor it did not produce', async () => {
+      const store = await makeStore(new RotatingCipher([generateMasterKey()]));
+      try {
+        await assert.rejects(store.reencryptSecrets('garbage', 10), { kind: 'INVALID_ARGUMENT' });
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
+async function sqlite(cipher: RotatingCipher): Promise<Store> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thingauth-contract-'));
+  const store = new SqliteStore({ filename: path.join(dir, 'db.sqlite'), cipher, synchronous: 'NORMAL' });
+  await store.migrate();
+  return store;
+}
+
+managementTokensContract('sqlite', () => sqlite(new RotatingCipher([generateMasterKey()])));
+reencryptContract('sqlite', sqlite);
