@@ -207,16 +207,19 @@ export class Registry {
   }
 
   /**
-   * Every device's credentials of a product, page by page (for the production-line export).
-   * Pages are read in creation order; devices created meanwhile may or may not be included.
+   * Every device's credentials of a product, page by page in DeviceName order (for the
+   * production-line export). Keyset paging keeps each page cheap, so a 500,000-device export
+   * never holds the store for long; devices created meanwhile may or may not be included.
    */
   async *deviceCredentials(productKey: string, pageSize = 2000): AsyncGenerator<{ iotId: string; deviceName: string; deviceSecret: string }[]> {
     await this.getProduct(productKey);
-    for (let offset = 0; ; offset += pageSize) {
-      const page = await this.store.listDevices(productKey, {}, offset, pageSize);
-      if (page.items.length === 0) return;
-      yield page.items.map((d) => ({ iotId: d.iotId, deviceName: d.deviceName, deviceSecret: d.deviceSecret }));
-      if (page.items.length < pageSize) return;
+    let after: string | null = null;
+    for (;;) {
+      const items = await this.store.listDevicesAfter(productKey, after, pageSize);
+      if (items.length === 0) return;
+      yield items.map((d) => ({ iotId: d.iotId, deviceName: d.deviceName, deviceSecret: d.deviceSecret }));
+      if (items.length < pageSize) return;
+      after = items[items.length - 1]!.deviceName;
     }
   }
 

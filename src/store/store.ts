@@ -127,6 +127,11 @@ export interface Store {
   getDevice(productKey: string, deviceName: string): Promise<Device | undefined>;
   getDeviceByIotId(iotId: string): Promise<Device | undefined>;
   listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
+  /**
+   * Devices of a product in DeviceName order, strictly after `afterDeviceName` (null = from the
+   * start): keyset paging for full scans such as the credentials export, cheap at any depth.
+   */
+  listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]>;
   countDevices(productKey: string): Promise<number>;
   updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined>;
   /** Deletes the device and detaches its sub-devices. */

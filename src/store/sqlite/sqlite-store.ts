@@ -396,6 +396,14 @@ export class SqliteStore implements Store {
     return { items: rows.map((r) => this.toDevice(r)), total, offset, limit };
   }
 
+  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]> {
+    // Walks the UNIQUE (product_key, device_name) index: no OFFSET scan, no COUNT.
+    const rows = this.db
+      .prepare('SELECT * FROM devices WHERE product_key = ? AND device_name > ? ORDER BY device_name LIMIT ?')
+      .all(productKey, afterDeviceName ?? '', limit) as Row[];
+    return rows.map((r) => this.toDevice(r));
+  }
+
   async countDevices(productKey: string): Promise<number> {
     return this.deviceCount(productKey);
   }

@@ -1,0 +1,36 @@
+/** The Store contract against SqliteStore on a real temporary file. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { KeyringCipher, generateMasterKey } from '../../src/core/secret-cipher.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
+import { runStoreContract } from './store-contract.js';
+
+runStoreContract(
+  'sqlite',
+  async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thingauth-contract-'));
+    const store = new SqliteStore({ filename: path.join(dir, 'thingauth.db'), cipher: new KeyringCipher(generateMasterKey()), synchronous: 'NORMAL' });
+    await store.migrate();
+    return store;
+  },
+  {
+    // Both what a reader of the rows sees and the bytes on disk (main file and WAL).
+    async rawContents(store: Store) {
+      const file = (store as SqliteStore).db.name;
+      const reader = new Database(file, { readonly: true });
+      let rows = '';
+      try {
+        const tables = reader.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[];
+        for (const { name } of tables) rows += JSON.stringify(reader.prepare(`SELECT * FROM "${name}"`).all()) + '\n';
+      } finally {
+        reader.close();
+      }
+      let bytes = '';
+      for (const f of [file, `${file}-wal`]) if (fs.existsSync(f)) bytes += fs.readFileSync(f).toString('latin1');
+      return rows + bytes;
+    },
+  },
+);
