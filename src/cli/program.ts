@@ -3,13 +3,14 @@
  * below; commands that talk to a running server build on `apiCommand` (common.ts).
  */
 import { Command } from 'commander';
+import { addAppCommands } from './app.js';
 import { addDeviceCommands } from './device.js';
 import { addImportCommand } from './import.js';
 import { addProductCommands } from './product.js';
 import { addServeCommand } from './serve.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');

@@ -5,6 +5,7 @@
  */
 import type { AppContext } from '../../../context.js';
 import type { ManagementApp } from '../server.js';
+import { applicationRoutes } from './applications.js';
 import { deviceRoutes } from './devices.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
@@ -12,4 +13,4 @@ import { topologyRoutes } from './topology.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes, applicationRoutes];
