@@ -22,6 +22,8 @@ export interface Config {
   hostnames: string[];
   tlsProfile: TlsProfile;
   masterKey: string | undefined;
+  /** With masterKey from the environment: older keys (comma-separated) values may still be under, during a key rotation. */
+  masterKeyPrevious: string | undefined;
   /** Devices per product unless the product sets its own limit. */
   deviceLimit: number;
   subDeviceLimit: number;
@@ -50,6 +52,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   hostnames: 'THINGAUTH_HOSTNAMES',
   tlsProfile: 'THINGAUTH_TLS_PROFILE',
   masterKey: 'THINGAUTH_MASTER_KEY',
+  masterKeyPrevious: 'THINGAUTH_MASTER_KEY_PREVIOUS',
   deviceLimit: 'THINGAUTH_DEVICE_LIMIT',
   subDeviceLimit: 'THINGAUTH_SUB_DEVICE_LIMIT',
   registrationRatePerSecond: 'THINGAUTH_REGISTRATION_RATE',
@@ -128,6 +131,7 @@ export function loadConfig(input: ConfigInput): Config {
     hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     tlsProfile: oneOf('tlsProfile', ['compat', 'strict'] as const, 'compat'),
     masterKey: input.masterKey,
+    masterKeyPrevious: input.masterKeyPrevious,
     deviceLimit: int('deviceLimit', 500_000, 1, 100_000_000),
     subDeviceLimit: int('subDeviceLimit', 1_500, 1, 1_000_000),
     registrationRatePerSecond: int('registrationRatePerSecond', 1_000, 1, 1_000_000),
@@ -137,6 +141,9 @@ export function loadConfig(input: ConfigInput): Config {
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);
+  }
+  if (config.masterKeyPrevious !== undefined && config.masterKey === undefined) {
+    problems.push(`${CONFIG_ENV.masterKeyPrevious} only applies with ${CONFIG_ENV.masterKey} (a master.key file in the data dir holds its own previous keys)`);
   }
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     problems.push(`${CONFIG_ENV.tlsCert} and ${CONFIG_ENV.tlsKey} must be set together`);

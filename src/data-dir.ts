@@ -28,11 +28,54 @@ function readOrCreate(file: string, make: () => string): { value: string; create
   }
 }
 
-/** THINGAUTH_MASTER_KEY wins; otherwise <dataDir>/master.key, generated on first start. */
+/** THINGAUTH_MASTER_KEY wins; otherwise <dataDir>/master.key, generated on first start. Returns the current key. */
 export function loadMasterKey(dataDir: string, fromEnv: string | undefined): Buffer {
-  if (fromEnv) return parseMasterKey(fromEnv);
+  return loadKeyring(dataDir, fromEnv, undefined).keys[0]!;
+}
+
+/**
+ * The master keyring, current key first. From the environment: THINGAUTH_MASTER_KEY plus any
+ * THINGAUTH_MASTER_KEY_PREVIOUS keys (comma-separated) that older values may still be under.
+ * From the data dir: master.key holds one key per line, current first; older lines exist
+ * only while a key rotation is under way (or was interrupted: running it again finishes it).
+ */
+export function loadKeyring(dataDir: string, fromEnv: string | undefined, previousFromEnv: string | undefined): { keys: Buffer[]; source: 'env' | 'file' } {
+  if (fromEnv) {
+    const previous = (previousFromEnv ?? '').split(',').map((s) => s.trim()).filter(Boolean).map(parseMasterKey);
+    return { keys: [parseMasterKey(fromEnv), ...previous], source: 'env' };
+  }
   const { value } = readOrCreate(path.join(dataDir, MASTER_KEY_FILE), () => generateMasterKey().toString('hex'));
-  return parseMasterKey(value);
+  const keys = value.split('\n').map((l) => l.trim()).filter(Boolean).map(parseMasterKey);
+  if (keys.length === 0) throw new Error(`${path.join(dataDir, MASTER_KEY_FILE)} is empty; restore it from a backup (without it no stored secret can be read)`);
+  return { keys, source: 'file' };
+}
+
+/**
+ * Replaces master.key with these keys (current first) atomically: a crash leaves either the
+ * old file or the new one, never a torn one. Written 0600 and fsynced before the rename.
+ */
+export function writeKeyringFile(dataDir: string, keys: Buffer[]): void {
+  const file = path.join(dataDir, MASTER_KEY_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
+  const fd = fs.openSync(tmp, 'w', 0o600);
+  try {
+    fs.writeSync(fd, keys.map((k) => k.toString('hex')).join('\n') + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.chmodSync(tmp, 0o600);
+  fs.renameSync(tmp, file);
+  try {
+    const dirFd = fs.openSync(dataDir, 'r');
+    try {
+      fs.fsyncSync(dirFd);
+    } finally {
+      fs.closeSync(dirFd);
+    }
+  } catch {
+    /* directories cannot be fsynced on every platform; the rename is still atomic */
+  }
 }
 
 /** THINGAUTH_ADMIN_TOKEN wins; otherwise <dataDir>/admin-token, generated (and reported as new) on first start. */

@@ -5,8 +5,9 @@
 import type { Config } from './config.js';
 import { sqlitePath } from './config.js';
 import type { AppContext, Listener } from './context.js';
-import { KeyringCipher } from './core/secret-cipher.js';
-import { ensureDataDir, loadAdminToken, loadMasterKey } from './data-dir.js';
+import { RotatingCipher } from './core/rotating-cipher.js';
+import { KeyringCipher, type SecretCipher } from './core/secret-cipher.js';
+import { ensureDataDir, loadAdminToken, loadKeyring } from './data-dir.js';
 import { startDeviceHttps } from './http/device/server.js';
 import { startManagementApi } from './http/management/server.js';
 import { startMqttTcp, startMqtts, startMqttWs, startMqttWss } from './mqtt/listeners.js';
@@ -33,10 +34,10 @@ export interface RunningThingAuth {
   close(): Promise<void>;
 }
 
-export async function openStore(config: Config, masterKey: Buffer): Promise<Store> {
+export async function openStore(config: Config, masterKey: Buffer | SecretCipher): Promise<Store> {
   const store = new SqliteStore({
     filename: sqlitePath(config),
-    cipher: new KeyringCipher(masterKey),
+    cipher: Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey,
     synchronous: config.sqliteSynchronous,
   });
   await store.migrate();
@@ -46,15 +47,21 @@ export async function openStore(config: Config, masterKey: Buffer): Promise<Stor
 export async function startThingAuth(config: Config, opts: { logger?: Logger } = {}): Promise<RunningThingAuth> {
   const logger = opts.logger ?? createLogger(config.logLevel);
   ensureDataDir(config.dataDir);
-  const masterKey = loadMasterKey(config.dataDir, config.masterKey);
+  const keyring = loadKeyring(config.dataDir, config.masterKey, config.masterKeyPrevious);
+  // One cipher for the store's whole life: key rotation swaps the keyring inside it.
+  const cipher = new RotatingCipher(keyring.keys);
   const admin = loadAdminToken(config.dataDir, config.adminToken);
   if (admin.created) {
     // Printed once, on the start that generated it; later starts read it from the data dir.
     process.stderr.write(`thingauth: generated admin token (saved in ${config.dataDir}/admin-token, mode 0600): ${admin.token}\n`);
   }
-  const store = await openStore(config, masterKey);
+  const store = await openStore(config, cipher);
   await store.markAllOffline(new Date().toISOString());
-  const services = createServices(store, config, logger);
+  const services = createServices(store, config, logger, { cipher, keySource: keyring.source, adminToken: admin.token });
+  services.audit.start();
+  if (keyring.keys.length > 1) {
+    logger.warn({ olderKeyIds: cipher.keyIds.slice(1) }, 'older master keys are present (an unfinished key rotation?): run `thingauth keys rotate` to finish');
+  }
   const tls = await ensureTlsMaterial({
     dataDir: config.dataDir,
     hostnames: config.hostnames,
@@ -74,6 +81,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     }
   } catch (e) {
     for (const l of started.reverse()) await l.close().catch(() => undefined);
+    await services.audit.close().catch(() => undefined);
     await store.close();
     throw e;
   }
@@ -85,6 +93,9 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     close() {
       closing ??= (async () => {
         for (const l of started.slice().reverse()) await l.close().catch((e) => logger.warn({ err: e }, 'listener close failed'));
+        await services.keyRotation.stop().catch(() => undefined);
+        // The audit buffer is written before the store closes: the last decisions are kept.
+        await services.audit.close().catch((e) => logger.warn({ err: e }, 'audit flush failed'));
         await store.markAllOffline(new Date().toISOString()).catch(() => undefined);
         await store.close();
       })();

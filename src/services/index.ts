@@ -12,6 +12,11 @@ import { ApplicationService } from './applications.js';
 import { SubDeviceRegistrationService } from './sub-device-registration.js';
 import { SubDeviceSessionService } from './sub-device-sessions.js';
 import { TopologyService } from './topology.js';
+import { AuditLog } from './audit.js';
+import { Metrics } from './metrics.js';
+import { TokenService } from './tokens.js';
+import { KeyRotationService } from './key-rotation.js';
+import type { RotatingCipher } from '../core/rotating-cipher.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -24,9 +29,31 @@ export interface Services {
   topology: TopologyService;
   subDeviceRegistration: SubDeviceRegistrationService;
   subDeviceSessions: SubDeviceSessionService;
+  audit: AuditLog;
+  metrics: Metrics;
+  tokens: TokenService;
+  keyRotation: KeyRotationService;
 }
 
-export function createServices(store: Store, config: Config, logger: Logger): Services {
+/** What the security services need from the composition root (main.ts). */
+export interface SecurityWiring {
+  /** The cipher the store was opened with: key rotation swaps its keyring. */
+  cipher: RotatingCipher;
+  keySource: 'file' | 'env';
+  /** The bootstrap admin token (always valid, scope admin). */
+  adminToken: string;
+}
+
+export function createServices(rawStore: Store, config: Config, logger: Logger, security: SecurityWiring): Services {
+  const metrics = new Metrics();
+  // Services see a store whose calls are timed (thingauth_store_operation_seconds).
+  const store = metrics.timeStore(rawStore);
+  const audit = new AuditLog(rawStore, logger, { retentionDays: config.auditRetentionDays });
+  const tokens = new TokenService(store, () => security.adminToken);
+  const keyRotation = new KeyRotationService(rawStore, security.cipher, audit, logger, {
+    dataDir: config.dataDir,
+    keySource: security.keySource,
+  });
   const events = new RegistryEvents();
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
   const registration = new RegistrationService(store, events, {
@@ -40,5 +67,5 @@ export function createServices(store: Store, config: Config, logger: Logger): Se
   const topology = new TopologyService(store, events, { subDeviceLimit: config.subDeviceLimit }, logger);
   const subDeviceRegistration = new SubDeviceRegistrationService(store, topology, logger);
   const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions };
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation };
 }

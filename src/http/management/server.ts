@@ -1,15 +1,17 @@
 /**
- * The management API listener (plain HTTP). Every /api route sits behind the admin bearer
- * token; /healthz and /openapi.json do not. Route plugins live in routes/, one per resource,
- * listed in routes/index.ts (MANAGEMENT_ROUTES) and mounted under /api/v1.
+ * The management API listener (plain HTTP). Every /api route (and /metrics) sits behind a
+ * bearer token with a scope (caller-auth.ts); /healthz and /openapi.json do not. Route
+ * plugins live in routes/, one per resource, listed in routes/index.ts (MANAGEMENT_ROUTES)
+ * and mounted under /api/v1.
  */
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { AppContext, Listener } from '../../context.js';
-import { constantTimeEquals } from '../../core/sign.js';
+import { installCallerAuth } from './caller-auth.js';
 import { installErrorHandling } from './errors.js';
 import { MANAGEMENT_ROUTES } from './routes/index.js';
+import { metricsRoute } from './routes/metrics.js';
 import { ErrorBody } from './schemas.js';
 
 export const API_PREFIX = '/api/v1';
@@ -39,7 +41,7 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
       info: {
         title: 'thingauth management API',
         version: '1',
-        description: 'Products, devices and their credentials. Every /api route needs `Authorization: Bearer <admin token>`.',
+        description: 'Products, devices and their credentials. Every /api route needs `Authorization: Bearer <token>`: the admin token or a token from /api/v1/tokens (scope read: GET only).',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
@@ -49,14 +51,9 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.addHook('onRequest', async (req, reply) => {
-    if (!req.url.startsWith('/api/')) return;
-    const h = req.headers.authorization ?? '';
-    const token = h.startsWith('Bearer ') ? h.slice(7) : '';
-    if (!constantTimeEquals(ctx.adminToken, token)) {
-      return reply.code(401).send({ code: 'UNAUTHENTICATED', message: 'missing or invalid bearer token (Authorization: Bearer <admin token>)' });
-    }
-  });
+  // Bearer token with scopes (read: GET only) and the audit of every change: caller-auth.ts.
+  installCallerAuth(app, ctx);
+  await metricsRoute(app, ctx);
 
   for (const plugin of MANAGEMENT_ROUTES) {
     await app.register(async (scope) => plugin(scope as ManagementApp, ctx), { prefix: API_PREFIX });

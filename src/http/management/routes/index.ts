@@ -10,7 +10,10 @@ import { deviceRoutes } from './devices.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
 import { topologyRoutes } from './topology.js';
+import { auditRoutes } from './audit.js';
+import { keyRoutes } from './keys.js';
+import { tokenRoutes } from './tokens.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes, applicationRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes];
