@@ -8,9 +8,10 @@ import { addDeviceCommands } from './device.js';
 import { addImportCommand } from './import.js';
 import { addProductCommands } from './product.js';
 import { addServeCommand } from './serve.js';
+import { addTopologyCommands } from './topology.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');
