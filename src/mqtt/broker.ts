@@ -27,6 +27,7 @@ import { mayPublish, maySubscribe } from './acl.js';
 import { autoSubscribe } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
+import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
@@ -79,6 +80,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
         protocolVersion: packet.protocolVersion ?? 4,
         clean: packet.clean !== false,
       });
+      if (packet.protocolVersion === 5) adaptMqtt5Client(client, packet);
       callback(null, true);
     },
 
@@ -129,6 +131,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
             'mqtt connect refused',
           );
           if (decision.device) authenticator.recordAuthError(decision.device, decision.reason);
+          if (decision.v5ReasonCode !== undefined) setV5ConnackReason(client, decision.v5ReasonCode);
           done(refusal(decision.returnCode, decision.reason), false);
         },
         (err) => {

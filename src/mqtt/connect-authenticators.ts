@@ -22,7 +22,7 @@ import { authenticateSignedDevice } from './sign-authenticator.js';
 import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './application-authenticator.js';
 import { authenticateConnwl, authenticateRegister, authenticateRegnwl } from './registration-connect.js';
 
-/** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in connack-codes.ts. */
+/** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in mqtt5-adapter.ts. */
 export type ConnackRefusal = 1 | 2 | 3 | 4 | 5;
 
 export interface ConnectAttempt {
@@ -50,6 +50,8 @@ export interface ConnectAllow {
 export interface ConnectDeny {
   ok: false;
   returnCode: ConnackRefusal;
+  /** For MQTT 5 clients, a more precise reason code than the mapping of returnCode (mqtt5-adapter.ts). */
+  v5ReasonCode?: number;
   /** Why, for the server log and the device record. Never contains a secret. */
   reason: string;
   /** The known device the refusal concerns: its record gets lastAuthError = reason. */

@@ -49,7 +49,14 @@ export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: App
     overTls: isTlsTransport(attempt.transport),
   });
   if (!result.ok) {
-    return { ok: false, returnCode: REFUSAL_CODE[result.refusal], reason: result.reason, ...who, ...(result.device ? { device: result.device } : {}) };
+    return {
+      ok: false,
+      returnCode: REFUSAL_CODE[result.refusal],
+      ...(result.refusal === 'disabled' ? { v5ReasonCode: 0x8a } : {}), // MQTT 5 "Banned"
+      reason: result.reason,
+      ...who,
+      ...(result.device ? { device: result.device } : {}),
+    };
   }
   const d = result.device;
   return { ok: true, identity: { kind: 'device', productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId } };

@@ -10,7 +10,9 @@ import {
   createDevice,
   endClient,
   eventually,
+  nextMessage,
   signedConnect,
+  subscribe,
   type DeviceCredentials,
   type ListenerName,
 } from '../helpers/mqtt.js';
@@ -132,5 +134,44 @@ describe('MQTT CONNECT with a device secret', () => {
     }
     const rec = await server.running.ctx.store.getDevice(d.productKey, d.deviceName);
     assert.match(rec!.lastAuthError ?? '', /TLS/);
+  });
+});
+
+describe('MQTT 5.0 clients', () => {
+  let server: TestServer;
+  let dev: DeviceCredentials & { iotId: string };
+
+  before(async () => {
+    server = await startTestServer();
+    dev = await createDevice(server);
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it('are accepted over TCP and WSS, get their replies, and have foreign filters refused with 0x87', async () => {
+    for (const which of ['mqtt', 'mqtt-wss'] as const) {
+      const c = await connectClient(server, which, signedConnect(dev), { protocolVersion: 5 });
+      const own = `/sys/${dev.productKey}/${dev.deviceName}/thing/event/+/post_reply`;
+      assert.deepEqual(await subscribe(c, own, 1), [1]);
+      assert.deepEqual(await subscribe(c, '#'), [0x87]);
+      const topic = `/sys/${dev.productKey}/${dev.deviceName}/thing/event/property/post`;
+      const reply = nextMessage(c, (t) => t === topic + '_reply');
+      await new Promise<void>((resolve, reject) => c.publish(topic, JSON.stringify({ id: '9', params: {} }), { qos: 1 }, (e) => (e ? reject(e) : resolve())));
+      assert.equal(JSON.parse((await reply).payload.toString()).id, '9');
+      await new Promise<void>((resolve, reject) => c.unsubscribe([own, '/sys/x/y/z'], (e) => (e ? reject(e) : resolve())));
+      assert.ok(c.connected);
+      await endClient(c);
+    }
+  });
+
+  it('get MQTT 5 reason codes on refusal: 0x87 bad signature, 0x8A disabled, 0x86 bad username, 0x85 no extension', async () => {
+    assert.equal((await connectRefusal(server, 'mqtt', signedConnect({ ...dev, deviceSecret: 'Wrong000000000000000000000000000' }), { protocolVersion: 5 })).code, 0x87);
+    const d = await createDevice(server, { productKey: dev.productKey });
+    await server.running.ctx.services.registry.setEnabled(d.productKey, d.deviceName, false);
+    assert.equal((await connectRefusal(server, 'mqtt', signedConnect(d), { protocolVersion: 5 })).code, 0x8a);
+    const good = signedConnect(dev);
+    assert.equal((await connectRefusal(server, 'mqtt', { ...good, username: 'nope' }, { protocolVersion: 5 })).code, 0x86);
+    assert.equal((await connectRefusal(server, 'mqtt', { ...good, clientId: 'plain' }, { protocolVersion: 5 })).code, 0x85);
   });
 });
