@@ -9,9 +9,12 @@ import { addImportCommand } from './import.js';
 import { addProductCommands } from './product.js';
 import { addServeCommand } from './serve.js';
 import { addTopologyCommands } from './topology.js';
+import { addAuditCommand } from './audit.js';
+import { addKeysCommands } from './keys.js';
+import { addTokenCommands } from './token.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');
