@@ -164,3 +164,19 @@ export function silenceOn(client: MqttClient, topic: string, ms = 300): Promise<
     client.on('message', on);
   });
 }
+
+/** A business application (credential scoped to `productKeys`) connected over real MQTT. */
+export async function connectApp(server: TestServer, productKeys: string[]): Promise<MqttClient> {
+  const { default: mqtt } = await import('mqtt');
+  const app = await server.running.ctx.services.applications.create({ name: `gw-test-app-${++seq}`, productKeys });
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(`mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}`, {
+      clientId: `app-${app.appKey}`,
+      username: `app:${app.appKey}`,
+      password: app.appSecret,
+      reconnectPeriod: 0,
+    });
+    c.once('connect', () => resolve(c));
+    c.once('error', reject);
+  });
+}

@@ -11,6 +11,7 @@ import { endClient, eventually, nextMessage, subscribe, waitForClose } from '../
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import {
   attachByApi,
+  connectApp,
   connectGateway,
   errorTopic,
   loginParams,
@@ -107,10 +108,25 @@ describe('sub-device login through a gateway', () => {
     const post = await request(gw, own, { params: { temp: 21 }, method: 'thing.event.property.post' });
     assert.equal(post.body.code, 200);
 
-    const out = await request(gw, sessionTopic(g.gateway, 'logout'), { params: { productKey: sub.productKey, deviceName: sub.deviceName } });
-    assert.equal(out.body.code, 200);
-    assert.deepEqual(out.body.data, { productKey: sub.productKey, deviceName: sub.deviceName });
-    assert.equal(await statusOf(server, sub), 'OFFLINE');
+    const setTopic = `/sys/${sub.productKey}/${sub.deviceName}/thing/service/property/set`;
+    const app = await connectApp(server, [sub.productKey]);
+    try {
+      const cmd = nextMessage(gw, (t) => t === setTopic);
+      app.publish(setTopic, JSON.stringify({ id: 'cmd-1', params: { on: 1 } }));
+      assert.equal(JSON.parse((await cmd).payload.toString()).id, 'cmd-1', 'commands reach the gateway while logged in');
+
+      const out = await request(gw, sessionTopic(g.gateway, 'logout'), { params: { productKey: sub.productKey, deviceName: sub.deviceName } });
+      assert.equal(out.body.code, 200);
+      assert.deepEqual(out.body.data, { productKey: sub.productKey, deviceName: sub.deviceName });
+      assert.equal(await statusOf(server, sub), 'OFFLINE');
+      const quiet = silenceOn(gw, setTopic, 300);
+      app.publish(setTopic, JSON.stringify({ id: 'cmd-2', params: { on: 0 } }));
+      assert.ok(await quiet, 'after logout the gateway no longer receives the sub-device\'s commands');
+    } finally {
+      await endClient(app);
+    }
+    const again = await request(gw, sessionTopic(g.gateway, 'logout'), { params: { productKey: sub.productKey, deviceName: sub.deviceName } });
+    assert.equal(again.body.code, 520);
 
     const notice = nextMessage(gw, (t) => t === errorTopic(g.gateway));
     gw.publish(own, JSON.stringify({ id: 'after-logout', params: { temp: 22 } }));
@@ -119,8 +135,6 @@ describe('sub-device login through a gateway', () => {
     assert.equal(n.id, 'after-logout');
     assert.deepEqual(n.data, { productKey: sub.productKey, deviceName: sub.deviceName });
     assert.ok(gw.connected, 'the gateway keeps its connection');
-    const again = await request(gw, sessionTopic(g.gateway, 'logout'), { params: { productKey: sub.productKey, deviceName: sub.deviceName } });
-    assert.equal(again.body.code, 520);
   });
 
   it('batch_login (C SDK form, signMethod at params level) is all or nothing and lists offenders', async () => {

@@ -8,7 +8,8 @@ import type { AlinkResult } from '../../core/sub-device-protocol.js';
 import { SubDeviceCodes } from '../../core/sub-device-protocol.js';
 import type { DeviceRef } from '../../services/events.js';
 import type { GatewayLink } from '../../services/sub-device-sessions.js';
-import { autoSubscribe, autoSubscribeFilters } from '../auto-subscribe.js';
+import { maySubscribe } from '../acl.js';
+import { autoSubscribe } from '../auto-subscribe.js';
 import type { Session, SessionRegistry } from '../sessions.js';
 import { alinkReply, parseAlinkRequest } from './alink.js';
 import type { HandlerContext, TopicParams } from './index.js';
@@ -55,10 +56,15 @@ export function gatewayLinkOf(hctx: HandlerContext, session: Session): GatewayLi
     },
     stopActingFor(sub: DeviceRef, reason: string) {
       hctx.sessions.removeActingFor(session, sub.iotId, reason);
-      if (autoSub && !session.ended) {
-        const unsubscriptions = autoSubscribeFilters(sub);
-        session.client.unsubscribe({ unsubscriptions, messageId: 0, cmd: 'unsubscribe' } as never, () => undefined);
-      }
+      if (session.ended) return;
+      // Subscriptions made while acting for the sub-device (by the gateway or automatically)
+      // must not outlive the right: otherwise a gateway that lost a sub-device (moved to
+      // another gateway, disabled) would keep receiving its commands.
+      const current = Object.keys((session.client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {});
+      const stale = current.filter((filter) => !maySubscribe(session, filter));
+      // No messageId: aedes then sends no UNSUBACK the client never asked for. (A persistent
+      // session's stored copy is re-checked by authorizeSubscribe when it is restored.)
+      if (stale.length > 0) session.client.unsubscribe({ unsubscriptions: stale, cmd: 'unsubscribe' } as never, () => undefined);
     },
     send(topic: string, payload: string) {
       hctx.replyTo(session.client, topic, payload);
