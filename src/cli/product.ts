@@ -12,7 +12,7 @@ interface ProductFlags extends ApiCommandOptions {
   preRegistrationFree?: boolean;
   requireTls?: boolean;
   replayProtection?: boolean;
-  deviceLimit?: number | null;
+  deviceLimit?: number | 'default';
   description?: string;
   productKey?: string;
   productSecret?: string;
@@ -24,12 +24,13 @@ function productBody(o: ProductFlags): Record<string, unknown> {
   if (o.name !== undefined) body.productName = o.name;
   if (o.nodeType !== undefined) body.nodeType = o.nodeType;
   for (const k of ['dynamicRegistration', 'preRegistrationFree', 'requireTls', 'replayProtection', 'deviceLimit', 'description', 'productKey', 'productSecret'] as const) {
-    if (o[k] !== undefined) body[k] = o[k];
+    if (o[k] !== undefined) body[k] = o[k] === 'default' && k === 'deviceLimit' ? null : o[k];
   }
   return body;
 }
 
-const deviceLimit = (raw: string): number | null => (raw === 'default' ? null : intOption('--device-limit', 1, 100_000_000)(raw));
+// Commander drops a parser's null, so "default" travels as a string and becomes null in productBody.
+const deviceLimit = (raw: string): number | 'default' => (raw === 'default' ? 'default' : intOption('--device-limit', 1, 100_000_000)(raw));
 
 export function addProductCommands(program: Command): void {
   const product = program.command('product').description('manage products (ProductKey, ProductSecret, node type, registration switches)');

@@ -1,7 +1,6 @@
 /** `thingauth serve`: start every listener on the configured (or embedded default) store. */
 import type { Command } from 'commander';
 import { CONFIG_ENV, ConfigError, configInputFromEnv, loadConfig, type Config, type ConfigInput } from '../config.js';
-import { startThingAuth } from '../main.js';
 
 function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -28,6 +27,9 @@ export function addServeCommand(program: Command): void {
       }
       throw e;
     }
+    // Loaded here, not at the top: the server pulls in every listener and the store, which
+    // the API-client commands (product, device, ...) do not need at their start-up.
+    const { startThingAuth } = await import('../main.js');
     const running = await startThingAuth(config);
     let stopping = false;
     const stop = (signal: string) => {
