@@ -60,6 +60,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     ratePerSecond: config.registrationRatePerSecond,
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
+  registration.observers = { audit, metrics };
   const authenticator = new DeviceAuthenticator(store, events, logger);
   const presence = new PresenceService(store, logger);
   const applications = new ApplicationService(store);
@@ -67,5 +68,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   const topology = new TopologyService(store, events, { subDeviceLimit: config.subDeviceLimit }, logger);
   const subDeviceRegistration = new SubDeviceRegistrationService(store, topology, logger);
   const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
+  subDeviceRegistration.observers = { audit, metrics };
+  subDeviceSessions.observers = { audit, metrics };
   return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation };
 }

@@ -22,6 +22,8 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 import { KeyedTokenBucket } from './rate-limiter.js';
+import type { AuditLog } from './audit.js';
+import type { Metrics } from './metrics.js';
 
 export type RegistrationChannel = 'https' | 'mqtt';
 
@@ -102,6 +104,8 @@ interface VerifiedRequest {
 
 export class RegistrationService {
   private readonly limiter: KeyedTokenBucket;
+  /** Set by createServices: decisions go to the batched audit log and the registration metrics. */
+  observers?: { audit: AuditLog; metrics: Metrics };
 
   constructor(
     private readonly store: Store,
@@ -179,7 +183,9 @@ export class RegistrationService {
       result,
       reason,
     };
-    this.store.appendAudit([entry]).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+    this.observers?.metrics.registration(action, result);
+    if (this.observers) this.observers.audit.record(entry);
+    else this.store.appendAudit([entry]).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
   }
 
   private async run<T>(action: string, req: RegistrationRequest, body: () => Promise<T>): Promise<T> {

@@ -22,11 +22,15 @@ import {
 import type { Logger } from '../logger.js';
 import type { DeviceRef } from './events.js';
 import type { AuditEntry, Store } from '../store/store.js';
+import type { AuditLog } from './audit.js';
+import type { Metrics } from './metrics.js';
 import { MAX_ITEMS_PER_MESSAGE, itemsOf, type TopologyService } from './topology.js';
 
 const MAX_RANDOM_LENGTH = 128;
 
 export class SubDeviceRegistrationService {
+  /** Set by createServices: decisions go to the batched audit log and the registration metrics. */
+  observers?: { audit: AuditLog; metrics: Metrics };
   constructor(
     private readonly store: Store,
     private readonly topology: TopologyService,
@@ -148,6 +152,13 @@ export class SubDeviceRegistrationService {
       result: o.code === C.SUCCESS ? 'ok' : 'deny',
       reason: o.code === C.SUCCESS ? null : `${o.code} ${o.message}`,
     }));
-    this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+    if (!this.observers) {
+      this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+      return;
+    }
+    for (const e of entries) {
+      this.observers.audit.record(e);
+      this.observers.metrics.registration(action, e.result);
+    }
   }
 }

@@ -22,6 +22,8 @@ import {
 } from '../core/sub-device-protocol.js';
 import type { Logger } from '../logger.js';
 import type { AuditEntry, Store } from '../store/store.js';
+import type { AuditLog } from './audit.js';
+import { loginReasonLabel, type Metrics } from './metrics.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
 import { itemsOf, refOf, type TopologyService } from './topology.js';
 
@@ -70,6 +72,8 @@ interface LinkState {
 type Checked = { sub: Device } | { code: number; message: string };
 
 export class SubDeviceSessionService {
+  /** Set by createServices: decisions go to the batched audit log and the login metrics. */
+  observers?: { audit: AuditLog; metrics: Metrics };
   private readonly links = new Map<GatewayLink, LinkState>();
   /** Sub-device IotId -> the link it is logged in through. */
   private readonly owner = new Map<string, LinkState>();
@@ -392,6 +396,16 @@ export class SubDeviceSessionService {
       result: o.code === C.SUCCESS ? 'ok' : 'deny',
       reason: o.code === C.SUCCESS ? null : `${o.code} ${o.message}`,
     }));
-    this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+    if (!this.observers) {
+      this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+      return;
+    }
+    for (const [i, e] of entries.entries()) {
+      this.observers.audit.record(e);
+      if (action === 'session.sub.login') {
+        const ok = e.result === 'ok';
+        this.observers.metrics.login('gateway', ok ? 'accepted' : 'refused', ok ? '' : loginReasonLabel(outcomes[i]!.message));
+      }
+    }
   }
 }

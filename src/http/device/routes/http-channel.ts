@@ -90,12 +90,17 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         sign: fields.sign!,
         overTls: req.protocol === 'https',
       });
+      const claimed = { actor: `${fields.deviceName}&${fields.productKey}`, productKey: fields.productKey, deviceName: fields.deviceName, sourceAddress: req.ip };
       if (!result.ok) {
+        ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
+        ctx.services.metrics.login('https', 'refused', result.refusal);
         log.info({ event: 'http.auth.deny', productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
         if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`);
         if (result.refusal === 'unsupported_sign_method') return send(reply, HTTP_CHANNEL_CODES.PARAM, 'unsupported signmethod');
         return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
       }
+      ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'allow', reason: `over ${req.protocol}` });
+      ctx.services.metrics.login('https', 'accepted', '');
       const d = result.device;
       const { token } = await tokens.issue(d.productKey, d.deviceName, d.deviceSecret);
       ctx.services.presence.markSeen(d);
