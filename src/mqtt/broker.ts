@@ -24,7 +24,7 @@ import type { AppContext } from '../context.js';
 import { parseMqttClientId } from '../core/credentials.js';
 import type { Logger } from '../logger.js';
 import { mayPublish, maySubscribe } from './acl.js';
-import { routeToAutoSubscribed } from './auto-subscribe.js';
+import { autoSubscribe } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
 import { recordConnectDecision } from './connect-audit.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
@@ -186,7 +186,6 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
 
     published(packet, client, callback) {
       callback(null);
-      routeToAutoSubscribed(sessions, packet as PublishPacket, client ?? null);
       if (!client) return;
       const session = sessionOf(client);
       if (!session || session.identity.kind === 'application') return;
@@ -204,6 +203,9 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   aedes.on('clientReady', (client) => {
     const session = sessionOf(client);
     if (!session) return;
+    if (session.identity.kind === 'device' && session.ext._ss === '1') {
+      autoSubscribe(client, session.identity).catch((err) => logger.warn({ err, ...who(session) }, 'auto-subscribe failed'));
+    }
     const hook = readyHooks.get(client);
     if (hook) {
       readyHooks.delete(client);
