@@ -1,0 +1,104 @@
+/** Configuration: defaults, environment, and a clear message naming each bad value. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { CONFIG_ENV, ConfigError, configInputFromEnv, loadConfig, sqlitePath, type ConfigInput } from '../../src/config.js';
+
+function problemsOf(input: ConfigInput): string[] {
+  try {
+    loadConfig(input);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.match(e.message, /^invalid configuration:/);
+    for (const p of e.problems) assert.ok(e.message.includes(p), 'every problem is in the message');
+    return e.problems;
+  }
+  assert.fail(`expected a ConfigError for ${JSON.stringify(input)}`);
+}
+
+describe('config', () => {
+  it('defaults match the documented ones', () => {
+    const c = loadConfig({});
+    assert.equal(c.dataDir, path.resolve('./data'));
+    assert.equal(c.httpPort, 8080);
+    assert.equal(c.httpsPort, 8443);
+    assert.equal(c.mqttPort, 1883);
+    assert.equal(c.mqttsPort, 8883);
+    assert.equal(c.wsPort, 8083);
+    assert.equal(c.adminToken, undefined);
+    assert.equal(c.databaseUrl, undefined);
+    assert.equal(c.tlsCert, undefined);
+    assert.deepEqual(c.hostnames, []);
+    assert.equal(c.deviceLimit, 500_000);
+    assert.equal(c.subDeviceLimit, 1_500);
+    assert.equal(c.sqliteSynchronous, 'FULL');
+    assert.equal(sqlitePath(c), path.join(path.resolve('./data'), 'thingauth.db'));
+  });
+
+  it('reads every THINGAUTH_* variable, ignoring empty ones', () => {
+    const env: NodeJS.ProcessEnv = {
+      THINGAUTH_DATA_DIR: '/tmp/ta-data',
+      THINGAUTH_HTTP_PORT: '0',
+      THINGAUTH_MQTT_PORT: '11883',
+      THINGAUTH_HOSTNAMES: 'iot.example.com, gw.example.com ,',
+      THINGAUTH_DEVICE_LIMIT: '10',
+      THINGAUTH_SQLITE_SYNCHRONOUS: 'normal',
+      THINGAUTH_ADMIN_TOKEN: '',
+      UNRELATED: 'x',
+    };
+    const input = configInputFromEnv(env);
+    assert.equal(input.adminToken, undefined, 'empty means unset');
+    assert.equal(Object.keys(input).length, 6);
+    const c = loadConfig(input);
+    assert.equal(c.dataDir, '/tmp/ta-data');
+    assert.equal(c.httpPort, 0, 'port 0 = ephemeral');
+    assert.equal(c.mqttPort, 11883);
+    assert.deepEqual(c.hostnames, ['iot.example.com', 'gw.example.com']);
+    assert.equal(c.deviceLimit, 10);
+    assert.equal(c.sqliteSynchronous, 'NORMAL');
+    for (const name of Object.values(CONFIG_ENV)) assert.match(name, /^THINGAUTH_[A-Z_]+$/);
+  });
+
+  it('a bad port names the variable, the flag and the value', () => {
+    for (const bad of ['65536', '-1', 'http', '80.5']) {
+      const [p] = problemsOf({ httpPort: bad });
+      assert.match(p!, /THINGAUTH_HTTP_PORT \(--http-port\) must be a port number 0-65535/);
+      assert.ok(p!.includes(`"${bad}"`));
+    }
+    assert.match(problemsOf({ mqttsPort: 'x' })[0]!, /THINGAUTH_MQTTS_PORT/);
+  });
+
+  it('bad numbers and choices say what is allowed', () => {
+    assert.match(problemsOf({ deviceLimit: '0' })[0]!, /THINGAUTH_DEVICE_LIMIT \(--device-limit\) must be a whole number from 1 to/);
+    assert.match(problemsOf({ deviceLimit: 'lots' })[0]!, /"lots"/);
+    assert.match(problemsOf({ subDeviceLimit: '1.5' })[0]!, /THINGAUTH_SUB_DEVICE_LIMIT/);
+    assert.match(problemsOf({ tlsProfile: 'tls13' })[0]!, /THINGAUTH_TLS_PROFILE \(--tls-profile\) must be one of compat, strict, got "tls13"/);
+    assert.match(problemsOf({ sqliteSynchronous: 'OFF' })[0]!, /must be one of FULL, NORMAL/);
+    assert.match(problemsOf({ logLevel: 'loud' })[0]!, /THINGAUTH_LOG_LEVEL/);
+  });
+
+  it('a short admin token, a lone TLS cert or key, or a non-SQLite database URL are refused', () => {
+    assert.match(problemsOf({ adminToken: 'short' })[0]!, /THINGAUTH_ADMIN_TOKEN .*at least 16 characters/);
+    assert.match(problemsOf({ tlsCert: '/x/cert.pem' })[0]!, /THINGAUTH_TLS_CERT and THINGAUTH_TLS_KEY must be set together/);
+    assert.match(problemsOf({ tlsKey: '/x/key.pem' })[0]!, /must be set together/);
+    const [db] = problemsOf({ databaseUrl: 'postgres://user:pw@host/db' });
+    assert.match(db!, /THINGAUTH_DATABASE_URL/);
+    assert.ok(!db!.includes('pw@host'), 'the message does not echo credentials from the URL');
+  });
+
+  it('reports every problem at once', () => {
+    const problems = problemsOf({ httpPort: 'a', mqttPort: 'b', deviceLimit: '0', adminToken: 'x' });
+    assert.equal(problems.length, 4);
+  });
+
+  it('the admin token is not echoed in the error', () => {
+    const [p] = problemsOf({ adminToken: 'shortsecret' });
+    assert.ok(!p!.includes('shortsecret'));
+  });
+
+  it('sqlite: URLs choose the file', () => {
+    assert.equal(sqlitePath(loadConfig({ databaseUrl: 'sqlite:/var/lib/ta/db.sqlite' })), '/var/lib/ta/db.sqlite');
+    assert.equal(sqlitePath(loadConfig({ databaseUrl: 'sqlite://relative.db' })), path.resolve('relative.db'));
+    assert.equal(sqlitePath(loadConfig({ databaseUrl: 'sqlite::memory:' })), ':memory:');
+  });
+});
