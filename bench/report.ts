@@ -73,9 +73,13 @@ export function markdownReport(figs: F[]): string {
     const ratios = live(figs, 'connect-storm-ratio');
     const rows = storms.map((f) => {
       const r = f.target === 'thingauth' ? ratios.find((x) => x.transport === f.transport && x.c === f.c) : undefined;
-      return [f.target!, f.transport!, n(f.n), n(f.c), n(f.connectsPerSec), n(f.p50Ms, 1), n(f.p99Ms, 1), n(f.maxMs, 0), String(f.refused), String(f.errors), r ? n(r.ratio, 2) : ''];
+      return [f.target!, f.transport!, n(f.n), n(f.c), n(f.connectsPerSec), n(f.p50Ms, 1), n(f.p99Ms, 1), n(f.maxMs, 0), String(f.refused), String(f.errors), n(f.serverCpuUsPerConnect), n(f.serverCpuPct), n(f.generatorCpuPct), r ? n(r.ratio, 2) : ''];
     });
-    parts.push('### Connect storm (each device connects, gets CONNACK, disconnects)\n\n' + table(['target', 'transport', 'N', 'C', 'connects/s', 'p50 ms', 'p99 ms', 'max ms', 'refused', 'errors', 'ratio thingauth/Mosquitto'], rows));
+    parts.push(
+      '### Connect storm (each device connects, gets CONNACK, disconnects)\n\n' +
+        table(['target', 'transport', 'N', 'C', 'connects/s', 'p50 ms', 'p99 ms', 'max ms', 'refused', 'errors', 'server CPU µs/connect', 'server CPU %', 'load generator CPU %', 'ratio thingauth/Mosquitto'], rows) +
+        '\n\nCPU % is of one core (100 % = one core busy for the whole run), from /proc/<pid>/stat.',
+    );
   }
   const held = live(figs, 'held-connections');
   if (held.length) {

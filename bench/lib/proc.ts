@@ -1,4 +1,5 @@
 /** Process memory from /proc/<pid>/status (Linux): resident set now and its high-water mark, in KiB. */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 
 export interface ProcMemory {
@@ -43,4 +44,35 @@ export class PeakRssSampler {
     clearInterval(this.timer);
     return this.peakKiB;
   }
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU time (user + system, all threads) a process has used so far, in milliseconds, from
+ * /proc/<pid>/stat. Differences over a run give CPU per operation, a figure that stays
+ * meaningful when other work shares the machine.
+ */
+export function readProcCpuMs(pid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // The command name (field 2) may hold spaces; fields after its closing parenthesis are fixed.
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(rest[11]);
+  const stime = Number(rest[12]);
+  return ((utime + stime) / ticksPerSecond()) * 1000;
 }

@@ -10,6 +10,7 @@ import { FigureSink, note } from '../lib/emit.js';
 import { round } from '../lib/histogram.js';
 import { connectStorm, holdConnections, type StormResult, type Target } from '../lib/loadgen.js';
 import { mosquittoMissingReason, startMosquitto, type RunningMosquitto } from '../lib/mosquitto.js';
+import { readProcCpuMs } from '../lib/proc.js';
 import { benchProduct, benchTls, provision, startThingAuthProcess, type RunningThingAuthProcess } from '../lib/thingauth.js';
 
 export interface ConnectSizes {
@@ -34,7 +35,30 @@ export interface ConnectPoint {
 
 const PRODUCT_KEY = 'a1BenchStorm';
 
-function stormFigure(target: string, transport: string, n: number, c: number, r: StormResult) {
+/** CPU the server and the load generator spent during one storm. */
+interface CpuSpent {
+  serverMs: number;
+  generatorMs: number;
+}
+
+async function measured<T extends { elapsedMs: number }>(pid: number, run: () => Promise<T>): Promise<{ r: T; cpu: CpuSpent }> {
+  const s0 = readProcCpuMs(pid) ?? NaN;
+  const g0 = process.cpuUsage();
+  const r = await run();
+  const g = process.cpuUsage(g0);
+  return { r, cpu: { serverMs: (readProcCpuMs(pid) ?? NaN) - s0, generatorMs: (g.user + g.system) / 1000 } };
+}
+
+function cpuFields(cpu: CpuSpent, accepted: number, elapsedMs: number) {
+  return {
+    // CPU per accepted connect stays comparable when other work shares the machine.
+    serverCpuUsPerConnect: accepted > 0 ? round((cpu.serverMs * 1000) / accepted, 0) : null,
+    serverCpuPct: round((cpu.serverMs / elapsedMs) * 100, 0),
+    generatorCpuPct: round((cpu.generatorMs / elapsedMs) * 100, 0),
+  };
+}
+
+function stormFigure(target: string, transport: string, n: number, c: number, r: StormResult, cpu: CpuSpent) {
   return {
     bench: 'connect-storm',
     target,
@@ -50,6 +74,7 @@ function stormFigure(target: string, transport: string, n: number, c: number, r:
     errors: r.errors,
     ...(r.errors ? { errorKinds: r.errorKinds } : {}),
     ...(r.refused ? { refusedCodes: r.refusedCodes } : {}),
+    ...cpuFields(cpu, r.accepted, r.elapsedMs),
     ...(r.timeLimited ? { timeLimited: true } : {}),
   };
 }
@@ -101,11 +126,12 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
       mq = await startMq();
     }
 
-    const targets: { name: 'thingauth' | 'mosquitto'; plain: Target; secure: Target; memory: () => { rssKiB: number } | undefined }[] = [];
+    const targets: { name: 'thingauth' | 'mosquitto'; pid: number; plain: Target; secure: Target; memory: () => { rssKiB: number } | undefined }[] = [];
     if (ta) {
       const t = ta;
       targets.push({
         name: 'thingauth',
+        pid: t.pid,
         plain: { host: '127.0.0.1', port: t.ports.mqtt },
         secure: { host: '127.0.0.1', port: t.ports.mqtts, tls: { ca: tls.ca!, servername: 'localhost' } },
         memory: () => t.memory(),
@@ -115,6 +141,7 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
       const m = mq;
       targets.push({
         name: 'mosquitto',
+        pid: m.pid,
         plain: { host: '127.0.0.1', port: m.port },
         secure: { host: '127.0.0.1', port: m.tlsPort!, tls: { ca: tls.ca!, servername: 'localhost' } },
         memory: () => m.memory(),
@@ -163,10 +190,10 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
       const byTarget: Record<string, StormResult> = {};
       for (const t of targets) {
         note(`storm: ${t.name} tcp n=${stormPackets.length} c=${c}`);
-        const r = await connectStorm({ target: t.plain, packets: stormPackets, concurrency: c, timeLimitMs: sizes.timeLimitMs });
+        const { r, cpu } = await measured(t.pid, () => connectStorm({ target: t.plain, packets: stormPackets, concurrency: c, timeLimitMs: sizes.timeLimitMs }));
         byTarget[t.name] = r;
         points.push({ target: t.name, transport: 'tcp', c, r });
-        sink.emit(stormFigure(t.name, 'tcp', stormPackets.length, c, r));
+        sink.emit(stormFigure(t.name, 'tcp', stormPackets.length, c, r, cpu));
       }
       if (byTarget.thingauth && byTarget.mosquitto) {
         sink.emit({ bench: 'connect-storm-ratio', transport: 'tcp', n: stormPackets.length, c, ratio: round(byTarget.thingauth.connectsPerSec / byTarget.mosquitto.connectsPerSec, 2) });
@@ -178,10 +205,10 @@ export async function runConnectScenarios(sink: FigureSink, sizes: ConnectSizes,
     const byTarget: Record<string, StormResult> = {};
     for (const t of targets) {
       note(`storm: ${t.name} tls n=${tlsPackets.length} c=${sizes.tlsC}`);
-      const r = await connectStorm({ target: t.secure, packets: tlsPackets, concurrency: sizes.tlsC, timeLimitMs: sizes.timeLimitMs });
+      const { r, cpu } = await measured(t.pid, () => connectStorm({ target: t.secure, packets: tlsPackets, concurrency: sizes.tlsC, timeLimitMs: sizes.timeLimitMs }));
       byTarget[t.name] = r;
       points.push({ target: t.name, transport: 'tls', c: sizes.tlsC, r });
-      sink.emit(stormFigure(t.name, 'tls', tlsPackets.length, sizes.tlsC, r));
+      sink.emit(stormFigure(t.name, 'tls', tlsPackets.length, sizes.tlsC, r, cpu));
     }
     if (byTarget.thingauth && byTarget.mosquitto) {
       sink.emit({ bench: 'connect-storm-ratio', transport: 'tls', n: tlsPackets.length, c: sizes.tlsC, ratio: round(byTarget.thingauth.connectsPerSec / byTarget.mosquitto.connectsPerSec, 2) });
