@@ -58,33 +58,83 @@ export const TOPIC_RULES: Record<IdentityKind, TopicRule[]> = {
   provisioning: [],
 };
 
-interface CompiledRule {
+/** A rule split into levels once; `{productKey}` / `{deviceName}` levels are bound per identity. */
+interface RuleTemplate {
   levels: string[];
   pub: boolean;
   sub: boolean;
 }
 
-export interface CompiledIdentityAcl {
-  rules: CompiledRule[];
+const PK = '{productKey}';
+const DN = '{deviceName}';
+
+function template(rule: TopicRule): RuleTemplate {
+  const levels = rule.pattern.split('/');
+  for (const l of levels) {
+    if (l.includes('{') && l !== PK && l !== DN) throw new Error(`ACL pattern ${rule.pattern}: a placeholder must fill a whole level`);
+  }
+  return { levels, pub: rule.access !== 'sub', sub: rule.access !== 'pub' };
 }
 
-function substitute(pattern: string, productKey: string, deviceName: string): string {
-  return pattern.replaceAll('{productKey}', productKey).replaceAll('{deviceName}', deviceName);
+/** Templates per kind, rebuilt if someone appends to TOPIC_RULES after the first login. */
+const templates = new Map<IdentityKind, { source: TopicRule[]; count: number; rules: RuleTemplate[] }>();
+
+function templatesFor(kind: IdentityKind): RuleTemplate[] {
+  const source = TOPIC_RULES[kind];
+  const hit = templates.get(kind);
+  if (hit && hit.source === source && hit.count === source.length) return hit.rules;
+  const rules = source.map(template);
+  templates.set(kind, { source, count: source.length, rules });
+  return rules;
+}
+
+/**
+ * What the ACL needs of one identity. Nothing is substituted or allocated per login: rule
+ * levels holding a placeholder are compared with the identity's values while matching.
+ */
+export interface CompiledIdentityAcl {
+  kind: IdentityKind;
+  /** Devices: their ProductKey; applications: every ProductKey they are scoped to. */
+  productKeys: ReadonlySet<string> | string;
+  deviceName: string;
 }
 
 export function compileAclFor(identity: SessionIdentity): CompiledIdentityAcl {
-  const rules: CompiledRule[] = [];
-  const productKeys = identity.kind === 'application' ? (identity.productKeys ?? []) : [identity.productKey];
-  for (const rule of TOPIC_RULES[identity.kind]) {
-    for (const pk of productKeys) {
-      rules.push({
-        levels: substitute(rule.pattern, pk, identity.deviceName).split('/'),
-        pub: rule.access !== 'sub',
-        sub: rule.access !== 'pub',
-      });
-    }
+  return {
+    kind: identity.kind,
+    productKeys: identity.kind === 'application' ? new Set(identity.productKeys ?? []) : identity.productKey,
+    deviceName: identity.deviceName,
+  };
+}
+
+function bindLevel(r: string, acl: CompiledIdentityAcl, actual: string): boolean {
+  if (r === PK) return typeof acl.productKeys === 'string' ? actual === acl.productKeys : acl.productKeys.has(actual);
+  if (r === DN) return actual === acl.deviceName;
+  return r === actual;
+}
+
+function topicMatchesFor(rule: readonly string[], topic: readonly string[], acl: CompiledIdentityAcl): boolean {
+  const n = rule.length;
+  for (let i = 0; i < n; i++) {
+    const r = rule[i]!;
+    if (r === '#') return true;
+    if (i >= topic.length) return false;
+    if (r !== '+' && !bindLevel(r, acl, topic[i]!)) return false;
   }
-  return { rules };
+  return n === topic.length;
+}
+
+function filterWithinFor(rule: readonly string[], filter: readonly string[], acl: CompiledIdentityAcl): boolean {
+  for (let i = 0; ; i++) {
+    const r = rule[i];
+    if (r === '#') return true;
+    if (i === filter.length) return i === rule.length;
+    if (r === undefined) return false;
+    const f = filter[i]!;
+    if (f === '#') return false;
+    if (r === '+') continue;
+    if (f === '+' || !bindLevel(r, acl, f)) return false;
+  }
 }
 
 /** MQTT topic matching of a concrete topic against a rule filter. */
@@ -115,8 +165,8 @@ export function filterWithin(rule: readonly string[], filter: readonly string[])
 
 function anyIdentity(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
   for (const acl of session.acl.values()) {
-    for (const rule of acl.rules) {
-      if (mode === 'pub' ? rule.pub && topicMatches(rule.levels, levels) : rule.sub && filterWithin(rule.levels, levels)) {
+    for (const rule of templatesFor(acl.kind)) {
+      if (mode === 'pub' ? rule.pub && topicMatchesFor(rule.levels, levels, acl) : rule.sub && filterWithinFor(rule.levels, levels, acl)) {
         return true;
       }
     }
@@ -136,5 +186,6 @@ export function maySubscribe(session: Session, filter: string): boolean {
 /** The publish check for an identity without a live session (the HTTP device channel). */
 export function identityMayPublish(identity: SessionIdentity, topic: string): boolean {
   const levels = topic.split('/');
-  return compileAclFor(identity).rules.some((r) => r.pub && topicMatches(r.levels, levels));
+  const acl = compileAclFor(identity);
+  return templatesFor(identity.kind).some((r) => r.pub && topicMatchesFor(r.levels, levels, acl));
 }

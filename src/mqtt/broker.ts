@@ -24,9 +24,8 @@ import type { AppContext } from '../context.js';
 import { parseMqttClientId } from '../core/credentials.js';
 import type { Logger } from '../logger.js';
 import { mayPublish, maySubscribe } from './acl.js';
-import { autoSubscribe } from './auto-subscribe.js';
+import { routeToAutoSubscribed } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
-import { recordConnectDecision } from './connect-audit.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
 import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
@@ -65,7 +64,6 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   const logger: Logger = ctx.logger.child({ component: 'mqtt' });
   const { authenticator, presence, applications } = ctx.services;
   const sessions = new SessionRegistry();
-  ctx.services.metrics.useSessionSource(sessions);
   const facts = new WeakMap<Client, ConnectFacts>();
   const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
   let broker: MqttBroker;
@@ -117,11 +115,9 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
               { kind: id.kind, productKey: id.productKey, deviceName: id.deviceName, transport: info.transport, remote: info.remoteAddress },
               'mqtt connect allowed',
             );
-            recordConnectDecision(ctx, attempt, decision);
             done(null, true);
             return;
           }
-          recordConnectDecision(ctx, attempt, decision);
           logger.info(
             {
               event: 'mqtt.connect.deny',
@@ -140,7 +136,6 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
         },
         (err) => {
           logger.error({ err, transport: info.transport, remote: info.remoteAddress }, 'mqtt authentication failed');
-          recordConnectDecision(ctx, attempt, undefined);
           done(refusal(3, 'server unavailable'), false);
         },
       );
@@ -186,6 +181,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
 
     published(packet, client, callback) {
       callback(null);
+      routeToAutoSubscribed(sessions, packet as PublishPacket, client ?? null);
       if (!client) return;
       const session = sessionOf(client);
       if (!session || session.identity.kind === 'application') return;
@@ -203,9 +199,6 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   aedes.on('clientReady', (client) => {
     const session = sessionOf(client);
     if (!session) return;
-    if (session.identity.kind === 'device' && session.ext._ss === '1') {
-      autoSubscribe(client, session.identity).catch((err) => logger.warn({ err, ...who(session) }, 'auto-subscribe failed'));
-    }
     const hook = readyHooks.get(client);
     if (hook) {
       readyHooks.delete(client);

@@ -36,8 +36,8 @@ export class PresenceService {
     private readonly logger: Logger,
     opts: PresenceOptions = {},
   ) {
-    this.flushDelayMs = opts.flushDelayMs ?? 25;
-    this.maxBatch = opts.maxBatch ?? 2_000;
+    this.flushDelayMs = opts.flushDelayMs ?? 100;
+    this.maxBatch = opts.maxBatch ?? 5_000;
   }
 
   /** Called with the IotIds a flush activated (UNACTIVE -> activated). */

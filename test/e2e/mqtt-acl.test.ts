@@ -157,6 +157,27 @@ describe('MQTT topic ACL and system replies', () => {
     await endClient(app);
   });
 
+  it('delivers a downlink once to a `_ss=1` device that also subscribed to it, and never to a device without `_ss`', async () => {
+    const appKeys = await server.running.ctx.services.applications.create({ name: 'ss-app-2', productKeys: [a.productKey] });
+    const app = await connectClient(server, 'mqtt', { clientId: 'ss-app-2', username: `app:${appKeys.appKey}`, password: appKeys.appSecret });
+    const set = `/sys/${a.productKey}/${a.deviceName}/thing/service/property/set`;
+    const both = await connectClient(server, 'mqtt', signedConnect({ ...a, extra: ['_ss=1'] }));
+    await subscribe(both, `/sys/${a.productKey}/${a.deviceName}/thing/service/#`);
+    const got: string[] = [];
+    both.on('message', (t, p) => t === set && got.push(p.toString()));
+    await publish(app, set, { id: 'once', params: {} });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(got.map((p) => JSON.parse(p).id), ['once']);
+    await endClient(both);
+
+    const plain = await connectClient(server, 'mqtt', signedConnect(a));
+    const silence = noMessageWithin(plain, (t) => t === set, 300);
+    await publish(app, set, { id: 'none', params: {} });
+    await silence;
+    await endClient(plain);
+    await endClient(app);
+  });
+
   describe('applications', () => {
     let app: { appKey: string; appSecret: string };
     before(async () => {
