@@ -1,14 +1,19 @@
 /**
- * Profiles the CONNECT hot path: starts thingauth under `node --cpu-prof`, runs a TCP connect
- * storm against it, stops it, and prints where the server's CPU went (self time by function
- * and by module: aedes, our src/, node internals, GC, idle).
- *   node dist/bench/profile.js [--n 10000] [--c 200] [--out bench/out/profile]
+ * Profiles a hot path: starts thingauth under `node --cpu-prof`, runs a load against it,
+ * stops it, and prints where the server's CPU went (self time by function and by module:
+ * aedes, our src/, node internals, GC, idle).
+ *   node dist/bench/profile.js [--what connect|register] [--n 10000] [--c 200] [--out bench/out/profile]
+ * connect: TCP connect storm (C SDK CONNECT, close after CONNACK); register: HTTPS
+ * /auth/register/device with keep-alive for pre-created devices.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { connectPackets, makeFleet } from './lib/fleet.js';
 import { note } from './lib/emit.js';
 import { connectStorm } from './lib/loadgen.js';
+import { httpsLoad } from './lib/https-load.js';
+import { registrationSignPairs } from '../src/core/credentials.js';
+import { signPairs } from '../src/core/sign.js';
 import { benchProduct, makeBenchDir, provision, startThingAuthProcess } from './lib/thingauth.js';
 import { fileURLToPath } from 'node:url';
 
@@ -74,28 +79,43 @@ async function main(argv: string[]): Promise<void> {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1]! : def;
   };
+  const what = arg('--what', 'connect');
+  if (what !== 'connect' && what !== 'register') throw new Error('--what must be connect or register');
   const n = Number(arg('--n', '10000'));
-  const c = Number(arg('--c', '200'));
+  const c = Number(arg('--c', what === 'connect' ? '200' : '50'));
   const outDir = path.resolve(arg('--out', 'bench/out/profile'));
   fs.mkdirSync(outDir, { recursive: true });
   const work = makeBenchDir();
   try {
     const dataDir = path.join(work, 'ta');
     const fleet = makeFleet('a1BenchProf', n, 'bench-profile-seed');
-    await provision(dataDir, [{ product: benchProduct('a1BenchProf', 'benchProfSecret01'), devices: fleet }]);
-    const packets = connectPackets(fleet, 3);
+    const ps = 'benchProfSecret01';
+    await provision(dataDir, [{ product: benchProduct('a1BenchProf', ps, { dynamicRegistration: true }), devices: fleet }]);
     const before = new Set(fs.readdirSync(outDir));
-    const server = await startThingAuthProcess({ dataDir, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', outDir] });
-    if (!server.hasMqtt) throw new Error('thingauth has no MQTT listener in this build');
-    // Warm-up, then the measured storm.
-    await connectStorm({ target: { host: '127.0.0.1', port: server.ports.mqtt }, packets: packets.slice(0, 1_000), concurrency: 50, timeLimitMs: 60_000 });
-    const r = await connectStorm({ target: { host: '127.0.0.1', port: server.ports.mqtt }, packets, concurrency: c, timeLimitMs: 120_000 });
-    note(`storm: ${r.accepted} accepted, ${Math.round(r.connectsPerSec)}/s, p99 ${r.p99Ms.toFixed(1)} ms, refused ${r.refused}, errors ${r.errors}`);
+    const server = await startThingAuthProcess({ dataDir, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', outDir], env: { THINGAUTH_REGISTRATION_RATE: '1000000' } });
+    let perSec: number;
+    if (what === 'connect') {
+      if (!server.hasMqtt) throw new Error('thingauth has no MQTT listener in this build');
+      const packets = connectPackets(fleet, 3);
+      // Warm-up, then the measured storm.
+      await connectStorm({ target: { host: '127.0.0.1', port: server.ports.mqtt }, packets: packets.slice(0, 1_000), concurrency: 50, timeLimitMs: 60_000 });
+      const r = await connectStorm({ target: { host: '127.0.0.1', port: server.ports.mqtt }, packets, concurrency: c, timeLimitMs: 120_000 });
+      note(`storm: ${r.accepted} accepted, ${Math.round(r.connectsPerSec)}/s, p99 ${r.p99Ms.toFixed(1)} ms, refused ${r.refused}, errors ${r.errors}`);
+      perSec = r.connectsPerSec;
+    } else {
+      const bodies = fleet.map((d) =>
+        new URLSearchParams({ productKey: d.productKey, deviceName: d.deviceName, random: 'r1', sign: signPairs('sha256', ps, registrationSignPairs(d.deviceName, d.productKey, 'r1')), signMethod: 'hmacsha256' }).toString(),
+      );
+      const tls = { ca: fs.readFileSync(path.join(dataDir, 'tls', 'ca.pem'), 'utf8') };
+      const r = await httpsLoad({ host: '127.0.0.1', port: server.ports.https, path: '/auth/register/device', ca: tls.ca, bodies, concurrency: c, timeLimitMs: 120_000, ok: (b) => (b as { code?: number })?.code === 200 });
+      note(`register: ${r.ok} ok, ${Math.round(r.perSec)}/s, p99 ${r.p99Ms.toFixed(1)} ms, failed ${r.failed}`);
+      perSec = r.perSec;
+    }
     await server.stop();
     const file = fs.readdirSync(outDir).find((f) => f.endsWith('.cpuprofile') && !before.has(f));
     if (!file) throw new Error(`no .cpuprofile written to ${outDir}`);
     const s = summarizeProfile(JSON.parse(fs.readFileSync(path.join(outDir, file), 'utf8')) as CpuProfile);
-    process.stdout.write(JSON.stringify({ bench: 'profile-connect', n, c, connectsPerSec: Math.round(r.connectsPerSec), profile: path.join(outDir, file), totalMs: Math.round(s.totalMs) }) + '\n');
+    process.stdout.write(JSON.stringify({ bench: `profile-${what}`, n, c, perSec: Math.round(perSec), profile: path.join(outDir, file), totalMs: Math.round(s.totalMs) }) + '\n');
     process.stdout.write('\nself time by module:\n');
     for (const m of s.byModule) process.stdout.write(`  ${m.pct.toFixed(1).padStart(5)}%  ${String(m.ms).padStart(6)} ms  ${m.module}\n`);
     process.stdout.write('\nself time by function:\n');
