@@ -2,9 +2,10 @@
  * Profiles a hot path: starts thingauth under `node --cpu-prof`, runs a load against it,
  * stops it, and prints where the server's CPU went (self time by function and by module:
  * aedes, our src/, node internals, GC, idle).
- *   node dist/bench/profile.js [--what connect|register] [--n 10000] [--c 200] [--out bench/out/profile]
+ *   node dist/bench/profile.js [--what connect|register|bulk] [--n 10000] [--c 200] [--out bench/out/profile]
  * connect: TCP connect storm (C SDK CONNECT, close after CONNACK); register: HTTPS
- * /auth/register/device with keep-alive for pre-created devices.
+ * /auth/register/device with keep-alive for pre-created devices; bulk: `thingauth device
+ * import` of n new DeviceNames (the server side is profiled).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +15,8 @@ import { connectStorm } from './lib/loadgen.js';
 import { httpsLoad } from './lib/https-load.js';
 import { registrationSignPairs } from '../src/core/credentials.js';
 import { signPairs } from '../src/core/sign.js';
-import { benchProduct, makeBenchDir, provision, startThingAuthProcess } from './lib/thingauth.js';
+import { execFileSync } from 'node:child_process';
+import { CLI_MAIN, benchProduct, makeBenchDir, provision, startThingAuthProcess } from './lib/thingauth.js';
 import { fileURLToPath } from 'node:url';
 
 interface CpuProfileNode {
@@ -80,7 +82,7 @@ async function main(argv: string[]): Promise<void> {
     return i >= 0 ? argv[i + 1]! : def;
   };
   const what = arg('--what', 'connect');
-  if (what !== 'connect' && what !== 'register') throw new Error('--what must be connect or register');
+  if (what !== 'connect' && what !== 'register' && what !== 'bulk') throw new Error('--what must be connect, register or bulk');
   const n = Number(arg('--n', '10000'));
   const c = Number(arg('--c', what === 'connect' ? '200' : '50'));
   const outDir = path.resolve(arg('--out', 'bench/out/profile'));
@@ -88,9 +90,9 @@ async function main(argv: string[]): Promise<void> {
   const work = makeBenchDir();
   try {
     const dataDir = path.join(work, 'ta');
-    const fleet = makeFleet('a1BenchProf', n, 'bench-profile-seed');
+    const fleet = what === 'bulk' ? [] : makeFleet('a1BenchProf', n, 'bench-profile-seed');
     const ps = 'benchProfSecret01';
-    await provision(dataDir, [{ product: benchProduct('a1BenchProf', ps, { dynamicRegistration: true }), devices: fleet }]);
+    await provision(dataDir, [{ product: benchProduct('a1BenchProf', ps, { dynamicRegistration: true, deviceLimit: n + 10 }), devices: fleet }]);
     const before = new Set(fs.readdirSync(outDir));
     const server = await startThingAuthProcess({ dataDir, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', outDir], env: { THINGAUTH_REGISTRATION_RATE: '1000000' } });
     let perSec: number;
@@ -102,6 +104,13 @@ async function main(argv: string[]): Promise<void> {
       const r = await connectStorm({ target: { host: '127.0.0.1', port: server.ports.mqtt }, packets, concurrency: c, timeLimitMs: 120_000 });
       note(`storm: ${r.accepted} accepted, ${Math.round(r.connectsPerSec)}/s, p99 ${r.p99Ms.toFixed(1)} ms, refused ${r.refused}, errors ${r.errors}`);
       perSec = r.connectsPerSec;
+    } else if (what === 'bulk') {
+      const names = path.join(work, 'names.txt');
+      fs.writeFileSync(names, Array.from({ length: n }, (_, i) => `bulk${String(i).padStart(7, '0')}`).join('\n') + '\n');
+      const t0 = Date.now();
+      const out = execFileSync(process.execPath, [CLI_MAIN, 'device', 'import', 'a1BenchProf', '--file', names, '--url', `http://127.0.0.1:${server.ports.http}`, '--token', server.adminToken, '--no-progress', '--json'], { encoding: 'utf8' });
+      perSec = n / ((Date.now() - t0) / 1000);
+      note(`bulk: ${out.trim()}`);
     } else {
       const bodies = fleet.map((d) =>
         new URLSearchParams({ productKey: d.productKey, deviceName: d.deviceName, random: 'r1', sign: signPairs('sha256', ps, registrationSignPairs(d.deviceName, d.productKey, 'r1')), signMethod: 'hmacsha256' }).toString(),
