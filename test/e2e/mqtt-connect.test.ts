@@ -4,12 +4,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import mqtt from 'mqtt';
 import {
   connectClient,
   connectRefusal,
   createDevice,
   endClient,
   eventually,
+  listenerUrl,
   nextMessage,
   signedConnect,
   subscribe,
@@ -173,5 +175,55 @@ describe('MQTT 5.0 clients', () => {
     const good = signedConnect(dev);
     assert.equal((await connectRefusal(server, 'mqtt', { ...good, username: 'nope' }, { protocolVersion: 5 })).code, 0x86);
     assert.equal((await connectRefusal(server, 'mqtt', { ...good, clientId: 'plain' }, { protocolVersion: 5 })).code, 0x85);
+  });
+});
+
+describe('TLS profiles on the MQTT listeners', () => {
+  /** Connects over TLS offering only the given TLS 1.2 suite; resolves true on CONNACK 0. */
+  function tryCipher(server: TestServer, which: 'mqtt-tls' | 'mqtts', cipher: string, d: DeviceCredentials): Promise<boolean> {
+    const { url, tls } = listenerUrl(server, which);
+    const c = signedConnect(d);
+    return new Promise((resolve) => {
+      // mqtt.js passes unknown options through to tls.connect.
+      const tlsOnly = { ciphers: cipher, maxVersion: 'TLSv1.2' } as Record<string, unknown>;
+      const client = mqtt.connect(url, { ...tls, ...tlsOnly, clientId: c.clientId, username: c.username, password: c.password, reconnectPeriod: 0, connectTimeout: 5_000 });
+      client.once('connect', () => {
+        client.end(true);
+        resolve(true);
+      });
+      client.once('error', () => {
+        client.end(true);
+        resolve(false);
+      });
+      client.once('close', () => resolve(false));
+    });
+  }
+
+  it('compat (default) lets in the C Link SDK style TLS 1.2 RSA key exchange with AES-CBC, on 1883 and MQTTS', async () => {
+    const server = await startTestServer();
+    try {
+      const d = await createDevice(server);
+      for (const which of ['mqtt-tls', 'mqtts'] as const) {
+        assert.equal(await tryCipher(server, which, 'AES128-SHA', d), true, which);
+        assert.equal(await tryCipher(server, which, 'AES256-SHA256', d), true, which);
+        assert.equal(await tryCipher(server, which, 'ECDHE-RSA-AES128-GCM-SHA256', d), true, which);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('strict allows only forward-secret AEAD suites', async () => {
+    const server = await startTestServer({ tlsProfile: 'strict' });
+    try {
+      const d = await createDevice(server);
+      for (const which of ['mqtt-tls', 'mqtts'] as const) {
+        assert.equal(await tryCipher(server, which, 'AES128-SHA', d), false, which);
+        assert.equal(await tryCipher(server, which, 'ECDHE-RSA-AES128-SHA', d), false, which);
+        assert.equal(await tryCipher(server, which, 'ECDHE-RSA-AES128-GCM-SHA256', d), true, which);
+      }
+    } finally {
+      await server.stop();
+    }
   });
 });
