@@ -97,6 +97,21 @@ describe('auth and documents', () => {
     assert.ok((await s.request('GET', `/api/v1/products/${productKey}`)).status === 200, 'the unauthenticated DELETE did not delete');
   });
 
+  it('a read-scope token may list and get, but not read secrets or change anything', async () => {
+    const { productKey } = await newProduct();
+    await s.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'read-dev' });
+    const made = await s.request('POST', '/api/v1/tokens', { name: 'reader', scope: 'read' });
+    assert.equal(made.status, 201, JSON.stringify(made.body));
+    const read = made.body.token as string;
+    assert.equal((await s.request('GET', `/api/v1/products/${productKey}`, undefined, read)).status, 200);
+    assert.equal((await s.request('GET', `/api/v1/products/${productKey}/devices/read-dev`, undefined, read)).status, 200);
+    for (const path of [`/api/v1/products/${productKey}/secret`, `/api/v1/products/${productKey}/devices/read-dev/secret`, `/api/v1/products/${productKey}/device-credentials`]) {
+      assertError(await s.request('GET', path, undefined, read), 403, 'FORBIDDEN');
+    }
+    assertError(await s.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'read-dev-2' }, read), 403, 'FORBIDDEN');
+    assert.equal(await deviceCount(productKey), 1);
+  });
+
   it('unknown routes are a JSON 404', async () => {
     assertError(await s.request('GET', '/api/v1/nothing-here'), 404, 'NOT_FOUND');
   });

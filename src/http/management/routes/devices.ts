@@ -139,6 +139,8 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
   app.get(
     '/products/:productKey/device-credentials',
     {
+      // Every secret of the product: a read-scope token may not fetch it.
+      config: { adminOnly: true },
       schema: {
         tags,
         summary: 'Every device of the product as CSV: ProductKey,DeviceName,DeviceSecret (credentials for the production line)',
@@ -173,7 +175,7 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
 
   app.get(
     `${base}/:deviceName/secret`,
-    { schema: { tags, summary: "The device's DeviceSecret", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
+    { config: { adminOnly: true }, schema: { tags, summary: "The device's DeviceSecret", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
     async (req) => registry.getDeviceSecret(req.params.productKey, req.params.deviceName),
   );
 

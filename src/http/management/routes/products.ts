@@ -111,7 +111,7 @@ export async function productRoutes(app: ManagementApp, ctx: AppContext): Promis
 
   app.get(
     '/products/:productKey/secret',
-    { schema: { tags, summary: "The product's ProductSecret", params: ProductKeyParams, response: { 200: ProductSecret, ...errorResponses } } },
+    { config: { adminOnly: true }, schema: { tags, summary: "The product's ProductSecret", params: ProductKeyParams, response: { 200: ProductSecret, ...errorResponses } } },
     async (req) => {
       const p = await registry.getProduct(req.params.productKey);
       return { productKey: p.productKey, productSecret: p.productSecret };
