@@ -35,12 +35,9 @@ export class HttpChannelTokens {
   /** The signing key: created once, kept in the store so restarts keep issued tokens valid. */
   private async signingKey(): Promise<Buffer> {
     if (this.key) return this.key;
-    let hex = await this.store.getMeta(META_KEY);
-    if (!hex) {
-      hex = randomBytes(32).toString('hex');
-      await this.store.setMeta(META_KEY, hex);
-      hex = (await this.store.getMeta(META_KEY)) ?? hex; // another server may have won the race
-    }
+    // A secret setting: encrypted at rest under the master key, like device secrets.
+    let hex = await this.store.getSecretSetting(META_KEY);
+    if (!hex) hex = await this.store.setSecretSettingIfAbsent(META_KEY, randomBytes(32).toString('hex')); // another server may win the race
     this.key = Buffer.from(hex, 'hex');
     return this.key;
   }

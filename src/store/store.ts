@@ -192,7 +192,12 @@ export interface Store {
   /** How many stored secrets are encrypted under a key other than the current one (0 = a key may retire). */
   countSecretsNotUnderCurrentKey(): Promise<number>;
 
-  // small key/value settings (e.g. hashed admin tokens)
+  // server-side secrets (e.g. the HTTP channel token key): encrypted at rest, re-encrypted by key rotation
+  getSecretSetting(key: string): Promise<string | undefined>;
+  /** Stores the value unless the key has one already; returns the value that is stored (racing servers agree). */
+  setSecretSettingIfAbsent(key: string, value: string): Promise<string>;
+
+  // small key/value settings, in plaintext: never put a secret here (use setSecretSettingIfAbsent)
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
 }

@@ -56,6 +56,23 @@ export function managementTokensContract(name: string, makeStore: () => Promise<
   });
 }
 
+export function secretSettingsContract(name: string, makeStore: () => Promise<Store>) {
+  describe(`${name}: secret settings`, () => {
+    it('set-if-absent keeps the first value (racing servers agree) and reads back; unknown keys are undefined', async () => {
+      const store = await makeStore();
+      try {
+        assert.equal(await store.getSecretSetting('k'), undefined);
+        assert.equal(await store.setSecretSettingIfAbsent('k', 'FirstSecretValue1'), 'FirstSecretValue1');
+        assert.equal(await store.setSecretSettingIfAbsent('k', 'SecondSecretValue2'), 'FirstSecretValue1');
+        assert.equal(await store.getSecretSetting('k'), 'FirstSecretValue1');
+        assert.equal(await store.getMeta('k'), undefined, 'secret settings are not plaintext meta');
+      } finally {
+        await store.close();
+      }
+    });
+  });
+}
+
 export function reencryptContract(name: string, makeStore: (cipher: RotatingCipher) => Promise<Store>) {
   describe(`${name}: reencryptSecrets`, () => {
     it('moves every secret to the new key in batches, values unchanged, and the old key can then retire', async () => {
@@ -73,7 +90,8 @@ export function reencryptContract(name: string, makeStore: (cipher: RotatingCiph
         }));
         await store.createDevices('a1Rot', devices, 1000, at);
         await store.createApplication({ appKey: 'app1', appSecret: 'AppSecret1', name: 'a', productKeys: ['a1Rot'], createdAt: at });
-        const secretsBefore = 1 + 25 + 13 + 1;
+        await store.setSecretSettingIfAbsent('server-key', 'ServerSideKey123');
+        const secretsBefore = 1 + 25 + 13 + 1 + 1;
         assert.equal(await store.countSecretsNotUnderCurrentKey(), 0);
 
         const k2 = generateMasterKey();
@@ -106,6 +124,7 @@ export function reencryptContract(name: string, makeStore: (cipher: RotatingCiph
         assert.equal((await store.getDevice('a1Rot', 'dev3'))!.deviceSecret, 'ChangedDuringRotation');
         assert.equal((await store.getDevice('a1Rot', 'dev24'))!.deviceSecret, 'DeviceSecret24');
         assert.equal((await store.getApplication('app1'))!.appSecret, 'AppSecret1');
+        assert.equal(await store.getSecretSetting('server-key'), 'ServerSideKey123');
 
         // A second pass finds nothing to do.
         const again = await store.reencryptSecrets(undefined, 1000);
@@ -135,3 +154,4 @@ async function sqlite(cipher: RotatingCipher): Promise<Store> {
 
 managementTokensContract('sqlite', () => sqlite(new RotatingCipher([generateMasterKey()])));
 reencryptContract('sqlite', sqlite);
+secretSettingsContract('sqlite', () => sqlite(new RotatingCipher([generateMasterKey()])));

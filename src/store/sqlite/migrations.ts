@@ -86,4 +86,15 @@ CREATE TABLE management_tokens (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'secret settings',
+    // Server-side keys (e.g. the HTTP channel token key): encrypted like every other secret.
+    sql: `
+CREATE TABLE secret_settings (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+`,
+  },
 ];

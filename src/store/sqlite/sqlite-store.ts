@@ -64,6 +64,7 @@ export const ENCRYPTED_COLUMNS: { table: string; columns: string[] }[] = [
   { table: 'products', columns: ['product_secret'] },
   { table: 'devices', columns: ['device_secret', 'device_token'] },
   { table: 'applications', columns: ['app_secret'] },
+  { table: 'secret_settings', columns: ['value'] },
 ];
 
 export class SqliteStore implements Store {
@@ -677,6 +678,20 @@ export class SqliteStore implements Store {
       }
     }
     return n;
+  }
+
+  // ---- secret settings ----
+
+  async getSecretSetting(key: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT value FROM secret_settings WHERE key = ?').get(key) as { value: string } | undefined;
+    return r ? this.cipher.decrypt(r.value) : undefined;
+  }
+
+  async setSecretSettingIfAbsent(key: string, value: string): Promise<string> {
+    return this.db.transaction(() => {
+      this.db.prepare('INSERT OR IGNORE INTO secret_settings (key, value) VALUES (?, ?)').run(key, this.cipher.encrypt(value));
+      return this.cipher.decrypt((this.db.prepare('SELECT value FROM secret_settings WHERE key = ?').get(key) as { value: string }).value);
+    }).immediate();
   }
 
   // ---- meta ----
