@@ -191,7 +191,7 @@ describe('secrets never leak into logs, audit or the database', () => {
     const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map((t) => t.name);
     let checked = 0;
     for (const t of tables) {
-      const cols = (db.prepare(`PRAGMA table_info("${t}")`).all() as { name: string }[]).map((c) => c.name).filter((c) => /secret|token/i.test(c) || /secret/i.test(t));
+      const cols = (db.prepare(`PRAGMA table_info("${t}")`).all() as { name: string }[]).map((c) => c.name).filter((c) => /secret|token/i.test(c) || (/secret/i.test(t) && c === 'value'));
       for (const c of cols) {
         for (const { v } of db.prepare(`SELECT "${c}" AS v FROM "${t}" WHERE "${c}" IS NOT NULL`).all() as { v: string }[]) {
           checked++;
