@@ -1,5 +1,5 @@
 /** Identifier rules and generators (spec 6.2). Pure apart from the random source. */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { ThingAuthError } from './errors.js';
 
 const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -11,10 +11,23 @@ export const PRODUCT_KEY_RE = /^[A-Za-z0-9]{4,20}$/;
 export const SECRET_RE = /^[A-Za-z0-9]{8,64}$/;
 export const IOT_ID_RE = /^[A-Za-z0-9]{8,64}$/;
 
+/**
+ * Uniform random alphanumerics from a pooled CSPRNG buffer. Per-character randomInt cost
+ * ~0.5 µs a call, which dominated bulk provisioning (62 characters a device). Bytes >= 248
+ * (4 x 62) are rejected so every character stays uniform.
+ */
+let pool = Buffer.alloc(0);
+let poolPos = 0;
 export function randomAlnum(length: number): string {
-  // Rejection-free: randomInt is uniform over the alphabet.
   let out = '';
-  for (let i = 0; i < length; i++) out += ALNUM[randomInt(ALNUM.length)];
+  while (out.length < length) {
+    if (poolPos >= pool.length) {
+      pool = randomBytes(4096);
+      poolPos = 0;
+    }
+    const b = pool[poolPos++]!;
+    if (b < 248) out += ALNUM[b % 62];
+  }
   return out;
 }
 
