@@ -24,6 +24,35 @@ export function makeTempDir(prefix = 'thingauth-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * With THINGAUTH_TEST_LOG_DIR set, every test server of the run appends its log lines to
+ * <dir>/thingauth-<pid>.log and, when stopped, the secrets it holds to
+ * <dir>/thingauth-<pid>.secrets; `node dist/test/tools/scan-test-logs.js <dir>` then checks
+ * that no log of the whole run holds any secret of any server (docs/security.md).
+ */
+function fullRunLog(): { log: string; secrets: string } | undefined {
+  const dir = process.env.THINGAUTH_TEST_LOG_DIR;
+  if (!dir) return undefined;
+  fs.mkdirSync(dir, { recursive: true });
+  const base = path.join(dir, `thingauth-${process.pid}`);
+  return { log: `${base}.log`, secrets: `${base}.secrets` };
+}
+
+async function recordSecrets(running: RunningThingAuth, file: string): Promise<void> {
+  const store = running.ctx.store;
+  const out = [running.ctx.adminToken];
+  const products = await store.listProducts(0, 1000);
+  for (const p of products.items) {
+    out.push(p.productSecret);
+    const devices = await store.listDevices(p.productKey, {}, 0, 2000);
+    for (const d of devices.items) out.push(d.deviceSecret, ...(d.deviceToken ? [d.deviceToken] : []));
+  }
+  for (const a of await store.listApplications()) out.push(a.appSecret);
+  const channelKey = await store.getSecretSetting('http-channel-token-key');
+  if (channelKey) out.push(channelKey);
+  fs.appendFileSync(file, out.filter((s) => s.length >= 8).join('\n') + '\n');
+}
+
 export async function startTestServer(overrides: ConfigInput = {}, opts: { dataDir?: string } = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? makeTempDir();
   const config = loadConfig({
@@ -41,9 +70,11 @@ export async function startTestServer(overrides: ConfigInput = {}, opts: { dataD
     ...overrides,
   });
   const logs: string[] = [];
+  const logFile = fullRunLog();
   const sink = new Writable({
     write(chunk, _enc, cb) {
       logs.push(String(chunk));
+      if (logFile) fs.appendFileSync(logFile.log, chunk);
       cb();
     },
   });
@@ -71,6 +102,7 @@ export async function startTestServer(overrides: ConfigInput = {}, opts: { dataD
       return { status: res.status, body: parsed };
     },
     async stop() {
+      if (logFile) await recordSecrets(running, logFile.secrets).catch(() => undefined);
       await running.close();
     },
   };
