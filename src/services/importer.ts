@@ -7,6 +7,7 @@
  * transaction: a re-run finds the committed rows identical and carries on (idempotent).
  * A dry run walks the same path with read-only checks against the store and writes nothing.
  */
+import { randomBytes } from 'node:crypto';
 import { isThingAuthError, ThingAuthError } from '../core/errors.js';
 import {
   readImportRows,
@@ -17,8 +18,7 @@ import {
   type ProductImportRow,
   type RowError,
 } from '../core/import-formats.js';
-import { generateIotId } from '../core/names.js';
-import type { Product } from '../core/records.js';
+import type { Device, Product } from '../core/records.js';
 import type { ImportRow, ProductPatch, Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 import type { Registry } from './registry.js';
@@ -123,6 +123,7 @@ export class Importer {
     const summary = newSummary('devices', format, opts);
     const states = new Map<string, ProductState | null>();
     const buffers = new Map<string, DeviceImportRow[]>();
+    const ids = new IotIdSequence();
 
     const stateOf = async (productKey: string): Promise<ProductState | null> => {
       let st = states.get(productKey);
@@ -142,20 +143,24 @@ export class Importer {
       buffers.set(productKey, []);
       const st = (await stateOf(productKey))!;
       if (opts.dryRun) await this.classifyDevices(st, rows, summary, opts.overwrite === true);
-      else await this.writeDevices(st, rows, summary, opts.overwrite === true);
+      else await this.writeDevices(st, rows, summary, opts.overwrite === true, ids);
     };
 
-    await this.consume<DeviceImportRow>(source, 'devices', format, summary, async (row) => {
-      const st = await stateOf(row.productKey);
-      if (!st) {
+    // Synchronous unless a chunk is due or a product is seen for the first time: a promise
+    // per row is measurable at 500,000 rows.
+    const onRow = (row: DeviceImportRow): Promise<void> | void => {
+      const st = states.get(row.productKey);
+      if (st === undefined) return stateOf(row.productKey).then(() => onRow(row));
+      if (st === null) {
         addInvalid(summary, { line: row.line, message: `product ${row.productKey} does not exist; import or create the product first` });
         return;
       }
       let buf = buffers.get(row.productKey);
       if (!buf) buffers.set(row.productKey, (buf = []));
       buf.push(row);
-      if (buf.length >= this.chunkRows) await flush(row.productKey);
-    });
+      if (buf.length >= this.chunkRows) return flush(row.productKey);
+    };
+    await this.consume<DeviceImportRow>(source, 'devices', format, summary, onRow);
     for (const pk of buffers.keys()) await flush(pk);
     return sortSummary(summary);
   }
@@ -169,14 +174,17 @@ export class Importer {
     kind: ImportKind,
     format: ImportFormat,
     summary: ImportSummary,
-    onRow: (row: T) => Promise<void>,
+    onRow: (row: T) => Promise<void> | void,
   ): Promise<void> {
     try {
       for await (const batch of readImportRows<T>(source, kind, format)) {
         for (const p of batch) {
           summary.rows++;
           if (p.error) addInvalid(summary, p.error);
-          else await onRow(p.row);
+          else {
+            const pending = onRow(p.row);
+            if (pending) await pending;
+          }
         }
       }
     } catch (e) {
@@ -186,14 +194,14 @@ export class Importer {
     }
   }
 
-  private toImportRow(r: DeviceImportRow): ImportRow {
-    return {
+  private toImportRows(rows: DeviceImportRow[], ids: IotIdSequence): ImportRow[] {
+    return rows.map((r) => ({
       deviceName: r.deviceName,
       deviceSecret: r.deviceSecret,
-      iotId: r.iotId ?? generateIotId(),
+      iotId: r.iotId ?? ids.next(),
       nickname: r.nickname ?? null,
       activatedAt: r.activatedAt ?? null,
-    };
+    }));
   }
 
   /**
@@ -201,7 +209,7 @@ export class Importer {
    * another device) is split in halves until the offending rows stand alone, so every
    * other row still lands and each refusal carries its own line number.
    */
-  private async writeDevices(st: ProductState, rows: DeviceImportRow[], summary: ImportSummary, overwrite: boolean): Promise<void> {
+  private async writeDevices(st: ProductState, rows: DeviceImportRow[], summary: ImportSummary, overwrite: boolean, ids: IotIdSequence): Promise<void> {
     const pk = st.product.productKey;
     if (st.full) {
       // Only existing devices can still be classified; new ones would exceed the limit.
@@ -221,7 +229,7 @@ export class Importer {
         if (d) existingIds.set(r.deviceName, d.iotId);
       }
     }
-    const importRows = rows.map((r) => this.toImportRow(r));
+    const importRows = this.toImportRows(rows, ids);
     let result;
     try {
       result = await this.store.importDevices(pk, importRows, st.limit, overwrite, this.now().toISOString());
@@ -233,8 +241,8 @@ export class Importer {
         return;
       }
       const half = rows.length >> 1;
-      await this.writeDevices(st, rows.slice(0, half), summary, overwrite);
-      await this.writeDevices(st, rows.slice(half), summary, overwrite);
+      await this.writeDevices(st, rows.slice(0, half), summary, overwrite, ids);
+      await this.writeDevices(st, rows.slice(half), summary, overwrite, ids);
       return;
     }
     summary.created += result.created;
@@ -355,13 +363,15 @@ export class Importer {
 
   // ---- export ----
 
-  /** JSON lines, one device per line with its secret, in creation order; pages of `pageSize`. */
+  /** JSON lines, one device per line with its secret, in DeviceName order (keyset pages, so 500,000 devices stay linear). */
   async *exportDevices(productKey: string, pageSize = 5000): AsyncGenerator<string> {
     await this.registry.getProduct(productKey);
-    for (let offset = 0; ; offset += pageSize) {
-      const page = await this.store.listDevices(productKey, {}, offset, pageSize);
-      if (page.items.length > 0) yield page.items.map((d) => toDeviceExportLine(d)).join('');
-      if (page.items.length < pageSize) return;
+    let after: string | null = null;
+    for (;;) {
+      const page: Device[] = await this.store.listDevicesAfter(productKey, after, pageSize);
+      if (page.length > 0) yield page.map((d) => toDeviceExportLine(d)).join('');
+      if (page.length < pageSize) return;
+      after = page[page.length - 1]!.deviceName;
     }
   }
 
@@ -372,6 +382,44 @@ export class Importer {
       if (page.items.length > 0) yield page.items.map((p) => toProductExportLine(p)).join('');
       if (page.items.length < pageSize) return;
     }
+  }
+}
+
+const ALNUM = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+/** Base 62 in ASCII order, so counters compare as strings the way they do as numbers. */
+const ORDERED_ALNUM = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const IOT_ID_PREFIX = 14;
+const IOT_ID_COUNTER = 16;
+
+/**
+ * iotIds for imported rows that bring none: 30 alphanumerics like core's generateIotId, made
+ * of a random prefix per import (62^14 values) and an increasing counter. Ids of one import
+ * are therefore unique and ascending, so inserts append to one spot of the iotId index
+ * instead of dirtying a random page per row: at 500,000 rows that halves the store's work.
+ */
+export class IotIdSequence {
+  private readonly prefix: string;
+  private n = 0;
+
+  constructor() {
+    let prefix = '';
+    while (prefix.length < IOT_ID_PREFIX) {
+      for (const b of randomBytes(32)) {
+        // 248 = 4 x 62: rejecting the rest keeps every character uniform.
+        if (b < 248 && prefix.length < IOT_ID_PREFIX) prefix += ALNUM[b % 62];
+      }
+    }
+    this.prefix = prefix;
+  }
+
+  next(): string {
+    let v = this.n++;
+    let counter = '';
+    for (let i = 0; i < IOT_ID_COUNTER; i++) {
+      counter = ORDERED_ALNUM[v % 62] + counter;
+      v = Math.floor(v / 62);
+    }
+    return this.prefix + counter;
   }
 }
 
