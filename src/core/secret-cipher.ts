@@ -32,6 +32,27 @@ export function generateMasterKey(): Buffer {
   return randomBytes(32);
 }
 
+const IV_BYTES = 12;
+const IV_POOL_BYTES = IV_BYTES * 1024;
+let ivPool = Buffer.alloc(0);
+let ivPos = 0;
+
+/**
+ * A fresh random 96-bit IV per encryption, as before, but drawn from a pooled randomBytes
+ * buffer (as node's randomUUID does): one call per 1,024 IVs instead of one each. A bulk
+ * import encrypts 500,000 secrets and the per-call cost was half of encrypt(). Every IV is
+ * handed out once; an exhausted pool is replaced, never refilled in place.
+ */
+function nextIv(): Buffer {
+  if (ivPos + IV_BYTES > ivPool.length) {
+    ivPool = randomBytes(IV_POOL_BYTES);
+    ivPos = 0;
+  }
+  const iv = ivPool.subarray(ivPos, ivPos + IV_BYTES);
+  ivPos += IV_BYTES;
+  return iv;
+}
+
 export class KeyringCipher implements SecretCipher {
   private readonly keys = new Map<string, Buffer>();
   readonly currentKeyId: string;
@@ -43,7 +64,7 @@ export class KeyringCipher implements SecretCipher {
   }
 
   encrypt(plain: string): string {
-    const iv = randomBytes(12);
+    const iv = nextIv();
     const c = createCipheriv('aes-256-gcm', this.keys.get(this.currentKeyId)!, iv);
     const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
     return ['v1', this.currentKeyId, iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
