@@ -237,15 +237,22 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   });
 
   const kick = (reason: string) => (ref: { iotId: string; productKey: string; deviceName: string }) => {
+    // A login just before the change may still have its online write queued: it must not
+    // mark the device online (or re-activate a reset one) after the change.
+    presence.forgetOnline(ref.iotId);
     if (sessions.kick(ref, reason)) logger.info({ productKey: ref.productKey, deviceName: ref.deviceName, reason }, 'mqtt session kicked');
   };
   const onDisabled = kick('device disabled');
   const onDeleted = kick('device deleted');
+  // Reset clears the credential a regnwl device logs in with and sends the device back to
+  // UNACTIVE: a session still running on the old credential must end with it.
+  const onReset = kick('device reset');
   const onAppDeleted = ({ appKey }: { appKey: string }) => {
     sessions.kickApplication(appKey, 'application deleted');
   };
   ctx.services.events.on('device.disabled', onDisabled);
   ctx.services.events.on('device.deleted', onDeleted);
+  ctx.services.events.on('device.reset', onReset);
   applications.on('application.deleted', onAppDeleted);
 
   const publish = (topic: string, payload: object | string | Buffer, opts: PublishOptions = {}): Promise<void> =>
@@ -277,6 +284,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     async close() {
       ctx.services.events.off('device.disabled', onDisabled);
       ctx.services.events.off('device.deleted', onDeleted);
+      ctx.services.events.off('device.reset', onReset);
       applications.off('application.deleted', onAppDeleted);
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();

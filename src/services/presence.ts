@@ -25,6 +25,8 @@ export interface PresenceOptions {
 export class PresenceService {
   private online = new Set<string>();
   private offline = new Set<string>();
+  /** Batches taken by flush() whose write has not run yet (forgetOnline reaches into them). */
+  private readonly pending = new Set<{ online: Set<string>; offline: Set<string> }>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly flushDelayMs: number;
@@ -63,6 +65,17 @@ export class PresenceService {
     this.schedule();
   }
 
+  /**
+   * Drops every online write still waiting for this device, queued or already taken by a
+   * flush. Called when the device was reset, disabled or deleted: a login that happened just
+   * before must not re-activate it (or mark it online) a few milliseconds after the change.
+   * Offline writes stay (they only ever turn a device offline).
+   */
+  forgetOnline(iotId: string): void {
+    this.online.delete(iotId);
+    for (const batch of this.pending) batch.online.delete(iotId);
+  }
+
   private schedule(): void {
     if (this.online.size + this.offline.size >= this.maxBatch) {
       void this.flush();
@@ -82,12 +95,16 @@ export class PresenceService {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    const online = [...this.online];
-    const offline = [...this.offline];
+    const batch = { online: this.online, offline: this.offline };
     this.online = new Set();
     this.offline = new Set();
-    // Batches are written in order so an older batch never overwrites a newer one.
-    this.flushing = this.flushing.then(() => this.write(online, offline));
+    this.pending.add(batch);
+    // Batches are written in order so an older batch never overwrites a newer one. The sets
+    // are read only when the write starts, so forgetOnline() still applies until then.
+    this.flushing = this.flushing.then(() => {
+      this.pending.delete(batch);
+      return this.write([...batch.online], [...batch.offline]);
+    });
     return this.flushing;
   }
 
