@@ -93,7 +93,7 @@ export function newSession(
 }
 
 export class SessionRegistry extends EventEmitter<SessionEvents> {
-  /** Device and provisioning sessions by deviceKey; applications by their client id. */
+  /** Device sessions by deviceKey; provisioning and application sessions by their own client id (keyOf). */
   private readonly byKey = new Map<string, Session>();
   private readonly byIot = new Map<string, Session>();
   /** iotId of an acted-for identity -> the session acting for it. */
