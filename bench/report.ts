@@ -124,10 +124,12 @@ export function connectChartSvg(figs: F[]): string | undefined {
     [
       { title: 'Accepted connects per second', xLabel: 'concurrency C (connects in flight)', yLabel: 'connects/s', series: series('connectsPerSec') },
       { title: 'p99 CONNACK latency (log scale)', xLabel: 'concurrency C (connects in flight)', yLabel: 'p99 ms', log: true, series: series('p99Ms') },
+      { title: 'Server CPU per accepted connect', xLabel: 'concurrency C (connects in flight)', yLabel: 'CPU µs / connect', series: series('serverCpuUsPerConnect') },
     ],
     {
       title: `Connect storm over TCP: ${N.toLocaleString('en-US')} distinct devices, hmacsha256 CONNECT, close after CONNACK`,
       subtitle: m ? `${m.date.slice(0, 10)} · ${m.cpus} cores ${m.cpuModel} · ${m.memoryGiB} GiB · Node ${m.node} · load generator on the same machine` : undefined,
+      width: 1260,
     },
   );
 }

@@ -39,8 +39,8 @@ function fmt(v: number): string {
 
 export function lineChartSvg(panels: Panel[], opts: { title: string; subtitle?: string; width?: number; height?: number }): string {
   const W = opts.width ?? 980;
-  const H = opts.height ?? 430;
-  const top = 70;
+  const H = opts.height ?? 450;
+  const top = 92;
   const bottom = 60;
   const left = 70;
   const gap = 90;
@@ -56,8 +56,8 @@ export function lineChartSvg(panels: Panel[], opts: { title: string; subtitle?: 
   // legend
   names.forEach((n, i) => {
     const lx = left + i * 160;
-    out.push(`<line x1="${lx}" y1="55" x2="${lx + 24}" y2="55" stroke="${color(n)}" stroke-width="3"/>`);
-    out.push(`<text x="${lx + 30}" y="59">${esc(n)}</text>`);
+    out.push(`<line x1="${lx}" y1="58" x2="${lx + 24}" y2="58" stroke="${color(n)}" stroke-width="3"/>`);
+    out.push(`<text x="${lx + 30}" y="62">${esc(n)}</text>`);
   });
   panels.forEach((p, pi) => {
     const x0 = left + pi * (pw + gap);
@@ -79,7 +79,7 @@ export function lineChartSvg(panels: Panel[], opts: { title: string; subtitle?: 
       const max = ticks[ticks.length - 1]!;
       yPos = (y) => y0 + ph - (y / max) * ph;
     }
-    out.push(`<text x="${x0 + pw / 2}" y="${y0 - 4}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
+    out.push(`<text x="${x0 + pw / 2}" y="${y0 - 8}" text-anchor="middle" font-weight="bold">${esc(p.title)}</text>`);
     out.push(`<rect x="${x0}" y="${y0}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
     for (const t of ticks) {
       const y = yPos(t);
