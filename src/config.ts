@@ -33,6 +33,15 @@ export interface Config {
   logLevel: string;
   /** Days an audit record is kept. */
   auditRetentionDays: number;
+  /** Failed logins per source address within loginFailWindowSeconds before it is refused for the cool-down; 0 = off. */
+  loginFailThreshold: number;
+  loginFailWindowSeconds: number;
+  /** How long a throttled source is refused. */
+  loginCooldownSeconds: number;
+  /** Accepted connects per device per minute (spec 1.5's platform allows 5); 0 = off. */
+  deviceConnectRatePerMinute: number;
+  /** On SIGTERM: how long in-flight work may take before the process exits anyway. */
+  shutdownTimeoutSeconds: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -59,6 +68,11 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   sqliteSynchronous: 'THINGAUTH_SQLITE_SYNCHRONOUS',
   logLevel: 'THINGAUTH_LOG_LEVEL',
   auditRetentionDays: 'THINGAUTH_AUDIT_RETENTION_DAYS',
+  loginFailThreshold: 'THINGAUTH_LOGIN_FAIL_THRESHOLD',
+  loginFailWindowSeconds: 'THINGAUTH_LOGIN_FAIL_WINDOW_SECONDS',
+  loginCooldownSeconds: 'THINGAUTH_LOGIN_COOLDOWN_SECONDS',
+  deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
+  shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
 };
 
 export class ConfigError extends Error {
@@ -138,6 +152,12 @@ export function loadConfig(input: ConfigInput): Config {
     sqliteSynchronous: oneOf('sqliteSynchronous', ['FULL', 'NORMAL'] as const, 'FULL'),
     logLevel: oneOf('logLevel', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     auditRetentionDays: int('auditRetentionDays', 30, 1, 3650),
+    // Defaults and their reasons: docs/security.md "Brute force and floods".
+    loginFailThreshold: int('loginFailThreshold', 30, 0, 1_000_000),
+    loginFailWindowSeconds: int('loginFailWindowSeconds', 60, 1, 86_400),
+    loginCooldownSeconds: int('loginCooldownSeconds', 60, 1, 86_400),
+    deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
+    shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);

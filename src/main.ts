@@ -57,6 +57,12 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
   }
   const store = await openStore(config, cipher);
   await store.markAllOffline(new Date().toISOString());
+  // Every write keeps product_counts in the same transaction as the rows; a mismatch means the
+  // file was changed outside thingauth (or a bug): say so loudly, limits rely on the count.
+  const mismatches = await store.productCountMismatches();
+  if (mismatches.length > 0) {
+    logger.error({ mismatches: mismatches.slice(0, 20) }, 'stored device counts disagree with the devices stored: device limits may be wrong');
+  }
   const services = createServices(store, config, logger, { cipher, keySource: keyring.source, adminToken: admin.token });
   services.audit.start();
   if (keyring.keys.length > 1) {

@@ -13,6 +13,12 @@ export interface ProductSettings {
   replayProtection: boolean;
   /** Maximum devices; null = server default. */
   deviceLimit: number | null;
+  /**
+   * Replay window (s): a login that carries a timestamp (ms or s) must be within this many
+   * seconds of the server clock. Absent = off, the default: official SDKs send fixed
+   * timestamps (spec 0.2).
+   */
+  timestampWindowSeconds?: number;
 }
 
 export interface Product extends ProductSettings {
@@ -67,9 +73,9 @@ export interface PublicDevice {
   lastAuthError: string | null;
 }
 
-export type PublicProduct = Omit<Product, 'productSecret'>;
+export type PublicProduct = Omit<Product, 'productSecret' | 'timestampWindowSeconds'> & { timestampWindowSeconds: number | null };
 
 export function publicProduct(p: Product): PublicProduct {
   const { productSecret: _omit, ...rest } = p;
-  return rest;
+  return { ...rest, timestampWindowSeconds: p.timestampWindowSeconds ?? null };
 }

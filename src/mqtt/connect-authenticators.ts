@@ -21,6 +21,7 @@ import type { MqttBroker } from './broker.js';
 import { authenticateSignedDevice } from './sign-authenticator.js';
 import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './application-authenticator.js';
 import { authenticateConnwl, authenticateRegister, authenticateRegnwl } from './registration-connect.js';
+import { loginReasonLabel } from '../services/metrics.js';
 
 /** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in mqtt5-adapter.ts. */
 export type ConnackRefusal = 1 | 2 | 3 | 4 | 5;
@@ -81,7 +82,57 @@ export function connectKindOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username
   return authTypeOf(attempt.parsed.ext);
 }
 
+/**
+ * Every CONNECT, of every kind, passes the brute-force and flood limits here
+ * (services/login-throttle.ts): a throttled source is refused before anything is verified,
+ * failed credentials count against the source and the claimed device, and an accepted
+ * device login takes one of the device's connects for this minute.
+ */
 export async function authenticateConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+  const throttle = ctx.services.loginThrottle;
+  const gate = throttle.checkSource(attempt.remoteAddress);
+  if (!gate.ok) {
+    return {
+      ok: false,
+      returnCode: 5,
+      v5ReasonCode: 0x9f, // MQTT 5 "Connection rate exceeded"
+      reason: `source throttled: too many failed logins from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`,
+      ...usernameFields(attempt.username),
+    };
+  }
+  const decision = await decideConnect(attempt, ctx);
+  if (!decision.ok) {
+    if (isCredentialFailure(decision)) {
+      const d = decision.device ?? (decision.productKey !== undefined && decision.deviceName !== undefined ? { productKey: decision.productKey, deviceName: decision.deviceName } : undefined);
+      throttle.recordFailure(attempt.remoteAddress, d);
+    }
+    return decision;
+  }
+  const id = decision.identity;
+  if (id.kind === 'device') {
+    throttle.recordSuccess(id);
+    if (!throttle.takeDeviceConnect(id, attempt.remoteAddress)) {
+      return {
+        ok: false,
+        returnCode: 5,
+        v5ReasonCode: 0x9f,
+        reason: `too many connects for this device: at most ${ctx.config.deviceConnectRatePerMinute} per minute; retry later`,
+        device: { iotId: id.iotId, productKey: id.productKey, deviceName: id.deviceName },
+      };
+    }
+  }
+  return decision;
+}
+
+/** Refusal reasons that are not a wrong credential: they must not count towards throttling. */
+const NOT_CREDENTIAL_FAILURES = new Set(['disabled', 'tls_required', 'throttled', 'rate_limited', 'server_error']);
+
+/** A wrong secret, signature, token or identity (CONNACK 4 or 5), as opposed to a setting or a limit. */
+function isCredentialFailure(d: ConnectDeny): boolean {
+  return (d.returnCode === 4 || d.returnCode === 5) && !NOT_CREDENTIAL_FAILURES.has(loginReasonLabel(d.reason, d.returnCode));
+}
+
+async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const kind = connectKindOf(attempt);
   if (kind === 'unknown') {
     const reason = attempt.parsed ? 'unsupported authType' : 'ClientId has no |...| extension section';

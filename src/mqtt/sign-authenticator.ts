@@ -19,6 +19,7 @@ const REFUSAL_CODE: Record<LoginRefusal, ConnackRefusal> = {
   bad_signature: 5,
   disabled: 5,
   tls_required: 5,
+  timestamp_outside_window: 5,
 };
 
 export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {

@@ -9,6 +9,7 @@ import type { Device, Product } from '../core/records.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
+import { timestampOutsideWindow } from '../core/timestamp-window.js';
 
 export type LoginRefusal =
   | 'unsupported_sign_method'
@@ -16,7 +17,8 @@ export type LoginRefusal =
   | 'unknown_device'
   | 'bad_signature'
   | 'disabled'
-  | 'tls_required';
+  | 'tls_required'
+  | 'timestamp_outside_window';
 
 export interface DeviceLoginInput {
   productKey: string;
@@ -61,6 +63,8 @@ export class DeviceAuthenticator {
     events: RegistryEvents,
     private readonly logger: Logger,
     private readonly maxEntries = DEFAULT_MAX_ENTRIES,
+    /** Wall clock (ms) for the product's replay window. */
+    private readonly clock: () => number = () => Date.now(),
   ) {
     events.on('device.changed', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
     events.on('device.deleted', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
@@ -148,6 +152,12 @@ export class DeviceAuthenticator {
     if (!product) return { ok: false, refusal: 'unknown_product', reason: 'unknown product', device };
     if (product.requireTls && !input.overTls) {
       return { ok: false, refusal: 'tls_required', reason: 'product requires TLS; login arrived over a plain transport', device };
+    }
+    if (product.timestampWindowSeconds) {
+      // Checked after the signature: the timestamp is signed, so only a replayed (or very
+      // late) CONNECT of the real device lands here, never a forged one.
+      const outside = timestampOutsideWindow(input.timestamp, product.timestampWindowSeconds, this.clock());
+      if (outside) return { ok: false, refusal: 'timestamp_outside_window', reason: outside, device };
     }
     return { ok: true, device, product, algorithm: used };
   }

@@ -17,6 +17,7 @@ import { Metrics } from './metrics.js';
 import { TokenService } from './tokens.js';
 import { KeyRotationService } from './key-rotation.js';
 import type { RotatingCipher } from '../core/rotating-cipher.js';
+import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -33,6 +34,7 @@ export interface Services {
   metrics: Metrics;
   tokens: TokenService;
   keyRotation: KeyRotationService;
+  loginThrottle: LoginThrottle;
 }
 
 /** What the security services need from the composition root (main.ts). */
@@ -70,5 +72,31 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
   subDeviceRegistration.observers = { audit, metrics };
   subDeviceSessions.observers = { audit, metrics };
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation };
+  const loginThrottle = new LoginThrottle({
+    failThreshold: config.loginFailThreshold,
+    failWindowMs: config.loginFailWindowSeconds * 1000,
+    cooldownMs: config.loginCooldownSeconds * 1000,
+    deviceConnectRatePerMinute: config.deviceConnectRatePerMinute,
+    onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
+  });
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle };
+}
+
+/** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */
+function recordThrottleEvent(e: ThrottleEvent, audit: AuditLog, metrics: Metrics, logger: Logger): void {
+  switch (e.type) {
+    case 'source_throttled':
+      metrics.throttledSources.inc({ kind: 'source' });
+      audit.record({ action: 'security.source.throttled', actor: 'server', sourceAddress: e.source, result: 'deny', reason: `${e.failures} failed logins; every login from this source refused for ${Math.round(e.cooldownMs / 1000)} s` });
+      logger.warn({ event: 'security.source.throttled', source: e.source, failures: e.failures, cooldownMs: e.cooldownMs }, 'source throttled after repeated failed logins');
+      return;
+    case 'device_failures':
+      metrics.throttledSources.inc({ kind: 'device_alarm' });
+      audit.record({ action: 'security.device.failures', actor: 'server', productKey: e.device.productKey, deviceName: e.device.deviceName, sourceAddress: e.source, result: 'deny', reason: `${e.failures} failed logins for this device within the window (alarm only: the device is not locked out)` });
+      logger.warn({ event: 'security.device.failures', productKey: e.device.productKey, deviceName: e.device.deviceName, failures: e.failures }, 'repeated failed logins for one device');
+      return;
+    case 'device_connect_rate':
+      metrics.throttledSources.inc({ kind: 'device_connect_rate' });
+      return;
+  }
 }

@@ -32,6 +32,8 @@ export interface CreateProductInput {
   replayProtection?: boolean;
   deviceLimit?: number | null;
   description?: string;
+  /** Replay window in seconds; null/0/absent = off. */
+  timestampWindowSeconds?: number | null;
   /** Migration: keep an existing ProductKey/ProductSecret. */
   productKey?: string;
   productSecret?: string;
@@ -74,6 +76,7 @@ export class Registry {
       description: input.description ?? '',
       createdAt: at,
       updatedAt: at,
+      ...(input.timestampWindowSeconds ? { timestampWindowSeconds: input.timestampWindowSeconds } : {}),
     };
     await this.store.createProduct(product);
     return product;

@@ -37,7 +37,10 @@ export type ProductPatch = Partial<
     Product,
     'productName' | 'description' | 'dynamicRegistration' | 'preRegistrationFree' | 'requireTls' | 'replayProtection' | 'deviceLimit' | 'nodeType'
   >
->;
+> & {
+  /** Seconds; 0 switches the replay window off. */
+  timestampWindowSeconds?: number;
+};
 
 export type DevicePatch = Partial<
   Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'clientId' | 'deviceToken' | 'lastAuthError'>
@@ -133,6 +136,11 @@ export interface Store {
    */
   listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]>;
   countDevices(productKey: string): Promise<number>;
+  /**
+   * Products whose kept device count (used for the device limit) differs from the devices
+   * actually stored; empty when consistent. Checked at start (and by the crash tests).
+   */
+  productCountMismatches(): Promise<{ productKey: string; counted: number; actual: number }[]>;
   updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined>;
   /** Deletes the device and detaches its sub-devices. */
   deleteDevice(iotId: string): Promise<boolean>;

@@ -97,4 +97,12 @@ CREATE TABLE secret_settings (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'product timestamp window',
+    // Replay window for login timestamps in seconds; NULL = off (spec 0.2: SDKs send fixed timestamps).
+    sql: `
+ALTER TABLE products ADD COLUMN timestamp_window_seconds INTEGER CHECK (timestamp_window_seconds IS NULL OR timestamp_window_seconds > 0);
+`,
+  },
 ];

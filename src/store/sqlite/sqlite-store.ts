@@ -43,6 +43,7 @@ const PRODUCT_COLUMNS: Record<keyof ProductPatch, string> = {
   replayProtection: 'replay_protection',
   deviceLimit: 'device_limit',
   nodeType: 'node_type',
+  timestampWindowSeconds: 'timestamp_window_seconds',
 };
 
 const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
@@ -97,9 +98,9 @@ export class SqliteStore implements Store {
     return {
       getProduct: db.prepare('SELECT * FROM products WHERE product_key = ?'),
       insertProduct: db.prepare(`INSERT INTO products (product_key, product_name, product_secret, node_type, dynamic_registration,
-        pre_registration_free, require_tls, replay_protection, device_limit, description, created_at, updated_at)
+        pre_registration_free, require_tls, replay_protection, device_limit, description, created_at, updated_at, timestamp_window_seconds)
         VALUES (@productKey, @productName, @productSecret, @nodeType, @dynamicRegistration, @preRegistrationFree, @requireTls,
-        @replayProtection, @deviceLimit, @description, @createdAt, @updatedAt)`),
+        @replayProtection, @deviceLimit, @description, @createdAt, @updatedAt, @timestampWindowSeconds)`),
       insertCount: db.prepare('INSERT INTO product_counts (product_key, devices) VALUES (?, 0)'),
       getCount: db.prepare('SELECT devices FROM product_counts WHERE product_key = ?'),
       addCount: db.prepare('UPDATE product_counts SET devices = devices + ? WHERE product_key = ?'),
@@ -167,6 +168,8 @@ export class SqliteStore implements Store {
       description: r.description as string,
       createdAt: r.created_at as string,
       updatedAt: r.updated_at as string,
+      // Absent when off (NULL), so a product without the setting reads back exactly as written.
+      ...(typeof r.timestamp_window_seconds === 'number' && r.timestamp_window_seconds > 0 ? { timestampWindowSeconds: r.timestamp_window_seconds } : {}),
     };
   }
 
@@ -207,6 +210,7 @@ export class SqliteStore implements Store {
         preRegistrationFree: p.preRegistrationFree ? 1 : 0,
         requireTls: p.requireTls ? 1 : 0,
         replayProtection: p.replayProtection ? 1 : 0,
+        timestampWindowSeconds: p.timestampWindowSeconds ? p.timestampWindowSeconds : null,
       });
       this.s.insertCount.run(p.productKey);
     }).immediate();
@@ -231,7 +235,8 @@ export class SqliteStore implements Store {
         const col = PRODUCT_COLUMNS[k as keyof ProductPatch];
         if (!col || v === undefined) continue;
         sets.push(`${col} = ?`);
-        values.push(typeof v === 'boolean' ? (v ? 1 : 0) : v);
+        // timestampWindowSeconds 0 = off, stored as NULL like a product that never had one.
+        values.push(typeof v === 'boolean' ? (v ? 1 : 0) : k === 'timestampWindowSeconds' && v === 0 ? null : v);
       }
       sets.push('updated_at = ?');
       values.push(updatedAt);
@@ -678,6 +683,17 @@ export class SqliteStore implements Store {
       }
     }
     return n;
+  }
+
+  async productCountMismatches(): Promise<{ productKey: string; counted: number; actual: number }[]> {
+    return this.db
+      .prepare(
+        `SELECT p.product_key AS productKey, COALESCE(c.devices, -1) AS counted,
+           (SELECT COUNT(*) FROM devices d WHERE d.product_key = p.product_key) AS actual
+         FROM products p LEFT JOIN product_counts c ON c.product_key = p.product_key
+         WHERE counted != actual`,
+      )
+      .all() as { productKey: string; counted: number; actual: number }[];
   }
 
   // ---- secret settings ----

@@ -81,6 +81,16 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         if (!value) return send(reply, HTTP_CHANNEL_CODES.PARAM, `${name} is required`);
       }
       const signMethod = str(f.signmethod ?? f.signMethod);
+      const claimed = { actor: `${fields.deviceName}&${fields.productKey}`, productKey: fields.productKey, deviceName: fields.deviceName, sourceAddress: req.ip };
+      // Brute-force limits (services/login-throttle.ts), as for MQTT CONNECT.
+      const throttle = ctx.services.loginThrottle;
+      const gate = throttle.checkSource(req.ip);
+      if (!gate.ok) {
+        const reason = `source throttled: too many failed logins from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
+        ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason });
+        ctx.services.metrics.login('https', 'refused', 'throttled');
+        return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, reason);
+      }
       const result = await ctx.services.authenticator.verifyDeviceLogin({
         productKey: fields.productKey!,
         deviceName: fields.deviceName!,
@@ -90,8 +100,10 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         sign: fields.sign!,
         overTls: req.protocol === 'https',
       });
-      const claimed = { actor: `${fields.deviceName}&${fields.productKey}`, productKey: fields.productKey, deviceName: fields.deviceName, sourceAddress: req.ip };
       if (!result.ok) {
+        if (result.refusal === 'bad_signature' || result.refusal === 'unknown_device' || result.refusal === 'unknown_product') {
+          throttle.recordFailure(req.ip, { productKey: fields.productKey!, deviceName: fields.deviceName! });
+        }
         ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
         ctx.services.metrics.login('https', 'refused', result.refusal);
         log.info({ event: 'http.auth.deny', productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
@@ -99,6 +111,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         if (result.refusal === 'unsupported_sign_method') return send(reply, HTTP_CHANNEL_CODES.PARAM, 'unsupported signmethod');
         return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
       }
+      throttle.recordSuccess(result.device);
       ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'allow', reason: `over ${req.protocol}` });
       ctx.services.metrics.login('https', 'accepted', '');
       const d = result.device;

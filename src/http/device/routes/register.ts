@@ -38,15 +38,42 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
         return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, 'productKey is required (send productKey, deviceName, random, sign, signMethod form-encoded)'));
       }
       const f = body as Record<string, unknown>;
-      const result = await ctx.services.registration.registerPreRegistered({
-        productKey: f.productKey,
-        deviceName: f.deviceName,
-        random: f.random,
-        sign: f.sign,
-        // Some firmware writes the field in lower case, as in the MQTT ClientId.
-        signMethod: f.signMethod ?? f.signmethod,
-        transport: { channel: 'https', tls: req.protocol === 'https', sourceAddress: req.ip },
-      });
+      // Brute-force limits (services/login-throttle.ts), as for MQTT CONNECT.
+      const throttle = ctx.services.loginThrottle;
+      const gate = throttle.checkSource(req.ip);
+      if (!gate.ok) {
+        const reason = `source throttled: too many failed requests from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
+        ctx.services.audit.record({
+          action: 'register.https',
+          actor: 'device',
+          productKey: typeof f.productKey === 'string' ? f.productKey : null,
+          deviceName: typeof f.deviceName === 'string' ? f.deviceName : null,
+          sourceAddress: req.ip,
+          result: 'deny',
+          reason,
+        });
+        ctx.services.metrics.registration('register.https', 'deny');
+        return sendJson(reply, errorBody(ErrorKinds.RATE_LIMITED.alink, reason));
+      }
+      let result;
+      try {
+        result = await ctx.services.registration.registerPreRegistered({
+          productKey: f.productKey,
+          deviceName: f.deviceName,
+          random: f.random,
+          sign: f.sign,
+          // Some firmware writes the field in lower case, as in the MQTT ClientId.
+          signMethod: f.signMethod ?? f.signmethod,
+          transport: { channel: 'https', tls: req.protocol === 'https', sourceAddress: req.ip },
+        });
+      } catch (e) {
+        // A wrong signature, an unknown product or device, a replayed random: a failed credential.
+        if (isThingAuthError(e) && (e.kind === 'BAD_SIGNATURE' || e.kind === 'PRODUCT_NOT_FOUND' || e.kind === 'DEVICE_NOT_FOUND' || e.details?.replayed === true)) {
+          const claimed = typeof f.productKey === 'string' && typeof f.deviceName === 'string' ? { productKey: f.productKey, deviceName: f.deviceName } : undefined;
+          throttle.recordFailure(req.ip, claimed);
+        }
+        throw e;
+      }
       return sendJson(reply, {
         code: 200,
         data: { productKey: result.productKey, deviceName: result.deviceName, deviceSecret: result.deviceSecret },

@@ -13,6 +13,15 @@ const settings = {
   replayProtection: Type.Optional(Type.Boolean({ description: 'dynamic registration randoms are single-use per device' })),
   deviceLimit: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 100_000_000, description: 'null = server default' }))),
   description: Type.Optional(Type.String({ maxLength: 100 })),
+  timestampWindowSeconds: Type.Optional(
+    Nullable(
+      Type.Integer({
+        minimum: 0,
+        maximum: 31_536_000,
+        description: 'replay window: a login carrying a timestamp (ms or s) must be this close to the server clock; null or 0 = off (default: official SDKs send fixed timestamps)',
+      }),
+    ),
+  ),
 };
 
 const CreateProductBody = Type.Object(
@@ -39,6 +48,7 @@ const productFields = {
   requireTls: Type.Boolean(),
   replayProtection: Type.Boolean(),
   deviceLimit: Nullable(Type.Integer()),
+  timestampWindowSeconds: Nullable(Type.Integer()),
   description: Type.String(),
   createdAt: Type.String(),
   updatedAt: Type.String(),
@@ -61,7 +71,10 @@ export async function productRoutes(app: ManagementApp, ctx: AppContext): Promis
         response: { 201: ProductWithSecret, ...errorResponses },
       },
     },
-    async (req, reply) => reply.code(201).send(await registry.createProduct(req.body)),
+    async (req, reply) => {
+      const p = await registry.createProduct(req.body);
+      return reply.code(201).send({ ...p, timestampWindowSeconds: p.timestampWindowSeconds ?? null });
+    },
   );
 
   app.get(
@@ -97,7 +110,11 @@ export async function productRoutes(app: ManagementApp, ctx: AppContext): Promis
         response: { 200: PublicProductSchema, ...errorResponses },
       },
     },
-    async (req) => publicProduct(await registry.updateProduct(req.params.productKey, req.body)),
+    async (req) => {
+      const { timestampWindowSeconds: window, ...rest } = req.body;
+      // null and 0 both switch the window off.
+      return publicProduct(await registry.updateProduct(req.params.productKey, window === undefined ? rest : { ...rest, timestampWindowSeconds: window ?? 0 }));
+    },
   );
 
   app.delete(
