@@ -86,7 +86,7 @@ export class KeyRotationService {
     return { ...this.status, currentKeyId: this.cipher.currentKeyId, olderKeyIds: this.cipher.keyIds.slice(1) };
   }
 
-  /** Starts a rotation in the background; resolves once the new key is in force (step 2). */
+  /** Puts a new key in force (steps 1-2) and returns; the re-encryption (3-4) runs in the background. */
   start(): RotationStatus {
     if (this.running) throw new ThingAuthError('CONFLICT', 'a key rotation is already running; see GET /api/v1/keys (thingauth keys status)');
     if (this.stopping) throw new ThingAuthError('CONFLICT', 'the server is shutting down');
