@@ -64,7 +64,12 @@ export function markdownReport(figs: F[]): string {
   const parts: string[] = [];
   const m = figs.find((f) => f.bench === 'machine');
   if (m) {
-    parts.push(`Run ${m.date} · mode \`${m.mode}\` · ${m.cpus} cores (${m.cpuModel}) · ${m.memoryGiB} GiB RAM · Node ${m.node} · ${m.platform}  \nCommand: \`${m.command}\``);
+    const end = figs.find((f) => f.bench === 'machine-end');
+    parts.push(
+      `Run ${m.date} · mode \`${m.mode}\` · ${m.cpus} cores (${m.cpuModel}) · ${m.memoryGiB} GiB RAM · Node ${m.node} · ${m.platform}  \n` +
+        `Command: \`${m.command}\`` +
+        (m.loadAvg1m !== undefined ? `  \nLoad average (other work on the machine): ${m.loadAvg1m} at the start` + (end ? `, ${end.loadAvg5m} over the last 5 minutes at the end (${end.seconds} s run)` : '') : ''),
+    );
   }
   parts.push('### Targets\n\n' + table(['target', 'goal', 'measured', 'met'], targetChecks(figs).map((t) => [t.target, t.goal, t.measured, t.met === undefined ? 'not measured' : t.met ? 'yes' : '**no**'])));
 

@@ -104,6 +104,8 @@ async function main(): Promise<void> {
     node: process.version,
     platform: `${os.platform()} ${os.release()}`,
     command: `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
+    // Other work on the machine skews every figure; say how busy it was.
+    loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100,
   });
   const want = (s: string) => !only || only.has(s);
   try {
@@ -116,6 +118,7 @@ async function main(): Promise<void> {
     if (!keep) fs.rmSync(workDir, { recursive: true, force: true });
     else note(`work dir kept: ${workDir}`);
   }
+  sink.emit({ bench: 'machine-end', seconds: Math.round((Date.now() - started) / 1000), loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100, loadAvg5m: Math.round(os.loadavg()[1]! * 100) / 100 });
   note(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   writeOutputs(sink, mode, docs && !only && mosquitto && !out, out);
 }
