@@ -22,6 +22,8 @@ export const SubDeviceCodes = {
   DEVICE_NOT_FOUND: 6100,
   DEVICE_DISABLED: 6204,
   PRODUCT_NOT_FOUND: 6250,
+  /** thing/list/found: a DeviceName that is not a valid name (spec 4.4). */
+  BAD_DEVICE_NAME: 6280,
   LOGIN_SIGN_ERROR: 6287,
   DYNAMIC_REGISTRATION_OFF: 6288,
   ALREADY_ACTIVATED: 6289,

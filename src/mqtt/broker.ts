@@ -30,6 +30,7 @@ import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type Conna
 import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
+import { startTopoChangeNotices } from './handlers/topo-change.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
 /** Spec 1.5: MQTT payload at most 256 KB. */
@@ -275,6 +276,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     },
     publish,
   };
+  const stopTopoChangeNotices = startTopoChangeNotices(handlerContext);
 
   broker = {
     aedes,
@@ -286,6 +288,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       ctx.services.events.off('device.deleted', onDeleted);
       ctx.services.events.off('device.reset', onReset);
       applications.off('application.deleted', onAppDeleted);
+      stopTopoChangeNotices();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

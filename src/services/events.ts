@@ -18,7 +18,12 @@ export interface RegistryEventMap {
   'device.deleted': [DeviceRef];
   'device.reset': [DeviceRef];
   'product.changed': [{ productKey: string }];
-  'topology.changed': [{ gateway: DeviceRef; removed: DeviceRef[]; added: DeviceRef[] }];
+  /**
+   * `byGateway`: the gateway named here made the change itself (its own thing/topo/add or
+   * topo/delete) and already has its reply; otherwise (operator, a move to another gateway,
+   * a deleted sub-device) it is told with a thing/topo/change notice.
+   */
+  'topology.changed': [{ gateway: DeviceRef; removed: DeviceRef[]; added: DeviceRef[]; byGateway?: boolean }];
 }
 
 export class RegistryEvents extends EventEmitter<RegistryEventMap> {

@@ -204,9 +204,12 @@ export class Registry {
 
   async deleteDevice(productKey: string, deviceName: string): Promise<void> {
     const d = await this.getDeviceRecord(productKey, deviceName);
+    // A sub-device leaves its gateway's topology with it; the gateway is told (topology.changed).
+    const gateway = d.gatewayIotId ? await this.store.getDeviceByIotId(d.gatewayIotId) : undefined;
     await this.store.deleteDevice(d.iotId);
     this.events.emit('device.changed', this.ref(d));
     this.events.emit('device.deleted', this.ref(d));
+    if (gateway) this.events.emit('topology.changed', { gateway: this.ref(gateway), removed: [this.ref(d)], added: [], byGateway: false });
   }
 
   /**

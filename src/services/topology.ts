@@ -109,7 +109,7 @@ export class TopologyService {
     }
 
     if (accepted.length > 0) {
-      const failure = await this.attach(gateway, accepted.map((a) => a.sub));
+      const failure = await this.attach(gateway, accepted.map((a) => a.sub), true);
       if (failure) for (const a of accepted) outcomes[a.index] = { ...outcomes[a.index]!, ...failure };
     }
     this.audit('topology.add', gateway, 'device', outcomes);
@@ -141,7 +141,7 @@ export class TopologyService {
         outcomes.push({ ...id, code: C.SUCCESS, message: 'success' });
       }
     }
-    if (toDetach.length > 0) await this.detach(gateway, toDetach);
+    if (toDetach.length > 0) await this.detach(gateway, toDetach, true);
     this.audit('topology.remove', gateway, 'device', outcomes);
     return foldItems(outcomes);
   }
@@ -192,7 +192,7 @@ export class TopologyService {
         found.push(checked.sub);
       }
     }
-    const failure = await this.attach(gw, found);
+    const failure = await this.attach(gw, found, false);
     if (failure) {
       if (failure.code === C.TOPO_LIMIT) {
         throw new ThingAuthError('SUB_DEVICE_LIMIT_REACHED', failure.message, { field: 'subDevices', limit: this.opts.subDeviceLimit });
@@ -219,12 +219,18 @@ export class TopologyService {
       }
       if (!found.some((d) => d.iotId === sub.iotId)) found.push(sub);
     }
-    await this.detach(gw, found);
+    await this.detach(gw, found, false);
     this.audit('topology.remove', gw, 'admin', found.map((d) => ({ productKey: d.productKey, deviceName: d.deviceName, code: C.SUCCESS, message: 'success' })));
     return { gateway: gw, removed: found };
   }
 
   // ---- shared ----
+
+  /** The gateway whose topology holds this sub-device, if any. */
+  async gatewayOf(sub: { productKey: string; deviceName: string }): Promise<Device | undefined> {
+    const d = await this.store.getDevice(sub.productKey, sub.deviceName);
+    return d?.gatewayIotId ? this.store.getDeviceByIotId(d.gatewayIotId) : undefined;
+  }
 
   /** Every sub-device of a gateway (at most the limit, read in pages). */
   async allSubDevices(gateway: DeviceRef): Promise<Device[]> {
@@ -258,7 +264,7 @@ export class TopologyService {
   }
 
   /** One atomic attach; on refusal returns the per-item failure every accepted entry gets. */
-  private async attach(gateway: DeviceRef, subs: Device[]): Promise<{ code: number; message: string } | undefined> {
+  private async attach(gateway: DeviceRef, subs: Device[], byGateway: boolean): Promise<{ code: number; message: string } | undefined> {
     try {
       await this.store.attachSubDevices(gateway.iotId, subs.map((d) => d.iotId), this.opts.subDeviceLimit);
     } catch (e) {
@@ -280,17 +286,17 @@ export class TopologyService {
     for (const [oldIotId, moved] of byOldGateway) {
       const old = await this.store.getDeviceByIotId(oldIotId);
       const oldRef = old ? refOf(old) : { iotId: oldIotId, productKey: '', deviceName: '' };
-      this.events.emit('topology.changed', { gateway: oldRef, removed: moved.map(refOf), added: [] });
+      this.events.emit('topology.changed', { gateway: oldRef, removed: moved.map(refOf), added: [], byGateway: false });
     }
     for (const d of added) this.events.emit('device.changed', refOf(d));
-    if (added.length > 0) this.events.emit('topology.changed', { gateway: gwRef, removed: [], added: added.map(refOf) });
+    if (added.length > 0) this.events.emit('topology.changed', { gateway: gwRef, removed: [], added: added.map(refOf), byGateway });
     return undefined;
   }
 
-  private async detach(gateway: DeviceRef, subs: Device[]): Promise<void> {
+  private async detach(gateway: DeviceRef, subs: Device[], byGateway: boolean): Promise<void> {
     await this.store.detachSubDevices(gateway.iotId, subs.map((d) => d.iotId));
     for (const d of subs) this.events.emit('device.changed', refOf(d));
-    this.events.emit('topology.changed', { gateway: refOf(gateway), removed: subs.map(refOf), added: [] });
+    this.events.emit('topology.changed', { gateway: refOf(gateway), removed: subs.map(refOf), added: [], byGateway });
   }
 
   private audit(action: string, gateway: DeviceRef, actor: 'device' | 'admin', outcomes: { productKey: string; deviceName: string; code: number; message: string }[]): void {

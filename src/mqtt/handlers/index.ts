@@ -22,6 +22,7 @@ import { thingEventPostHandler } from './thing-event-post.js';
 import { combineSessionHandler } from './combine-session.js';
 import { proxyProductRegisterHandler, subRegisterHandler } from './sub-register.js';
 import { topoHandler } from './topo.js';
+import { listFoundHandler } from './topo-change.js';
 
 export type { TopicParams } from './topic-pattern.js';
 
@@ -53,6 +54,7 @@ export const TOPIC_HANDLERS: TopicHandler[] = [
   subRegisterHandler,
   proxyProductRegisterHandler,
   topoHandler,
+  listFoundHandler,
   combineSessionHandler,
 ];
 
