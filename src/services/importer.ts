@@ -375,13 +375,20 @@ export class Importer {
     }
   }
 
-  /** JSON lines, one product per line with its secret and settings. */
+  /**
+   * JSON lines, one product per line with its secret and settings, in ProductKey order so an
+   * export of an imported copy is byte-identical. Products are few (1,000 per account), so
+   * they are collected before sorting.
+   */
   async *exportProducts(pageSize = 500): AsyncGenerator<string> {
+    const all: Product[] = [];
     for (let offset = 0; ; offset += pageSize) {
       const page = await this.store.listProducts(offset, pageSize);
-      if (page.items.length > 0) yield page.items.map((p) => toProductExportLine(p)).join('');
-      if (page.items.length < pageSize) return;
+      all.push(...page.items);
+      if (page.items.length < pageSize) break;
     }
+    all.sort((a, b) => (a.productKey < b.productKey ? -1 : a.productKey > b.productKey ? 1 : 0));
+    if (all.length > 0) yield all.map((p) => toProductExportLine(p)).join('');
   }
 }
 
