@@ -38,6 +38,13 @@ export interface Device {
   productKey: string;
   deviceName: string;
   deviceSecret: string;
+  /**
+   * The secret before the last rotation, accepted until previousSecretExpiresAt (ISO) so a
+   * fleet can be re-keyed over the air (core/secret-rotation.ts); null when none. Never
+   * shown by list/get: PublicDevice has neither.
+   */
+  previousDeviceSecret: string | null;
+  previousSecretExpiresAt: string | null;
   nickname: string | null;
   enabled: boolean;
   online: boolean;

@@ -152,6 +152,14 @@ export interface Store {
    * credential that won. undefined when the device does not exist.
    */
   setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined>;
+  /**
+   * Secret rotation, atomically: the current secret becomes the previous one, valid until
+   * `previousExpiresAt` (null = not kept at all: the old secret stops working at once), and
+   * `newSecret` becomes current. A previous secret from an earlier rotation is replaced.
+   * undefined when the device does not exist. (Setting deviceSecret through updateDevice or
+   * an import overwrite clears any previous secret.)
+   */
+  rotateDeviceSecret(iotId: string, newSecret: string, previousExpiresAt: string | null): Promise<Device | undefined>;
 
   // presence
   /** online=1, activatedAt set if null, lastOnlineAt=at. Returns whether this was the activation. */

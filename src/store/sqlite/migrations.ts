@@ -105,4 +105,15 @@ CREATE TABLE secret_settings (
 ALTER TABLE products ADD COLUMN timestamp_window_seconds INTEGER CHECK (timestamp_window_seconds IS NULL OR timestamp_window_seconds > 0);
 `,
   },
+  {
+    version: 5,
+    name: 'device secret rotation',
+    // The secret before the last rotation (ciphertext, like device_secret) and when it stops
+    // working. The expiry column avoids "secret" in its name: columns named like *secret*
+    // hold ciphertext (the security e2e test checks exactly that).
+    sql: `
+ALTER TABLE devices ADD COLUMN previous_device_secret TEXT;
+ALTER TABLE devices ADD COLUMN previous_expires_at TEXT;
+`,
+  },
 ];

@@ -63,7 +63,7 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
  */
 export const ENCRYPTED_COLUMNS: { table: string; columns: string[] }[] = [
   { table: 'products', columns: ['product_secret'] },
-  { table: 'devices', columns: ['device_secret', 'device_token'] },
+  { table: 'devices', columns: ['device_secret', 'device_token', 'previous_device_secret'] },
   { table: 'applications', columns: ['app_secret'] },
   { table: 'secret_settings', columns: ['value'] },
 ];
@@ -179,6 +179,8 @@ export class SqliteStore implements Store {
       productKey: r.product_key as string,
       deviceName: r.device_name as string,
       deviceSecret: this.cipher.decrypt(r.device_secret as string),
+      previousDeviceSecret: r.previous_device_secret ? this.cipher.decrypt(r.previous_device_secret as string) : null,
+      previousSecretExpiresAt: (r.previous_expires_at as string | null) ?? null,
       nickname: (r.nickname as string | null) ?? null,
       enabled: r.enabled === 1,
       online: r.online === 1,
@@ -328,7 +330,8 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const result: ImportResult = { created: 0, identical: 0, overwritten: 0, conflicts: [] };
       let count = this.deviceCount(productKey);
-      const updateSecret = this.db.prepare('UPDATE devices SET device_secret = ? WHERE iot_id = ?');
+      // An overwrite sets the secret outright: a previous secret from a rotation stops working.
+      const updateSecret = this.db.prepare('UPDATE devices SET device_secret = ?, previous_device_secret = NULL, previous_expires_at = NULL WHERE iot_id = ?');
       for (const row of rows) {
         const existing = this.s.getDevice.get(productKey, row.deviceName) as Row | undefined;
         if (existing) {
@@ -425,6 +428,8 @@ export class SqliteStore implements Store {
       if ((k === 'deviceSecret' || k === 'deviceToken') && v !== null) value = this.cipher.encrypt(v as string);
       sets.push(`${col} = ?`);
       values.push(value);
+      // Setting the secret outright ends any rotation grace (rotateDeviceSecret keeps one).
+      if (k === 'deviceSecret') sets.push('previous_device_secret = NULL', 'previous_expires_at = NULL');
     }
     if (sets.length === 0) return this.getDeviceByIotId(iotId);
     const r = this.db.prepare(`UPDATE devices SET ${sets.join(', ')} WHERE iot_id = ? RETURNING *`).get(...values, iotId) as Row | undefined;
@@ -459,6 +464,18 @@ export class SqliteStore implements Store {
       const r = this.s.getDeviceById.get(iotId) as Row | undefined;
       return r ? this.toDevice(r) : undefined;
     }).immediate();
+  }
+
+  async rotateDeviceSecret(iotId: string, newSecret: string, previousExpiresAt: string | null): Promise<Device | undefined> {
+    // One UPDATE: the right-hand sides read the row as it was, so the old device_secret
+    // ciphertext moves to previous_device_secret as is (same cipher, no decrypt needed).
+    const r = this.db
+      .prepare(
+        `UPDATE devices SET previous_device_secret = CASE WHEN @expires IS NULL THEN NULL ELSE device_secret END,
+           previous_expires_at = @expires, device_secret = @secret WHERE iot_id = @iotId RETURNING *`,
+      )
+      .get({ iotId, expires: previousExpiresAt, secret: this.cipher.encrypt(newSecret) }) as Row | undefined;
+    return r ? this.toDevice(r) : undefined;
   }
 
   // ---- presence ----
