@@ -26,6 +26,7 @@ import type { Logger } from '../logger.js';
 import { mayPublish, maySubscribe } from './acl.js';
 import { routeToAutoSubscribed } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
+import { recordConnectDecision } from './connect-audit.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
 import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
@@ -65,6 +66,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   const logger: Logger = ctx.logger.child({ component: 'mqtt' });
   const { authenticator, presence, applications } = ctx.services;
   const sessions = new SessionRegistry();
+  ctx.services.metrics.useSessionSource(sessions);
   const facts = new WeakMap<Client, ConnectFacts>();
   const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
   let broker: MqttBroker;
@@ -116,9 +118,11 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
               { kind: id.kind, productKey: id.productKey, deviceName: id.deviceName, transport: info.transport, remote: info.remoteAddress },
               'mqtt connect allowed',
             );
+            recordConnectDecision(ctx, attempt, decision);
             done(null, true);
             return;
           }
+          recordConnectDecision(ctx, attempt, decision);
           logger.info(
             {
               event: 'mqtt.connect.deny',
@@ -137,6 +141,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
         },
         (err) => {
           logger.error({ err, transport: info.transport, remote: info.remoteAddress }, 'mqtt authentication failed');
+          recordConnectDecision(ctx, attempt, undefined);
           done(refusal(3, 'server unavailable'), false);
         },
       );
