@@ -101,7 +101,7 @@ export function markdownReport(figs: F[]): string {
   }
   const reg = [...live(figs, 'register-https'), ...live(figs, 'register-mqtt-regnwl')];
   if (reg.length) {
-    parts.push('### Dynamic registration\n\n' + table(['kind', 'N', 'C', 'registrations/s', 'p50 ms', 'p99 ms', 'failed'], reg.map((f) => [f.bench === 'register-https' ? 'HTTPS /auth/register/device (keep-alive)' : 'MQTT regnwl over TLS', n(f.n), n(f.c), n(f.registrationsPerSec), n(f.p50Ms, 1), n(f.p99Ms, 1), f.failed ? `${f.failed} ${JSON.stringify(f.failures ?? {})}` : '0'])));
+    parts.push('### Dynamic registration\n\n' + table(['kind', 'N', 'C', 'registrations/s', 'p50 ms', 'p99 ms', 'failed', 'server CPU µs/registration', 'server CPU %'], reg.map((f) => [f.bench === 'register-https' ? 'HTTPS /auth/register/device (keep-alive)' : 'MQTT regnwl over TLS (new TLS connection each)', n(f.n), n(f.c), n(f.registrationsPerSec), n(f.p50Ms, 1), n(f.p99Ms, 1), f.failed ? `${f.failed} ${JSON.stringify(f.failures ?? {})}` : '0', n(f.serverCpuUsPerRegistration), n(f.serverCpuPct)])));
   }
   const bulk = live(figs, 'bulk-provision');
   if (bulk.length) {

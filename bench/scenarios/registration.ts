@@ -15,6 +15,7 @@ import { deviceNameAt, makeFleet } from '../lib/fleet.js';
 import { round } from '../lib/histogram.js';
 import { httpsLoad } from '../lib/https-load.js';
 import { mqttExchanges } from '../lib/loadgen.js';
+import { readProcCpuMs } from '../lib/proc.js';
 import { benchProduct, benchTls, provision, startThingAuthProcess } from '../lib/thingauth.js';
 
 export interface RegistrationSizes {
@@ -46,6 +47,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
       return new URLSearchParams({ productKey: PRE_PK, deviceName: d.deviceName, random: RANDOM, sign, signMethod: 'hmacsha256' }).toString();
     });
     note(`register: https n=${bodies.length} c=${sizes.httpsC}`);
+    const cpu0 = readProcCpuMs(server.pid) ?? NaN;
     const r = await httpsLoad({
       host: '127.0.0.1',
       port: server.ports.https,
@@ -56,6 +58,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
       timeLimitMs: sizes.timeLimitMs,
       ok: (b) => typeof b === 'object' && b !== null && (b as { code?: unknown }).code === 200 && typeof (b as { data?: { deviceSecret?: unknown } }).data?.deviceSecret === 'string',
     });
+    const httpsCpuMs = (readProcCpuMs(server.pid) ?? NaN) - cpu0;
     sink.emit({
       bench: 'register-https',
       target: 'thingauth',
@@ -69,6 +72,8 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
       failed: r.failed,
       ...(r.failed ? { failures: r.failures } : {}),
       tlsConnections: r.connectionsOpened,
+      serverCpuUsPerRegistration: r.ok > 0 ? round((httpsCpuMs * 1000) / r.ok, 0) : null,
+      serverCpuPct: round((httpsCpuMs / r.elapsedMs) * 100, 0),
     });
 
     if (!CONNECT_AUTHENTICATORS.regnwl) {
@@ -95,6 +100,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
         );
       }
       note(`register: mqtt regnwl n=${packets.length} c=${sizes.regnwlC}`);
+      const mCpu0 = readProcCpuMs(server.pid) ?? NaN;
       const m = await mqttExchanges({
         target: { host: '127.0.0.1', port: server.ports.mqtts, tls: { ca: tls.ca!, servername: 'localhost' } },
         packets,
@@ -113,6 +119,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
           return undefined;
         },
       });
+      const mCpuMs = (readProcCpuMs(server.pid) ?? NaN) - mCpu0;
       sink.emit({
         bench: 'register-mqtt-regnwl',
         target: 'thingauth',
@@ -125,6 +132,8 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
         p99Ms: round(m.p99Ms, 2),
         failed: m.failed,
         ...(m.failed ? { failures: m.failures } : {}),
+        serverCpuUsPerRegistration: m.ok > 0 ? round((mCpuMs * 1000) / m.ok, 0) : null,
+        serverCpuPct: round((mCpuMs / m.elapsedMs) * 100, 0),
       });
     }
   } finally {
