@@ -11,16 +11,17 @@ import { apiPath } from './api-client.js';
 import { apiCommand, clientFor, print, type ApiCommandOptions } from './common.js';
 
 interface ExportOptions extends ApiCommandOptions {
-  format: 'csv';
+  format: 'csv' | 'jsonl';
   out?: string;
 }
 
 export function addDeviceExportCommand(device: Command): void {
   apiCommand(device, 'export <productKey>', 'write every device of the product with its secret as CSV (ProductKey,DeviceName,DeviceSecret)')
-    .addOption(new Option('--format <format>', 'output format').choices(['csv']).default('csv'))
+    .addOption(new Option('--format <format>', 'output format; jsonl adds iotId, nickname and activation, for `thingauth import devices`').choices(['csv', 'jsonl']).default('csv'))
     .option('--out <file>', 'write to this file (mode 0600) instead of stdout')
     .action(async (pk: string, o: ExportOptions) => {
-      const body = await clientFor(o).download(`${apiPath('products', pk, 'device-credentials')}?format=${o.format}`);
+      const url = o.format === 'jsonl' ? `${apiPath('export', 'products', pk, 'devices')}?format=jsonl` : `${apiPath('products', pk, 'device-credentials')}?format=csv`;
+      const body = await clientFor(o).download(url);
       let lines = 0;
       const counter = new Transform({
         transform(chunk: Buffer, _enc, cb) {
@@ -30,7 +31,7 @@ export function addDeviceExportCommand(device: Command): void {
       });
       if (o.out) {
         await pipeline(body, counter, fs.createWriteStream(o.out, { mode: 0o600 }));
-        const devices = Math.max(0, lines - 1);
+        const devices = Math.max(0, o.format === 'jsonl' ? lines : lines - 1);
         print(o, { productKey: pk, file: o.out, devices }, () => `exported ${devices} devices of ${pk} to ${o.out}`);
       } else {
         await pipeline(body, counter, process.stdout, { end: false });
