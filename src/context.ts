@@ -19,5 +19,7 @@ export interface Listener {
   name: string;
   url: string;
   port: number;
+  /** Graceful shutdown, first step: refuse new connections, keep the open ones (optional). */
+  stopAccepting?(): void;
   close(): Promise<void>;
 }

@@ -11,6 +11,8 @@ import { ensureDataDir, loadAdminToken, loadKeyring } from './data-dir.js';
 import { startDeviceHttps } from './http/device/server.js';
 import { startManagementApi } from './http/management/server.js';
 import { startMqttTcp, startMqtts, startMqttWs, startMqttWss } from './mqtt/listeners.js';
+import { connectDecisionsSettled } from './mqtt/connect-authenticators.js';
+import { PUSH_CLOSE_GRACE_MS } from './mqtt/registration-connect.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
@@ -30,7 +32,11 @@ const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [
 export interface RunningThingAuth {
   ctx: AppContext;
   listeners: Record<string, Listener>;
-  /** Stops listeners, marks connected devices offline, closes the store. */
+  /**
+   * Graceful stop: every listener stops accepting at once, requests and CONNECT decisions in
+   * flight (registrations) finish, connected devices are marked offline, the audit and
+   * presence buffers are written, the store closes.
+   */
   close(): Promise<void>;
 }
 
@@ -98,7 +104,15 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     listeners,
     close() {
       closing ??= (async () => {
-        for (const l of started.slice().reverse()) await l.close().catch((e) => logger.warn({ err: e }, 'listener close failed'));
+        // No listener accepts a new connection from here on.
+        for (const l of started) l.stopAccepting?.();
+        // CONNECT decisions in flight (a registration writing its device) finish, and their
+        // answers (pushed right after CONNACK) get onto the wire before sessions are cut.
+        if (await connectDecisionsSettled(ctx).catch(() => false)) await new Promise((r) => setTimeout(r, PUSH_CLOSE_GRACE_MS + 50));
+        // All at once: HTTP listeners finish requests in flight; MQTT listeners end their
+        // sessions (presence is flushed).
+        await Promise.all(started.slice().reverse().map((l) => l.close().catch((e) => logger.warn({ err: e }, 'listener close failed'))));
+        await connectDecisionsSettled(ctx).catch(() => undefined);
         await services.keyRotation.stop().catch(() => undefined);
         // The audit buffer is written before the store closes: the last decisions are kept.
         await services.audit.close().catch((e) => logger.warn({ err: e }, 'audit flush failed'));

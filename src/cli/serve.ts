@@ -35,12 +35,23 @@ export function addServeCommand(program: Command): void {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      running.ctx.logger.info({ signal }, 'shutting down');
-      const timer = setTimeout(() => process.exit(1), 15_000);
+      const boundMs = config.shutdownTimeoutSeconds * 1000;
+      running.ctx.logger.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down: no new connections; finishing work in flight');
+      // Bounded: a peer that never lets go cannot keep the process alive past the limit.
+      const timer = setTimeout(() => {
+        running.ctx.logger.error({ timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutdown did not finish in time; exiting');
+        process.exit(1);
+      }, boundMs);
       timer.unref();
       running.close().then(
-        () => process.exit(0),
-        () => process.exit(1),
+        () => {
+          running.ctx.logger.info('shut down cleanly');
+          process.exit(0);
+        },
+        (err: unknown) => {
+          running.ctx.logger.error({ err }, 'shutdown failed');
+          process.exit(1);
+        },
       );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));

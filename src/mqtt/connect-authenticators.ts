@@ -46,6 +46,8 @@ export interface ConnectAllow {
   identity: SessionIdentity;
   /** Runs after the session is registered (before CONNACK reaches the wire is not guaranteed). */
   onSessionReady?: (session: Session, broker: MqttBroker) => void;
+  /** Appended to the audit reason, e.g. which DeviceSecret matched after a rotation. Never a secret. */
+  auditNote?: string;
 }
 
 export interface ConnectDeny {
@@ -88,7 +90,32 @@ export function connectKindOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username
  * failed credentials count against the source and the claimed device, and an accepted
  * device login takes one of the device's connects for this minute.
  */
-export async function authenticateConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+export function authenticateConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+  const p = authenticateConnectNow(attempt, ctx);
+  // Tracked so a graceful shutdown lets decisions in flight (a registration writing its
+  // device) finish before the store closes.
+  let set = inFlight.get(ctx);
+  if (!set) inFlight.set(ctx, (set = new Set()));
+  const s = set;
+  s.add(p);
+  p.then(() => s.delete(p), () => s.delete(p));
+  return p;
+}
+
+const inFlight = new WeakMap<AppContext, Set<Promise<unknown>>>();
+
+/** Resolves when every CONNECT decision started so far has finished (graceful shutdown); true if any was pending. */
+export async function connectDecisionsSettled(ctx: AppContext): Promise<boolean> {
+  const set = inFlight.get(ctx);
+  let waited = false;
+  while (set && set.size > 0) {
+    waited = true;
+    await Promise.allSettled([...set]);
+  }
+  return waited;
+}
+
+async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const throttle = ctx.services.loginThrottle;
   const gate = throttle.checkSource(attempt.remoteAddress);
   if (!gate.ok) {

@@ -132,6 +132,9 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
     name: 'mqtt',
     url: `mqtt://${urlHost(ctx.config.host)}:${port} (also TLS)`,
     port,
+    stopAccepting() {
+      server.close();
+    },
     async close() {
       const closing = closeServer(server);
       tracker.destroyAll();
@@ -164,6 +167,9 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
     name: 'mqtts',
     url: `mqtts://${urlHost(ctx.config.host)}:${port}`,
     port,
+    stopAccepting() {
+      server.close();
+    },
     async close() {
       const closing = closeServer(server);
       tracker.destroyAll();
@@ -207,6 +213,9 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     name: secure ? 'mqtt-wss' : 'mqtt-ws',
     url: `${secure ? 'wss' : 'ws'}://${urlHost(ctx.config.host)}:${port}/mqtt`,
     port,
+    stopAccepting() {
+      server.close();
+    },
     async close() {
       const closing = closeServer(server);
       for (const c of wss.clients) c.terminate();
