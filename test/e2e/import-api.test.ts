@@ -250,6 +250,13 @@ describe('import API', () => {
     const noToken = await fetch(`${server.api}/api/v1/import/devices`, { method: 'POST', headers: { 'content-type': CSV }, body: 'x' });
     assert.equal(noToken.status, 401);
 
+    // Exports hold every secret: a read-scope token may not fetch them, nor import.
+    const { body: reader } = await server.request('POST', '/api/v1/tokens', { name: 'import-reader', scope: 'read' });
+    for (const [method, p] of [['GET', '/api/v1/export/products'], ['GET', '/api/v1/export/products/a1RoundTrip/devices'], ['POST', '/api/v1/import/devices']]) {
+      const res = await fetch(`${server.api}${p}`, { method, headers: { authorization: `Bearer ${reader.token}`, 'content-type': CSV }, body: method === 'POST' ? 'x' : undefined });
+      assert.equal(res.status, 403, `${method} ${p}`);
+    }
+
     const missing = await exportDevices(server, 'a1NotThere1');
     assert.equal(missing.status, 404);
     assert.equal(JSON.parse(missing.text).code, 'PRODUCT_NOT_FOUND');

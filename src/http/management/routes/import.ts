@@ -114,6 +114,7 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
     '/import/products',
     {
       bodyLimit: IMPORT_BODY_LIMIT,
+      config: { adminOnly: true },
       schema: importSchema(
         'Import products with their existing ProductKey and ProductSecret',
         'Body: JSON lines (productKey, productSecret, productName, nodeType, dynamicRegistration, preRegistrationFree, requireTls, replayProtection, deviceLimit, description) or CSV with those column names. Identical products are skipped; a product whose secret or settings differ is a conflict unless overwrite=true.',
@@ -130,6 +131,7 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
     '/import/devices',
     {
       bodyLimit: IMPORT_BODY_LIMIT,
+      config: { adminOnly: true },
       schema: importSchema(
         'Import devices with their existing DeviceName and DeviceSecret (streamed; up to 200 MB)',
         'Body: the cloud console CSV (ProductKey, DeviceName, DeviceSecret in any order, header row required) or JSON lines (productKey, deviceName, deviceSecret, iotId, nickname, activatedAt). Products must exist. Identical devices are skipped; a different secret is a conflict unless overwrite=true.',
@@ -142,9 +144,11 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
     },
   );
 
+  // Exports carry every secret: admin tokens only, even though they are GETs.
   app.get(
     '/export/products',
     {
+      config: { adminOnly: true },
       schema: {
         tags,
         summary: 'Every product as JSON lines WITH its ProductSecret (for POST /import/products)',
@@ -164,6 +168,7 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
   app.get(
     '/export/products/:productKey/devices',
     {
+      config: { adminOnly: true },
       schema: {
         tags,
         summary: "Every device of a product as JSON lines WITH its DeviceSecret, iotId and activation (for POST /import/devices)",
