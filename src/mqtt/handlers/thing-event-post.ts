@@ -14,7 +14,12 @@ export const thingEventPostHandler: TopicHandler = {
   match,
   handle(hctx, client, _params, payload, packet) {
     const req = parseAlinkRequest(payload);
-    if (!req || !req.wantsReply) return;
+    if (!req) {
+      // Not an Alink request at all: say so (460, as for the gateway topics) rather than stay silent.
+      hctx.replyTo(client, packet.topic + '_reply', alinkReply(null, 460, {}, 'payload must be a JSON object {id, params}'));
+      return;
+    }
+    if (!req.wantsReply) return;
     hctx.replyTo(client, packet.topic + '_reply', alinkReply(req.id, 200, {}, 'success'));
   },
 };
