@@ -1,9 +1,10 @@
-/** `thingauth device create|list|get|enable|disable|reset|delete|secret|import|export`. */
+/** `thingauth device create|list|get|enable|disable|reset|delete|secret|rotate-secret|import|export`. */
 import { Option, type Command } from 'commander';
 import { apiPath } from './api-client.js';
 import { apiCommand, clientFor, formatRecord, formatTable, intOption, print, type ApiCommandOptions } from './common.js';
 import { addDeviceExportCommand } from './device-export.js';
 import { addDeviceImportCommand } from './device-import.js';
+import { addDeviceRotateSecretCommand } from './device-rotate-secret.js';
 
 const STATUSES = ['UNACTIVE', 'ONLINE', 'OFFLINE', 'DISABLE'];
 
@@ -72,6 +73,7 @@ export function addDeviceCommands(program: Command): void {
     print(o, { deleted: { productKey: pk, deviceName: dn } }, () => `deleted device ${pk}/${dn}`);
   });
 
+  addDeviceRotateSecretCommand(device);
   addDeviceImportCommand(device);
   addDeviceExportCommand(device);
 }

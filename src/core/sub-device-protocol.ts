@@ -4,6 +4,7 @@
  * envelope itself is parsed and built at the MQTT edge, src/mqtt/handlers/alink.ts.)
  */
 import { buildSignContent, parseSignMethod, verifySignature } from './sign.js';
+import { previousSecretInGrace, type RotatableSecrets, type SecretMatch } from './secret-rotation.js';
 
 /** Alink reply codes used by the gateway messages (spec 4.1-4.7, 2). */
 export const SubDeviceCodes = {
@@ -97,6 +98,25 @@ export function checkSubDeviceSign(
     return { ok: false, reason: 'bad-sign', message: 'sign does not match (HMAC over the entry fields with the sub-device DeviceSecret)' };
   }
   return { ok: true };
+}
+
+/**
+ * checkSubDeviceSign against the sub-device's secrets: the current one first, and after a
+ * rotation the previous one while its grace lasts (core/secret-rotation.ts). `secret` says
+ * which one signed; a failure is the current secret's.
+ */
+export function checkSubDeviceSignRotating(
+  entry: Record<string, unknown>,
+  device: RotatableSecrets,
+  nowMs: number,
+  opts: { exclude?: readonly string[]; methodOverride?: unknown } = {},
+): { ok: true; secret: SecretMatch } | Extract<SignCheck, { ok: false }> {
+  const current = checkSubDeviceSign(entry, device.deviceSecret, opts);
+  if (current.ok) return { ok: true, secret: 'current' };
+  if (current.reason !== 'bad-sign') return current;
+  const previous = previousSecretInGrace(device, nowMs);
+  if (previous !== undefined && checkSubDeviceSign(entry, previous, opts).ok) return { ok: true, secret: 'previous' };
+  return current;
 }
 
 /** The identity fields of a list item; undefined when they are not two non-empty strings. */

@@ -30,7 +30,7 @@ export function recordConnectDecision(ctx: AppContext, attempt: ConnectAttempt, 
       deviceName: id.deviceName || null,
       sourceAddress: attempt.remoteAddress,
       result: 'allow',
-      reason: `${id.kind} over ${attempt.transport}`,
+      reason: `${id.kind} over ${attempt.transport}${decision.auditNote ? `; ${decision.auditNote}` : ''}`,
     });
     return;
   }

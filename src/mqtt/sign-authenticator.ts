@@ -6,6 +6,7 @@
 import type { AppContext } from '../context.js';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN, parseMqttUsername } from '../core/credentials.js';
 import type { LoginRefusal } from '../services/authenticator.js';
+import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 import { isTlsTransport } from './connection-info.js';
 import type { ConnackRefusal, ConnectAttempt, ConnectDecision } from './connect-authenticators.js';
 
@@ -60,5 +61,14 @@ export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: App
     };
   }
   const d = result.device;
-  return { ok: true, identity: { kind: 'device', productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId } };
+  const identity = { kind: 'device' as const, productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId };
+  if (result.secret === 'previous') {
+    // Operators watch for these to see which devices still have to pick up the new secret.
+    ctx.logger.info(
+      { event: 'mqtt.connect.previous-secret', productKey: d.productKey, deviceName: d.deviceName, graceEndsAt: d.previousSecretExpiresAt, remote: attempt.remoteAddress },
+      `device logged in with its ${PREVIOUS_SECRET_REASON}`,
+    );
+    return { ok: true, identity, auditNote: PREVIOUS_SECRET_REASON };
+  }
+  return { ok: true, identity };
 }

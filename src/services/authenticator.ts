@@ -10,6 +10,7 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 import { timestampOutsideWindow } from '../core/timestamp-window.js';
+import { matchDeviceSecret, type SecretMatch } from '../core/secret-rotation.js';
 
 export type LoginRefusal =
   | 'unsupported_sign_method'
@@ -41,12 +42,16 @@ export interface LoginDevice {
   productKey: string;
   deviceName: string;
   deviceSecret: string;
+  /** Accepted until previousSecretExpiresAt after a rotation (core/secret-rotation.ts). */
+  previousDeviceSecret: string | null;
+  previousSecretExpiresAt: string | null;
   enabled: boolean;
   lastAuthError: string | null;
 }
 
 export type DeviceLoginResult =
-  | { ok: true; device: LoginDevice; product: Product; algorithm: SignAlgorithm }
+  /** `secret`: which DeviceSecret signed it; 'previous' = the one before a rotation, in its grace. */
+  | { ok: true; device: LoginDevice; product: Product; algorithm: SignAlgorithm; secret: SecretMatch }
   | { ok: false; refusal: LoginRefusal; reason: string; device?: LoginDevice };
 
 const DEFAULT_MAX_ENTRIES = 200_000;
@@ -140,13 +145,22 @@ export class DeviceAuthenticator {
       timestamp: input.timestamp,
     });
     let used: SignAlgorithm = algorithm;
-    let good = verifySignature(algorithm, device.deviceSecret, content, input.sign);
-    if (!good && algorithm !== 'sha1' && isNodeSdk(input.lan)) {
+    const nodeSdk = algorithm !== 'sha1' && isNodeSdk(input.lan);
+    const verify = (secret: string): boolean => {
+      if (verifySignature(algorithm, secret, content, input.sign)) {
+        used = algorithm;
+        return true;
+      }
       // Node SDK 1.2.8 advertises hmac{signAlgorithm} but always signs with SHA1 (spec 1.6, V1b).
-      good = verifySignature('sha1', device.deviceSecret, content, input.sign);
-      used = 'sha1';
-    }
-    if (!good) return { ok: false, refusal: 'bad_signature', reason: `bad signature (${input.signMethod ?? 'hmacmd5'})`, device };
+      if (nodeSdk && verifySignature('sha1', secret, content, input.sign)) {
+        used = 'sha1';
+        return true;
+      }
+      return false;
+    };
+    // The previous secret (after a rotation, within its grace) is tried only when the current one fails.
+    const secret = matchDeviceSecret(device, this.clock(), verify);
+    if (secret === undefined) return { ok: false, refusal: 'bad_signature', reason: `bad signature (${input.signMethod ?? 'hmacmd5'})`, device };
     if (!device.enabled) return { ok: false, refusal: 'disabled', reason: 'device disabled', device };
     const product = await this.product(input.productKey);
     if (!product) return { ok: false, refusal: 'unknown_product', reason: 'unknown product', device };
@@ -159,7 +173,7 @@ export class DeviceAuthenticator {
       const outside = timestampOutsideWindow(input.timestamp, product.timestampWindowSeconds, this.clock());
       if (outside) return { ok: false, refusal: 'timestamp_outside_window', reason: outside, device };
     }
-    return { ok: true, device, product, algorithm: used };
+    return { ok: true, device, product, algorithm: used, secret };
   }
 
   /**
@@ -183,6 +197,8 @@ function toLoginDevice(d: Device): LoginDevice {
     productKey: d.productKey,
     deviceName: d.deviceName,
     deviceSecret: d.deviceSecret,
+    previousDeviceSecret: d.previousDeviceSecret,
+    previousSecretExpiresAt: d.previousSecretExpiresAt,
     enabled: d.enabled,
     lastAuthError: d.lastAuthError,
   };

@@ -15,6 +15,8 @@ import {
   generateProductSecret,
 } from '../core/names.js';
 import { deviceStatus, type Device, type NodeType, type Product, type PublicDevice } from '../core/records.js';
+import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
+import { constantTimeEquals } from '../core/sign.js';
 import type { DeviceFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 
@@ -227,6 +229,33 @@ export class Registry {
       if (items.length < pageSize) return;
       after = items[items.length - 1]!.deviceName;
     }
+  }
+
+  /**
+   * Issues a new DeviceSecret (generated, or `newSecret` from the operator) and keeps the old
+   * one valid for `graceSeconds` (default 7 days; 0 = the old one stops working at once), so
+   * a fleet can be re-keyed over the air: both secrets log in until the grace ends. Only one
+   * previous secret is kept: rotating again during a grace makes the then-current secret the
+   * previous one and the one before it stops working at once. Live sessions are not closed
+   * (they were authenticated when they connected); 'device.changed' drops cached records.
+   */
+  async rotateDeviceSecret(
+    productKey: string,
+    deviceName: string,
+    opts: { graceSeconds?: number; newSecret?: string } = {},
+  ): Promise<{ device: Device; previousSecretExpiresAt: string | null }> {
+    const graceSeconds = opts.graceSeconds ?? DEFAULT_SECRET_GRACE_SECONDS;
+    assertGraceSeconds(graceSeconds);
+    if (opts.newSecret !== undefined) assertSecret(opts.newSecret, 'deviceSecret');
+    const d = await this.getDeviceRecord(productKey, deviceName);
+    if (opts.newSecret !== undefined && constantTimeEquals(d.deviceSecret, opts.newSecret)) {
+      throw new ThingAuthError('INVALID_ARGUMENT', 'deviceSecret must differ from the current secret', { field: 'deviceSecret' });
+    }
+    const expiresAt = graceSeconds > 0 ? new Date(this.now().getTime() + graceSeconds * 1000).toISOString() : null;
+    const updated = await this.store.rotateDeviceSecret(d.iotId, opts.newSecret ?? generateDeviceSecret(), expiresAt);
+    if (!updated) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`);
+    this.events.emit('device.changed', this.ref(d));
+    return { device: updated, previousSecretExpiresAt: expiresAt };
   }
 
   async getDeviceSecret(productKey: string, deviceName: string) {

@@ -12,7 +12,7 @@
 import type { Device } from '../core/records.js';
 import {
   SubDeviceCodes as C,
-  checkSubDeviceSign,
+  checkSubDeviceSignRotating,
   fail,
   foldItems,
   ok,
@@ -26,6 +26,7 @@ import type { AuditLog } from './audit.js';
 import { loginReasonLabel, type Metrics } from './metrics.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
 import { itemsOf, refOf, type TopologyService } from './topology.js';
+import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 
 /** One live gateway connection as the broker edge exposes it. */
 export interface GatewayLink {
@@ -69,7 +70,13 @@ interface LinkState {
   subs: Map<string, DeviceRef>;
 }
 
-type Checked = { sub: Device } | { code: number; message: string };
+/** `viaPrevious`: signed with the secret before a rotation, within its grace. */
+type Checked = { sub: Device; viaPrevious: boolean } | { code: number; message: string };
+
+/** A successful login's audit message: which secret signed, when it was not the current one. */
+function loginSuccessMessage(checked: { viaPrevious: boolean }): string {
+  return checked.viaPrevious ? PREVIOUS_SECRET_REASON : 'success';
+}
 
 export class SubDeviceSessionService {
   /** Set by createServices: decisions go to the batched audit log and the login metrics. */
@@ -143,7 +150,7 @@ export class SubDeviceSessionService {
     this.commit(link, [checked.sub]);
     // The reply waits for the write: a gateway (or operator) reading status next sees ONLINE.
     await this.presence.flush();
-    this.audit('session.sub.login', link.gateway, [{ ...id, code: C.SUCCESS, message: 'success' }]);
+    this.audit('session.sub.login', link.gateway, [{ ...id, code: C.SUCCESS, message: loginSuccessMessage(checked) }]);
     // iotkit 3.x finds the sub-device by data.productKey/deviceName and drops the reply otherwise.
     return ok(id);
   }
@@ -163,6 +170,7 @@ export class SubDeviceSessionService {
 
     const offenders: ItemOutcome[] = [];
     const subs: Device[] = [];
+    const viaPrevious = new Set<string>();
     for (const entry of list) {
       const id = subDeviceIdentity(entry);
       if (!id) {
@@ -171,7 +179,10 @@ export class SubDeviceSessionService {
       }
       const checked = await this.checkLogin(link.gateway, entry as Record<string, unknown>, methodOverride);
       if ('code' in checked) offenders.push({ ...id, ...checked });
-      else if (!subs.some((s) => s.iotId === checked.sub.iotId)) subs.push(checked.sub);
+      else if (!subs.some((s) => s.iotId === checked.sub.iotId)) {
+        subs.push(checked.sub);
+        if (checked.viaPrevious) viaPrevious.add(checked.sub.iotId);
+      }
     }
     if (offenders.length === 0) {
       const capacity = this.capacityCheck(link, subs);
@@ -190,7 +201,11 @@ export class SubDeviceSessionService {
     // synchronous=FULL a commit per sub-device would make 1,500 logins cost 1,500 fsyncs.
     this.commit(link, subs);
     await this.presence.flush();
-    this.audit('session.sub.login', link.gateway, subs.map((s) => ({ productKey: s.productKey, deviceName: s.deviceName, code: C.SUCCESS, message: 'success' })));
+    this.audit(
+      'session.sub.login',
+      link.gateway,
+      subs.map((s) => ({ productKey: s.productKey, deviceName: s.deviceName, code: C.SUCCESS, message: loginSuccessMessage({ viaPrevious: viaPrevious.has(s.iotId) }) })),
+    );
     return ok(subs.map((s) => ({ productKey: s.productKey, deviceName: s.deviceName })));
   }
 
@@ -288,13 +303,19 @@ export class SubDeviceSessionService {
     const sub = await this.store.getDevice(id.productKey, id.deviceName);
     if (!sub) return { code: C.DEVICE_NOT_FOUND, message: 'sub-device not found' };
     if (!sub.enabled) return { code: C.DISABLED, message: 'sub-device is disabled' };
-    const sign = checkSubDeviceSign(entry, sub.deviceSecret, { exclude: LOGIN_UNSIGNED, methodOverride });
+    const sign = checkSubDeviceSignRotating(entry, sub, this.now().getTime(), { exclude: LOGIN_UNSIGNED, methodOverride });
     if (!sign.ok) return { code: sign.reason === 'bad-sign' ? C.LOGIN_SIGN_ERROR : C.PARAM_ERROR, message: sign.message };
     if (sub.gatewayIotId !== gateway.iotId) return { code: C.NOT_IN_TOPOLOGY, message: 'sub-device is not in this gateway\'s topology; add it with thing/topo/add first' };
     if (this.recentLoginCount(sub.iotId) >= this.loginsPerWindow) {
       return { code: C.RATE_LIMITED, message: `more than ${this.loginsPerWindow} logins of this sub-device within ${this.windowMs / 1000} s; retry later` };
     }
-    return { sub };
+    if (sign.secret === 'previous') {
+      this.logger?.info(
+        { event: 'session.sub.login.previous-secret', gateway: `${gateway.productKey}/${gateway.deviceName}`, sub: `${sub.productKey}/${sub.deviceName}`, graceEndsAt: sub.previousSecretExpiresAt },
+        `sub-device login signed with its ${PREVIOUS_SECRET_REASON}`,
+      );
+    }
+    return { sub, viaPrevious: sign.secret === 'previous' };
   }
 
   private capacityCheck(link: GatewayLink, subs: Device[]): { code: number; message: string } | undefined {
@@ -394,7 +415,8 @@ export class SubDeviceSessionService {
       productKey: o.productKey.slice(0, 64) || null,
       deviceName: o.deviceName.slice(0, 64) || null,
       result: o.code === C.SUCCESS ? 'ok' : 'deny',
-      reason: o.code === C.SUCCESS ? null : `${o.code} ${o.message}`,
+      // A success says nothing unless it is worth an operator's eye (the previous secret signed).
+      reason: o.code === C.SUCCESS ? (o.message === 'success' ? null : o.message) : `${o.code} ${o.message}`,
     }));
     if (!this.observers) {
       this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));

@@ -18,7 +18,7 @@ import { ThingAuthError, isThingAuthError } from '../core/errors.js';
 import type { Device, Product } from '../core/records.js';
 import {
   SubDeviceCodes as C,
-  checkSubDeviceSign,
+  checkSubDeviceSignRotating,
   fail,
   foldItems,
   ok,
@@ -27,6 +27,7 @@ import {
   type ItemOutcome,
 } from '../core/sub-device-protocol.js';
 import type { Logger } from '../logger.js';
+import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 import type { AuditEntry, Page, Store } from '../store/store.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
 
@@ -99,13 +100,14 @@ export class TopologyService {
         outcomes.push({ ...id, ...checked });
         continue;
       }
-      const sign = checkSubDeviceSign(item as Record<string, unknown>, checked.sub.deviceSecret);
+      const sign = checkSubDeviceSignRotating(item as Record<string, unknown>, checked.sub, this.now().getTime());
       if (!sign.ok) {
         outcomes.push({ ...id, code: sign.reason === 'bad-sign' ? C.TOPO_SIGN_ERROR : C.PARAM_ERROR, message: sign.message });
         continue;
       }
       accepted.push({ index: outcomes.length, sub: checked.sub });
-      outcomes.push({ ...id, code: C.SUCCESS, message: 'success' });
+      // The message of a success only reaches the audit: it says when the previous secret signed.
+      outcomes.push({ ...id, code: C.SUCCESS, message: sign.secret === 'previous' ? PREVIOUS_SECRET_REASON : 'success' });
     }
 
     if (accepted.length > 0) {
@@ -309,7 +311,7 @@ export class TopologyService {
       productKey: o.productKey.slice(0, 64) || null,
       deviceName: o.deviceName.slice(0, 64) || null,
       result: o.code === C.SUCCESS ? 'ok' : 'deny',
-      reason: o.code === C.SUCCESS ? `gateway ${gateway.productKey}/${gateway.deviceName}` : `${o.code} ${o.message}`,
+      reason: o.code === C.SUCCESS ? `gateway ${gateway.productKey}/${gateway.deviceName}${o.message === 'success' ? '' : `; ${o.message}`}` : `${o.code} ${o.message}`,
     }));
     this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
   }

@@ -8,13 +8,16 @@
  * 10001 parameter error, 20000 auth check failed, 20001 token expired, 20002 token missing,
  * 20003 token invalid (bad, foreign, revoked, or not valid for this topic), 30001 publish failed.
  * Tokens: services/http-channel-tokens.ts (HMAC-signed, 7 days); a disabled, deleted or
- * re-keyed device's tokens stop working at once because every use checks the device record.
+ * re-keyed device's tokens stop working at once because every use checks the device record
+ * (after a rotation with a grace period, a token issued under the previous secret works until
+ * the grace ends, like the previous secret itself).
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { AppContext } from '../../../context.js';
 import { identityMayPublish } from '../../../mqtt/acl.js';
 import { acquireMqttBroker } from '../../../mqtt/broker.js';
 import { HttpChannelTokens } from '../../../services/http-channel-tokens.js';
+import { PREVIOUS_SECRET_REASON, previousSecretInGrace } from '../../../core/secret-rotation.js';
 
 export const HTTP_CHANNEL_CODES = {
   OK: 0,
@@ -112,10 +115,15 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
       }
       throttle.recordSuccess(result.device);
-      ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'allow', reason: `over ${req.protocol}` });
+      const viaPrevious = result.secret === 'previous';
+      ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'allow', reason: `over ${req.protocol}${viaPrevious ? `; ${PREVIOUS_SECRET_REASON}` : ''}` });
       ctx.services.metrics.login('https', 'accepted', '');
       const d = result.device;
-      const { token } = await tokens.issue(d.productKey, d.deviceName, d.deviceSecret);
+      if (viaPrevious) {
+        log.info({ event: 'http.auth.previous-secret', productKey: d.productKey, deviceName: d.deviceName, graceEndsAt: d.previousSecretExpiresAt, remote: req.ip }, `device authenticated with its ${PREVIOUS_SECRET_REASON}`);
+      }
+      // The token is bound to the secret that signed: one issued under the previous secret dies with its grace.
+      const { token } = await tokens.issue(d.productKey, d.deviceName, viaPrevious ? d.previousDeviceSecret! : d.deviceSecret);
       ctx.services.presence.markSeen(d);
       log.debug({ productKey: d.productKey, deviceName: d.deviceName, remote: req.ip }, 'http channel auth ok');
       return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { token });
@@ -152,8 +160,8 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       }
       const { productKey, deviceName, fp } = check.claims;
       const device = await ctx.services.authenticator.device(productKey, deviceName);
-      // Deleted, disabled or re-keyed since the token was issued: the token is dead.
-      if (!device || !device.enabled || fp !== (await tokens.secretFingerprint(device.deviceSecret))) {
+      // Deleted, disabled or re-keyed since the token was issued (and past any rotation grace): the token is dead.
+      if (!device || !device.enabled || !(await tokenSecretStillValid(tokens, device, fp))) {
         return send(reply, HTTP_CHANNEL_CODES.TOKEN_INVALID, 'check token error');
       }
       const identity = { kind: 'device' as const, productKey, deviceName, iotId: device.iotId };
@@ -171,4 +179,15 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { messageId: nextMessageId() });
     });
   });
+}
+
+/** The token's secret fingerprint names the device's current secret, or its previous one within the grace. */
+async function tokenSecretStillValid(
+  tokens: HttpChannelTokens,
+  device: { deviceSecret: string; previousDeviceSecret: string | null; previousSecretExpiresAt: string | null },
+  fp: string,
+): Promise<boolean> {
+  if (fp === (await tokens.secretFingerprint(device.deviceSecret))) return true;
+  const previous = previousSecretInGrace(device, Date.now());
+  return previous !== undefined && fp === (await tokens.secretFingerprint(previous));
 }

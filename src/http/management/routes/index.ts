@@ -7,6 +7,7 @@ import type { AppContext } from '../../../context.js';
 import type { ManagementApp } from '../server.js';
 import { applicationRoutes } from './applications.js';
 import { deviceRoutes } from './devices.js';
+import { deviceSecretRotationRoutes } from './device-secret-rotation.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
 import { topologyRoutes } from './topology.js';
@@ -16,4 +17,4 @@ import { tokenRoutes } from './tokens.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes];
