@@ -154,7 +154,8 @@ function scanRecord(s: string, pos: number, final: boolean, line: number): Scann
 /** Incremental RFC 4180 reader: push text as it arrives, records come out with their line numbers. */
 export class CsvRecordReader {
   private pending = '';
-  private line = 1;
+  /** Line on which the pending (not yet complete) record starts. */
+  line = 1;
   private started = false;
 
   push(text: string): CsvRecord[] {
@@ -202,7 +203,8 @@ export interface JsonLine {
 /** Incremental JSON-lines reader; blank lines are skipped, each other line must be one JSON value. */
 export class JsonLinesReader {
   private pending = '';
-  private line = 1;
+  /** Line on which the pending (not yet complete) line starts. */
+  line = 1;
   private started = false;
 
   push(text: string): JsonLine[] {
@@ -398,6 +400,11 @@ export class ImportRowReader<T extends DeviceImportRow | ProductImportRow> {
     else this.jsonl = new JsonLinesReader();
   }
 
+  /** The first line not yet turned into rows. */
+  get line(): number {
+    return this.csv ? this.csv.line : this.jsonl!.line;
+  }
+
   push(text: string): ParsedRow<T>[] {
     return this.csv ? this.fromCsv(this.csv.push(text)) : this.fromJson(this.jsonl!.push(text));
   }
@@ -516,8 +523,10 @@ export function formatFromFileName(name: string): ImportFormat | undefined {
 }
 
 /**
- * Adapts a byte stream to batches of parsed rows (one batch per chunk). UTF-8 is decoded
- * strictly: a file in another encoding is refused rather than imported with mangled names.
+ * Adapts a byte stream to batches of parsed rows (one batch per chunk). Bytes that are not
+ * UTF-8 stop the file at the line holding them (rows before it are yielded first): a file
+ * in another encoding is refused rather than imported with mangled names. A literal U+FFFD
+ * counts as such a byte: it is what a bad conversion leaves behind.
  */
 export async function* readImportRows<T extends DeviceImportRow | ProductImportRow>(
   source: AsyncIterable<Uint8Array | string>,
@@ -525,23 +534,18 @@ export async function* readImportRows<T extends DeviceImportRow | ProductImportR
   format: ImportFormat,
 ): AsyncGenerator<ParsedRow<T>[]> {
   const reader = new ImportRowReader<T>(kind, format);
-  // ignoreBOM: true keeps the BOM in the text so the readers strip it once, whatever the source.
-  const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-  const decode = (chunk?: Uint8Array) => {
-    try {
-      return chunk ? decoder.decode(chunk, { stream: true }) : decoder.decode();
-    } catch {
-      throw new ThingAuthError('INVALID_ARGUMENT', 'the file is not valid UTF-8; save it as UTF-8 and retry', { field: 'body' });
-    }
-  };
-  for await (const chunk of source) {
-    const text = typeof chunk === 'string' ? chunk : decode(chunk);
-    const batch = reader.push(text);
+  // Not fatal: bad bytes become U+FFFD, found below with the text before them intact.
+  // ignoreBOM keeps the BOM in the text so the readers strip it once, whatever the source.
+  const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+  function* feed(text: string): Generator<ParsedRow<T>[]> {
+    const bad = text.indexOf('\uFFFD');
+    const batch = reader.push(bad < 0 ? text : text.slice(0, bad));
     if (batch.length > 0) yield batch;
+    if (bad >= 0) throw fileError(reader.line, 'the file is not valid UTF-8; save it as UTF-8 and retry');
   }
-  const tail = decode();
-  const batch = tail ? reader.push(tail) : [];
-  batch.push(...reader.end());
+  for await (const chunk of source) yield* feed(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }));
+  yield* feed(decoder.decode());
+  const batch = reader.end();
   if (batch.length > 0) yield batch;
 }
 

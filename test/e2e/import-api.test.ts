@@ -228,6 +228,22 @@ describe('import API', () => {
     assert.deepEqual([back.body.identical, back.body.created], [5, 0]);
   });
 
+  it('a file that becomes unreadable part-way keeps the rows before and says where it stopped', async () => {
+    await newProduct(server, 'a1Aborted01');
+    const quote = await importFile(server, 'devices', `ProductKey,DeviceName,DeviceSecret\na1Aborted01,dev-001,${S(1)}\na1Aborted01,"dev-002,${S(2)}\n`);
+    assert.equal(quote.status, 200);
+    assert.equal(quote.body.created, 1);
+    assert.deepEqual(quote.body.aborted, { line: 3, message: 'line 3: quoted field is never closed (a " is missing)' });
+    const bytes = Buffer.concat([Buffer.from(`ProductKey,DeviceName,DeviceSecret\na1Aborted01,dev-003,${S(3)}\n`), Buffer.from([0xff, 0xfe, 0x0a])]);
+    const utf = await importFile(server, 'devices', bytes);
+    assert.equal(utf.body.created, 1);
+    assert.match(utf.body.aborted!.message, /not valid UTF-8/);
+    assert.deepEqual((await deviceSnapshot(server, 'a1Aborted01')).map((d) => d.deviceName), ['dev-001', 'dev-003']);
+    const nothingRead = await importFile(server, 'devices', Buffer.from([0xff, 0xfe, 0x0a]));
+    assert.equal(nothingRead.status, 400);
+    assert.match(nothingRead.body.message!, /not valid UTF-8/);
+  });
+
   it('refuses what is not an import file, cleanly and with the field named', async () => {
     const json = await fetch(`${server.api}/api/v1/import/devices`, {
       method: 'POST',
