@@ -34,6 +34,13 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandling(app, ctx.logger);
   app.addSchema(ErrorBody);
+  // A JSON `null` body skips schema validation (fastify validates only a present body), so a
+  // create route whose fields are all optional would act on it: refuse it like any non-object.
+  app.addHook('preValidation', async (req, reply) => {
+    if (req.body === null) {
+      return reply.code(400).send({ code: 'INVALID_ARGUMENT', message: 'request body must be a JSON object, not null', field: 'body' });
+    }
+  });
 
   await app.register(swagger, {
     openapi: {
