@@ -233,7 +233,11 @@ describe('DeviceSecret rotation with a grace period', () => {
       assert.equal(r.body.code, 'INVALID_ARGUMENT');
       assert.equal(r.body.field, field, JSON.stringify(r.body));
     }
-    assert.equal((await srv.request('POST', base, '[1,2]')).status, 400);
+    for (const raw of ['[1,2]', 'null', '"7d"', '3600']) {
+      const r = await srv.request('POST', base, raw);
+      assert.equal(r.status, 400, `${raw} -> ${r.status} ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, 'INVALID_ARGUMENT');
+    }
     assert.equal((await srv.request('POST', `/api/v1/products/${d.productKey}/devices/no-such-device/secret/rotate`, {})).status, 404);
     assert.equal((await srv.request('POST', `/api/v1/products/a1NoSuchProduct/devices/${d.deviceName}/secret/rotate`, {})).status, 404);
     const read = await srv.request('POST', '/api/v1/tokens', { name: 'rotation-reader', scope: 'read' });

@@ -45,9 +45,9 @@ export async function deviceSecretRotationRoutes(app: ManagementApp, ctx: AppCon
         body: RotateBody,
         response: { 200: RotateResponse, ...errorResponses },
       },
-      // A bare POST rotates with the default grace.
+      // A bare POST (no body at all) rotates with the default grace; a JSON `null` is refused like any non-object.
       preValidation: async (req) => {
-        if (req.body === undefined || req.body === null) req.body = {};
+        if (req.body === undefined) req.body = {};
       },
     },
     async (req) => {
