@@ -163,7 +163,83 @@ export function filterWithin(rule: readonly string[], filter: readonly string[])
   }
 }
 
+/** A device template with the levels its `{productKey}` and `{deviceName}` fill. */
+interface IndexedTemplate {
+  rule: RuleTemplate;
+  pkAt: number;
+  dnAt: number;
+}
+
+let indexedCache: { rules: RuleTemplate[]; indexed: IndexedTemplate[] } | undefined;
+
+function indexedDeviceTemplates(): IndexedTemplate[] {
+  const rules = templatesFor('device');
+  if (indexedCache?.rules === rules) return indexedCache.indexed;
+  const indexed: IndexedTemplate[] = [];
+  for (const rule of rules) {
+    const pkAt = rule.levels.indexOf(PK);
+    const dnAt = rule.levels.indexOf(DN);
+    if (pkAt >= 0 && dnAt >= 0) indexed.push({ rule, pkAt, dnAt });
+  }
+  indexedCache = { rules, indexed };
+  return indexed;
+}
+
+/** Device identities of one session's ACL map by `productKey&deviceName`, and the map size it was built at. */
+interface DeviceIndex {
+  builtAtSize: number;
+  byDevice: Map<string, { iotId: string; acl: CompiledIdentityAcl }>;
+}
+
+const deviceIndexes = new WeakMap<Map<string, CompiledIdentityAcl>, DeviceIndex>();
+
+function buildDeviceIndex(acls: Map<string, CompiledIdentityAcl>): DeviceIndex {
+  const byDevice = new Map<string, { iotId: string; acl: CompiledIdentityAcl }>();
+  for (const [iotId, acl] of acls) {
+    if (acl.kind === 'device' && typeof acl.productKeys === 'string') byDevice.set(acl.productKeys + '&' + acl.deviceName, { iotId, acl });
+  }
+  const index = { builtAtSize: acls.size, byDevice };
+  deviceIndexes.set(acls, index);
+  return index;
+}
+
+/** The device identity of the session named by pk/dn, if it is (still) in the session's ACL map. */
+function deviceIdentity(acls: Map<string, CompiledIdentityAcl>, productKey: string, deviceName: string): CompiledIdentityAcl | undefined {
+  const key = productKey + '&' + deviceName;
+  let index = deviceIndexes.get(acls) ?? buildDeviceIndex(acls);
+  let hit = index.byDevice.get(key);
+  // The map changes as a gateway logs sub-devices in and out: rebuild when the entry is gone
+  // or when the map grew or shrank since the index was built.
+  if ((hit && acls.get(hit.iotId) !== hit.acl) || (!hit && index.builtAtSize !== acls.size)) {
+    index = buildDeviceIndex(acls);
+    hit = index.byDevice.get(key);
+  }
+  return hit?.acl;
+}
+
+/** Below this many identities trying each one is as fast as the index. */
+const INDEX_FROM_IDENTITIES = 8;
+
+/**
+ * A gateway acts for up to 1,500 sub-devices: trying every identity against every rule made
+ * each check O(sub-devices), and logging 1,500 sub-devices in (8 auto-subscriptions each)
+ * quadratic. A device rule names its identity in the topic itself, so look that one up.
+ * Only ever says yes; a no falls through to the full scan below, which stays the reference.
+ */
+function indexedDeviceMatch(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
+  for (const { rule, pkAt, dnAt } of indexedDeviceTemplates()) {
+    if (mode === 'pub' ? !rule.pub : !rule.sub) continue;
+    const pk = levels[pkAt];
+    const dn = levels[dnAt];
+    if (pk === undefined || dn === undefined) continue;
+    const acl = deviceIdentity(session.acl, pk, dn);
+    if (acl && (mode === 'pub' ? topicMatchesFor(rule.levels, levels, acl) : filterWithinFor(rule.levels, levels, acl))) return true;
+  }
+  return false;
+}
+
 function anyIdentity(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
+  if (session.acl.size >= INDEX_FROM_IDENTITIES && indexedDeviceMatch(session, levels, mode)) return true;
   for (const acl of session.acl.values()) {
     for (const rule of templatesFor(acl.kind)) {
       if (mode === 'pub' ? rule.pub && topicMatchesFor(rule.levels, levels, acl) : rule.sub && filterWithinFor(rule.levels, levels, acl)) {
