@@ -128,6 +128,8 @@ export interface Store {
   /** Import with given keys; idempotent for identical rows; conflicts reported, written only with overwrite. */
   importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult>;
   getDevice(productKey: string, deviceName: string): Promise<Device | undefined>;
+  /** The devices of those names that exist (any order; unknown names are left out). One round trip for a whole import chunk. */
+  getDevicesByName(productKey: string, deviceNames: string[]): Promise<Device[]>;
   getDeviceByIotId(iotId: string): Promise<Device | undefined>;
   listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
   /**

@@ -364,6 +364,15 @@ export class SqliteStore implements Store {
     return r ? this.toDevice(r) : undefined;
   }
 
+  async getDevicesByName(productKey: string, deviceNames: string[]): Promise<Device[]> {
+    if (deviceNames.length === 0) return [];
+    // One statement for any number of names (repeats collapse): the UNIQUE index finds each.
+    const rows = this.db
+      .prepare('SELECT * FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))')
+      .all(productKey, JSON.stringify(deviceNames)) as Row[];
+    return rows.map((r) => this.toDevice(r));
+  }
+
   async getDeviceByIotId(iotId: string): Promise<Device | undefined> {
     const r = this.s.getDeviceById.get(iotId) as Row | undefined;
     return r ? this.toDevice(r) : undefined;
