@@ -185,36 +185,49 @@ function indexedDeviceTemplates(): IndexedTemplate[] {
   return indexed;
 }
 
-/** Device identities of one session's ACL map by `productKey&deviceName`, and the map size it was built at. */
-interface DeviceIndex {
-  builtAtSize: number;
-  byDevice: Map<string, { iotId: string; acl: CompiledIdentityAcl }>;
-}
+/**
+ * A session's ACL map (identity IotId -> its ACL) that also keeps its device identities by
+ * `productKey&deviceName`, updated on every set/delete, so a check can look up the identity a
+ * topic names. sessions.ts creates every session's map as one of these.
+ */
+export class IdentityAclMap extends Map<string, CompiledIdentityAcl> {
+  private readonly devices = new Map<string, CompiledIdentityAcl>();
 
-const deviceIndexes = new WeakMap<Map<string, CompiledIdentityAcl>, DeviceIndex>();
-
-function buildDeviceIndex(acls: Map<string, CompiledIdentityAcl>): DeviceIndex {
-  const byDevice = new Map<string, { iotId: string; acl: CompiledIdentityAcl }>();
-  for (const [iotId, acl] of acls) {
-    if (acl.kind === 'device' && typeof acl.productKeys === 'string') byDevice.set(acl.productKeys + '&' + acl.deviceName, { iotId, acl });
+  constructor(entries: Iterable<readonly [string, CompiledIdentityAcl]> = []) {
+    // Entries are added after super() so the overridden set() finds `devices` initialised.
+    super();
+    for (const [iotId, acl] of entries) this.set(iotId, acl);
   }
-  const index = { builtAtSize: acls.size, byDevice };
-  deviceIndexes.set(acls, index);
-  return index;
-}
 
-/** The device identity of the session named by pk/dn, if it is (still) in the session's ACL map. */
-function deviceIdentity(acls: Map<string, CompiledIdentityAcl>, productKey: string, deviceName: string): CompiledIdentityAcl | undefined {
-  const key = productKey + '&' + deviceName;
-  let index = deviceIndexes.get(acls) ?? buildDeviceIndex(acls);
-  let hit = index.byDevice.get(key);
-  // The map changes as a gateway logs sub-devices in and out: rebuild when the entry is gone
-  // or when the map grew or shrank since the index was built.
-  if ((hit && acls.get(hit.iotId) !== hit.acl) || (!hit && index.builtAtSize !== acls.size)) {
-    index = buildDeviceIndex(acls);
-    hit = index.byDevice.get(key);
+  override set(iotId: string, acl: CompiledIdentityAcl): this {
+    this.unindex(iotId);
+    super.set(iotId, acl);
+    if (acl.kind === 'device' && typeof acl.productKeys === 'string') this.devices.set(acl.productKeys + '&' + acl.deviceName, acl);
+    return this;
   }
-  return hit?.acl;
+
+  override delete(iotId: string): boolean {
+    this.unindex(iotId);
+    return super.delete(iotId);
+  }
+
+  override clear(): void {
+    this.devices.clear();
+    super.clear();
+  }
+
+  /** The device identity of this pk/dn in the map, if any. */
+  device(productKey: string, deviceName: string): CompiledIdentityAcl | undefined {
+    return this.devices.get(productKey + '&' + deviceName);
+  }
+
+  private unindex(iotId: string): void {
+    const old = super.get(iotId);
+    if (old && typeof old.productKeys === 'string') {
+      const key = old.productKeys + '&' + old.deviceName;
+      if (this.devices.get(key) === old) this.devices.delete(key);
+    }
+  }
 }
 
 /** Below this many identities trying each one is as fast as the index. */
@@ -226,20 +239,21 @@ const INDEX_FROM_IDENTITIES = 8;
  * quadratic. A device rule names its identity in the topic itself, so look that one up.
  * Only ever says yes; a no falls through to the full scan below, which stays the reference.
  */
-function indexedDeviceMatch(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
+function indexedDeviceMatch(acls: IdentityAclMap, levels: string[], mode: 'pub' | 'sub'): boolean {
   for (const { rule, pkAt, dnAt } of indexedDeviceTemplates()) {
     if (mode === 'pub' ? !rule.pub : !rule.sub) continue;
     const pk = levels[pkAt];
     const dn = levels[dnAt];
     if (pk === undefined || dn === undefined) continue;
-    const acl = deviceIdentity(session.acl, pk, dn);
+    const acl = acls.device(pk, dn);
     if (acl && (mode === 'pub' ? topicMatchesFor(rule.levels, levels, acl) : filterWithinFor(rule.levels, levels, acl))) return true;
   }
   return false;
 }
 
 function anyIdentity(session: Session, levels: string[], mode: 'pub' | 'sub'): boolean {
-  if (session.acl.size >= INDEX_FROM_IDENTITIES && indexedDeviceMatch(session, levels, mode)) return true;
+  const acls = session.acl;
+  if (acls.size >= INDEX_FROM_IDENTITIES && acls instanceof IdentityAclMap && indexedDeviceMatch(acls, levels, mode)) return true;
   for (const acl of session.acl.values()) {
     for (const rule of templatesFor(acl.kind)) {
       if (mode === 'pub' ? rule.pub && topicMatchesFor(rule.levels, levels, acl) : rule.sub && filterWithinFor(rule.levels, levels, acl)) {

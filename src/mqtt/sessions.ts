@@ -16,7 +16,7 @@
 import { EventEmitter } from 'node:events';
 import type { Client } from 'aedes';
 import type { Transport } from './connection-info.js';
-import { compileAclFor, type CompiledIdentityAcl } from './acl.js';
+import { compileAclFor, IdentityAclMap, type CompiledIdentityAcl } from './acl.js';
 
 export type IdentityKind = 'device' | 'application' | 'provisioning';
 
@@ -86,7 +86,7 @@ export function newSession(
     connectedAt: Date.now(),
     ext: info.ext,
     actingFor: new Map(),
-    acl: new Map([[identity.iotId, compileAclFor(identity)]]),
+    acl: new IdentityAclMap([[identity.iotId, compileAclFor(identity)]]),
   };
   sessionOfClient.set(client, session);
   return session;

@@ -8,12 +8,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { compileAclFor, mayPublish, maySubscribe, type CompiledIdentityAcl } from '../../src/mqtt/acl.js';
-import type { Session, SessionIdentity } from '../../src/mqtt/sessions.js';
+import type { Client } from 'aedes';
+import { IdentityAclMap, mayPublish, maySubscribe } from '../../src/mqtt/acl.js';
+import { newSession, SessionRegistry, type Session, type SessionIdentity } from '../../src/mqtt/sessions.js';
 
-function sessionOf(identities: SessionIdentity[]): Session {
-  const acl = new Map<string, CompiledIdentityAcl>(identities.map((i) => [i.iotId, compileAclFor(i)]));
-  return { acl } as unknown as Session;
+const info = { transport: 'tcp' as const, remoteAddress: '127.0.0.1', ext: {} };
+
+/** A real session (sessions.ts) acting for every identity after the first, as a gateway does. */
+function sessionOf(identities: SessionIdentity[], registry = new SessionRegistry()): Session {
+  const session = newSession({ id: identities[0]!.iotId } as unknown as Client, identities[0]!, info);
+  for (const i of identities.slice(1)) registry.addActingFor(session, i);
+  return session;
 }
 
 const pks = ['a1Gw', 'a1Sub', 'a1Other'];
@@ -37,6 +42,7 @@ test('indexed ACL answers exactly like trying every identity', () => {
   fc.assert(
     fc.property(fc.uniqueArray(identityArb, { minLength: 1, maxLength: 30, selector: (i) => i.iotId }), fc.array(fc.oneof(topicArb, shapedArb), { minLength: 1, maxLength: 20 }), (identities, topics) => {
       const session = sessionOf(identities);
+      assert.ok(session.acl instanceof IdentityAclMap);
       const singles = identities.map((i) => sessionOf([i]));
       for (const t of topics) {
         assert.equal(mayPublish(session, t), singles.some((s) => mayPublish(s, t)), `publish ${t}`);
@@ -50,17 +56,18 @@ test('indexed ACL answers exactly like trying every identity', () => {
 test('the index follows identities added and removed between checks', () => {
   const gw: SessionIdentity = { kind: 'device', productKey: 'a1Gw', deviceName: 'gw01', iotId: 'gw' };
   const subs: SessionIdentity[] = Array.from({ length: 20 }, (_, i) => ({ kind: 'device', productKey: 'a1Sub', deviceName: `sub${String(i).padStart(4, '0')}`, iotId: `s${i}` }));
-  const session = sessionOf([gw, ...subs]);
+  const registry = new SessionRegistry();
+  const session = sessionOf([gw, ...subs], registry);
   const topic = (i: number) => `/sys/a1Sub/sub${String(i).padStart(4, '0')}/thing/service/property/set`;
   assert.equal(maySubscribe(session, topic(5)), true);
-  // Removed: no longer allowed, even though the index saw it.
-  session.acl.delete('s5');
+  // Logged out: no longer allowed, even though the index saw it.
+  registry.removeActingFor(session, 's5', 'logged out');
   assert.equal(maySubscribe(session, topic(5)), false);
   assert.equal(mayPublish(session, `/sys/a1Sub/sub0005/thing/event/property/post`), false);
   // Replaced at the same map size: the new identity is allowed, the old one not.
   const late: SessionIdentity = { kind: 'device', productKey: 'a1Sub', deviceName: 'sub0099', iotId: 's99' };
-  session.acl.delete('s6');
-  session.acl.set('s99', compileAclFor(late));
+  registry.removeActingFor(session, 's6', 'logged out');
+  registry.addActingFor(session, late);
   assert.equal(maySubscribe(session, topic(99)), true);
   assert.equal(maySubscribe(session, topic(6)), false);
   assert.equal(maySubscribe(session, topic(7)), true);
@@ -68,4 +75,9 @@ test('the index follows identities added and removed between checks', () => {
   assert.equal(maySubscribe(session, '/sys/a1Sub/+/thing/service/property/set'), false);
   assert.equal(maySubscribe(session, '/sys/a1Sub/nobody/thing/service/property/set'), false);
   assert.equal(maySubscribe(session, '#'), false);
+  // Taken over by another gateway: gone from this one.
+  const other = sessionOf([{ kind: 'device', productKey: 'a1Gw', deviceName: 'gw02', iotId: 'gw2' }], registry);
+  registry.addActingFor(other, subs[7]!);
+  assert.equal(maySubscribe(session, topic(7)), false);
+  assert.equal(maySubscribe(other, topic(7)), true);
 });
