@@ -213,9 +213,10 @@ export class Importer {
     const pk = st.product.productKey;
     if (st.full) {
       // Only existing devices can still be classified; new ones would exceed the limit.
+      const existing = await this.existingByName(pk, rows);
       const keep: DeviceImportRow[] = [];
       for (const r of rows) {
-        if (await this.store.getDevice(pk, r.deviceName)) keep.push(r);
+        if (existing.has(r.deviceName)) keep.push(r);
         else addInvalid(summary, { line: r.line, message: this.limitMessage(st) });
       }
       rows = keep;
@@ -223,12 +224,7 @@ export class Importer {
     }
     // Overwritten devices are announced with their real iotId so caches keyed either way drop them.
     const existingIds = new Map<string, string>();
-    if (overwrite) {
-      for (const r of rows) {
-        const d = await this.store.getDevice(pk, r.deviceName);
-        if (d) existingIds.set(r.deviceName, d.iotId);
-      }
-    }
+    if (overwrite) for (const d of (await this.existingByName(pk, rows)).values()) existingIds.set(d.deviceName, d.iotId);
     const importRows = this.toImportRows(rows, ids);
     let result;
     try {
@@ -264,11 +260,17 @@ export class Importer {
     return `device limit reached: product ${st.product.productKey} may hold at most ${st.limit} devices`;
   }
 
-  /** The dry-run twin of writeDevices: the same decisions, read-only. */
+  private async existingByName(productKey: string, rows: DeviceImportRow[]): Promise<Map<string, Device>> {
+    const found = await this.store.getDevicesByName(productKey, rows.map((r) => r.deviceName));
+    return new Map(found.map((d) => [d.deviceName, d]));
+  }
+
+  /** The dry-run twin of writeDevices: the same decisions, read-only, one lookup per chunk. */
   private async classifyDevices(st: ProductState, rows: DeviceImportRow[], summary: ImportSummary, overwrite: boolean): Promise<void> {
     const pk = st.product.productKey;
+    const byName = await this.existingByName(pk, rows);
     for (const r of rows) {
-      const existing = await this.store.getDevice(pk, r.deviceName);
+      const existing = byName.get(r.deviceName);
       if (existing) {
         if (existing.deviceSecret === r.deviceSecret) summary.identical++;
         else if (overwrite) summary.overwritten++;
