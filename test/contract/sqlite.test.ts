@@ -1,18 +1,17 @@
-/** The Store contract against SqliteStore on a real temporary file. */
+/** The whole Store contract against SqliteStore on a real temporary file. */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { KeyringCipher, generateMasterKey } from '../../src/core/secret-cipher.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
-import { runStoreContract } from './store-contract.js';
+import { runFullStoreContract } from './index.js';
 
-runStoreContract(
+runFullStoreContract(
   'sqlite',
-  async () => {
+  async (cipher) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'thingauth-contract-'));
-    const store = new SqliteStore({ filename: path.join(dir, 'thingauth.db'), cipher: new KeyringCipher(generateMasterKey()), synchronous: 'NORMAL' });
+    const store = new SqliteStore({ filename: path.join(dir, 'thingauth.db'), cipher, synchronous: 'NORMAL' });
     await store.migrate();
     return store;
   },
@@ -31,6 +30,9 @@ runStoreContract(
       let bytes = '';
       for (const f of [file, `${file}-wal`]) if (fs.existsSync(f)) bytes += fs.readFileSync(f).toString('latin1');
       return rows + bytes;
+    },
+    async overwriteDeviceCount(store: Store, productKey: string, devices: number) {
+      (store as SqliteStore).db.prepare('UPDATE product_counts SET devices = ? WHERE product_key = ?').run(devices, productKey);
     },
   },
 );

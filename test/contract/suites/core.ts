@@ -1,76 +1,17 @@
 /**
- * The Store contract: one suite every adapter (SQLite now, PostgreSQL later) must pass
- * unchanged, in the manner of aedes-persistence's abstract tests. Each case gets a fresh,
- * migrated store from `makeStore` and closes it.
- *
- * `opts.rawContents` lets an adapter expose what it really keeps (file bytes, raw rows) so
- * the suite can prove secrets are not stored in plaintext.
+ * The core of the Store contract: products, devices, presence, topology, applications, audit,
+ * meta, and secrets at rest. Each case gets a fresh, migrated store from `makeStore` and closes it.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ThingAuthError, type ErrorKind } from '../../src/core/errors.js';
-import { deviceStatus, type Product } from '../../src/core/records.js';
-import type { NewDevice, Store } from '../../src/store/store.js';
+import type { ThingAuthError } from '../../../src/core/errors.js';
+import { deviceStatus, type Product } from '../../../src/core/records.js';
+import type { Store } from '../../../src/store/store.js';
+import { makeDevice, makeProduct, rejectsWith, T0, T1, T2, uid, withStore as withFreshStore, type MakeStore, type StoreContractOptions } from '../fixtures.js';
 
-export interface StoreContractOptions {
-  /** Everything the adapter persisted for this store, as text (raw rows, file bytes). */
-  rawContents?: (store: Store) => Promise<string>;
-}
-
-const T0 = '2024-01-01T00:00:00.000Z';
-const T1 = '2024-01-02T00:00:00.000Z';
-const T2 = '2024-01-03T00:00:00.000Z';
-
-let seq = 0;
-/** Unique per call so tests never collide even on a shared database. */
-function uid(prefix: string): string {
-  seq++;
-  return `${prefix}${String(seq).padStart(6, '0')}${Math.random().toString(36).slice(2, 8)}`.replace(/[^A-Za-z0-9]/g, '');
-}
-
-export function makeProduct(overrides: Partial<Product> = {}): Product {
-  return {
-    productKey: uid('a1').slice(0, 16),
-    productName: 'Contract product',
-    productSecret: 'PsContract' + uid('').slice(0, 10),
-    nodeType: 'DEVICE',
-    dynamicRegistration: false,
-    preRegistrationFree: false,
-    requireTls: false,
-    replayProtection: false,
-    deviceLimit: null,
-    description: '',
-    createdAt: T0,
-    updatedAt: T0,
-    ...overrides,
-  };
-}
-
-export function makeDevice(deviceName: string, overrides: Partial<NewDevice> = {}): NewDevice {
-  return { iotId: uid('iot'), deviceName, deviceSecret: 'Ds' + uid('sec').padEnd(30, 'x').slice(0, 30), ...overrides };
-}
-
-async function rejectsWith(p: Promise<unknown>, kind: ErrorKind): Promise<ThingAuthError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof ThingAuthError, `expected ThingAuthError ${kind}, got ${String(e)}`);
-    assert.equal(e.kind, kind, e.message);
-    return e;
-  }
-  assert.fail(`expected ${kind}, but the call succeeded`);
-}
-
-export function runStoreContract(name: string, makeStore: () => Promise<Store>, opts: StoreContractOptions = {}): void {
+export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): void {
   /** Runs `fn` on a fresh store and always closes it. */
-  const withStore = (fn: (store: Store) => Promise<void>) => async () => {
-    const store = await makeStore();
-    try {
-      await fn(store);
-    } finally {
-      await store.close();
-    }
-  };
+  const withStore = (fn: (store: Store) => Promise<void>) => withFreshStore(makeStore, fn);
 
   /** A product with `n` devices named `${prefix}-000`..., for tests that need some. */
   async function seeded(store: Store, n: number, prefix = 'dev', product: Partial<Product> = {}) {
@@ -80,7 +21,7 @@ export function runStoreContract(name: string, makeStore: () => Promise<Store>, 
     return { product: p, devices };
   }
 
-  describe(`Store contract: ${name}`, () => {
+  describe('core', () => {
     describe('migrations', () => {
       it('migrate is idempotent', withStore(async (store) => {
         await store.migrate();

@@ -1,0 +1,38 @@
+/**
+ * The Store contract: one suite every adapter (SQLite now, PostgreSQL next) must pass
+ * unchanged, in the manner of aedes-persistence's abstract tests. An adapter's test file calls
+ * `runFullStoreContract` once; see README.md in this folder.
+ */
+import { describe } from 'node:test';
+import type { MakeStore, StoreContractOptions } from './fixtures.js';
+import { coreContract } from './suites/core.js';
+import { getDevicesByNameContract } from './suites/get-devices-by-name.js';
+import { managementTokensContract, reencryptContract, secretSettingsContract } from './suites/management-tokens-and-reencrypt.js';
+import { markOnlineManyContract } from './suites/mark-online-many.js';
+import { productWindowAndCountsContract } from './suites/product-window-and-counts.js';
+import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
+import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
+import { setProductSecretContract } from './suites/set-product-secret.js';
+
+export type { MakeStore, StoreContractOptions } from './fixtures.js';
+
+/**
+ * Registers every contract suite for one adapter under `Store contract: ${adapterName}`.
+ * `makeStore(cipher)` must return a fresh, migrated, empty store that encrypts with exactly the
+ * cipher it is given (the key-rotation cases swap that cipher's keys while the store is open).
+ * A new suite goes in suites/ and is added here, never run from its own test file.
+ */
+export function runFullStoreContract(adapterName: string, makeStore: MakeStore, opts: StoreContractOptions = {}): void {
+  describe(`Store contract: ${adapterName}`, () => {
+    coreContract(makeStore, opts);
+    getDevicesByNameContract(makeStore);
+    managementTokensContract(makeStore);
+    secretSettingsContract(makeStore);
+    reencryptContract(makeStore);
+    markOnlineManyContract(makeStore);
+    productWindowAndCountsContract(makeStore, opts);
+    rotateDeviceSecretContract(makeStore, opts);
+    setDeviceTokenIfAbsentContract(makeStore);
+    setProductSecretContract(makeStore);
+  });
+}
