@@ -6,42 +6,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { createHmac } from 'node:crypto';
 import { HttpChannelTokens, TOKEN_LIFETIME_MS } from '../../src/services/http-channel-tokens.js';
-import { caOf, connectClient, createDevice, endClient, eventually, nextMessage, subscribe, type DeviceCredentials } from '../helpers/mqtt.js';
+import { connectClient, createDevice, endClient, eventually, nextMessage, subscribe, type DeviceCredentials } from '../helpers/mqtt.js';
+import { deviceHttpsPost as post } from '../helpers/https.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-
-interface Res {
-  status: number;
-  json: any;
-  text: string;
-}
-
-function post(server: TestServer, path: string, body: string | Buffer, headers: Record<string, string>): Promise<Res> {
-  const port = server.running.listeners['device-https']!.port;
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port, path, method: 'POST', ca: caOf(server), servername: 'localhost', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 function authBody(d: DeviceCredentials, opts: { method?: string; alg?: 'md5' | 'sha1' | 'sha256'; timestamp?: string | number; clientId?: string; upper?: boolean } = {}) {
   const clientId = opts.clientId ?? `${d.productKey}.${d.deviceName}`;

@@ -1,59 +1,14 @@
 /** Shared by the registration e2e tests: real HTTPS and MQTTS clients trusting the generated CA, signing. */
-import fs from 'node:fs';
-import https from 'node:https';
 import { createHmac } from 'node:crypto';
 import mqtt from 'mqtt';
+import { deviceHttpsPort, deviceHttpsPost, type HttpsAnswer } from '../helpers/https.js';
 import { listenerUrl, type ListenerName } from '../helpers/mqtt.js';
 import type { TestServer } from '../helpers/server.js';
 
-export interface RawResponse {
-  status: number;
-  contentType: string | undefined;
-  text: string;
-  json: any;
-}
-
-export function caOf(server: TestServer): string {
-  const p = server.running.ctx.tls.caPath;
-  if (!p) throw new Error('test server has no generated CA');
-  return fs.readFileSync(p, 'utf8');
-}
-
-export function deviceHttpsPort(server: TestServer): number {
-  return server.running.listeners['device-https']!.port;
-}
 
 /** POST over real HTTPS (verifying the server certificate against the generated CA). */
-export function httpsPost(server: TestServer, path: string, body: string, contentType: string, port = deviceHttpsPort(server)): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: 'POST',
-        ca: caOf(server),
-        servername: 'localhost',
-        headers: { 'content-type': contentType, 'content-length': Buffer.byteLength(body), accept: 'text/xml,text/javascript,text/html,application/json' },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, contentType: res.headers['content-type'], text, json });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+export function httpsPost(server: TestServer, path: string, body: string, contentType: string, port = deviceHttpsPort(server)): Promise<HttpsAnswer> {
+  return deviceHttpsPost(server, path, body, { 'content-type': contentType, accept: 'text/xml,text/javascript,text/html,application/json' }, { port });
 }
 
 export function form(fields: Record<string, string>): string {
@@ -70,7 +25,7 @@ export function registerForm(productKey: string, deviceName: string, productSecr
   return form({ productKey, deviceName, random, sign: registrationSign(alg, productSecret, productKey, deviceName, random), signMethod });
 }
 
-export function postRegister(server: TestServer, body: string, contentType = 'application/x-www-form-urlencoded'): Promise<RawResponse> {
+export function postRegister(server: TestServer, body: string, contentType = 'application/x-www-form-urlencoded'): Promise<HttpsAnswer> {
   return httpsPost(server, '/auth/register/device', body, contentType);
 }
 

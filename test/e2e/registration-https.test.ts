@@ -8,8 +8,9 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { buildDeviceApp } from '../../src/http/device/server.js';
+import { caOf } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { caOf, form, httpsPost, postRegister, registerForm, registrationSign } from './registration-helpers.js';
+import { form, httpsPost, postRegister, registerForm, registrationSign } from './registration-helpers.js';
 
 const PS = 'PsRegHttps123456';
 

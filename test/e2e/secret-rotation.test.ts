@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type Database from 'better-sqlite3';
 import { sqlitePath } from '../../src/config.js';
 import { PREVIOUS_SECRET_REASON } from '../../src/core/secret-rotation.js';
-import { caOf, connectClient, connectRefusal, endClient, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { connectClient, connectRefusal, endClient, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { deviceHttpsPost as devicePost } from '../helpers/https.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic, topoEntry } from './gateway-helpers.js';
 
@@ -34,32 +34,6 @@ interface Rotated {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** POST to the device HTTPS listener, trusting the generated CA. */
-function devicePost(srv: TestServer, urlPath: string, body: string, headers: Record<string, string>): Promise<{ json: any; text: string }> {
-  const port = srv.running.listeners['device-https']!.port;
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port, path: urlPath, method: 'POST', ca: caOf(srv), servername: 'localhost', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ json, text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 /** HTTPS /auth body signed the way the C SDK does (hmacsha256, no timestamp). */

@@ -6,11 +6,11 @@
  * nothing is written, and the server keeps serving.
  */
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import { createHmac } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { deviceHttpsPost as deviceHttps } from '../helpers/https.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { caOf, connectClient, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { connectClient, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 
 const BIG = 2 * 1024 * 1024;
 
@@ -26,30 +26,6 @@ const BODIES: { name: string; type: string; body: string }[] = [
   { name: `a ${BIG / 1024 / 1024} MB JSON body`, type: 'application/json', body: JSON.stringify({ productName: 'x'.repeat(BIG) }) },
   { name: 'invalid UTF-8 in JSON', type: 'application/json', body: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x22, 0x7d]).toString('latin1') },
 ];
-
-function deviceHttps(server: TestServer, path: string, body: string | Buffer, headers: Record<string, string>): Promise<{ status: number; json: any; text: string }> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      { host: '127.0.0.1', port: server.running.listeners['device-https']!.port, path, method: 'POST', ca: caOf(server), servername: 'localhost', headers: { ...headers, 'content-length': Buffer.byteLength(body) } },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          let json: any;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            json = undefined;
-          }
-          resolve({ status: res.statusCode ?? 0, json, text });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 describe('hostile HTTP bodies on every route', () => {
   let server: TestServer;

@@ -10,12 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import https from 'node:https';
 import { after, before, describe, it } from 'node:test';
 import { createHmac } from 'node:crypto';
 import { MqttClient } from 'mqtt';
+import { deviceHttpsPost } from '../helpers/https.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { caOf, signedConnect, type DeviceCredentials, type SignedConnect } from '../helpers/mqtt.js';
+import { signedConnect, type DeviceCredentials, type SignedConnect } from '../helpers/mqtt.js';
 import { registerForm } from './registration-helpers.js';
 
 const COOLDOWN_S = 2;
@@ -67,29 +67,11 @@ async function connectCode(server: TestServer, source: string, c: SignedConnect)
   return r.code;
 }
 
-/** POST JSON or form over real HTTPS from a given source address. */
-function httpsFrom(server: TestServer, source: string, path: string, body: string, contentType: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const req = https.request(
-      {
-        host: '127.0.0.1',
-        port: server.running.listeners['device-https']!.port,
-        path,
-        method: 'POST',
-        ca: caOf(server),
-        servername: 'localhost',
-        localAddress: source,
-        headers: { 'content-type': contentType, 'content-length': Buffer.byteLength(body) },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (x: Buffer) => chunks.push(x));
-        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
+/** POST JSON or form over real HTTPS from a given source address; the answer must be JSON. */
+async function httpsFrom(server: TestServer, source: string, path: string, body: string, contentType: string): Promise<any> {
+  const r = await deviceHttpsPost(server, path, body, { 'content-type': contentType }, { localAddress: source });
+  assert.notEqual(r.json, undefined, `the answer is not JSON: ${r.text}`);
+  return r.json;
 }
 
 function httpAuthBody(d: DeviceCredentials, secret = d.deviceSecret, timestamp?: string): string {
