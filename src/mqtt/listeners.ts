@@ -68,6 +68,41 @@ function urlHost(host: string): string {
 }
 
 /**
+ * Binds `server` and describes it as a Listener. A bind failure gives the broker back before
+ * it throws; close() stops the server, ends the open connections at once (`endConnections`,
+ * so idle devices do not hold shutdown up), waits for the server, then gives the broker back.
+ */
+async function serveAs(
+  server: net.Server,
+  port: number,
+  ctx: AppContext,
+  release: () => Promise<void>,
+  describe: (port: number) => { name: string; url: string },
+  endConnections: () => void,
+): Promise<Listener> {
+  let bound: number;
+  try {
+    bound = await listen(server, port, ctx.config.host);
+  } catch (e) {
+    await release();
+    throw e;
+  }
+  return {
+    ...describe(bound),
+    port: bound,
+    stopAccepting() {
+      server.close();
+    },
+    async close() {
+      const closing = closeServer(server);
+      endConnections();
+      await closing;
+      await release();
+    },
+  };
+}
+
+/**
  * Waits for the first chunk and puts it back, so whoever reads next sees the stream from its
  * first byte. ('data' + pause + unshift, not a 'readable' listener: a socket that had a
  * 'readable' listener removed may not signal the unshifted data to the next reader.)
@@ -121,27 +156,14 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
       else handOver(broker, socket, 'tcp', socket.remoteAddress);
     });
   });
-  let port: number;
-  try {
-    port = await listen(server, ctx.config.mqttPort, ctx.config.host);
-  } catch (e) {
-    await release();
-    throw e;
-  }
-  return {
-    name: 'mqtt',
-    url: `mqtt://${urlHost(ctx.config.host)}:${port} (also TLS)`,
-    port,
-    stopAccepting() {
-      server.close();
-    },
-    async close() {
-      const closing = closeServer(server);
-      tracker.destroyAll();
-      await closing;
-      await release();
-    },
-  };
+  return serveAs(
+    server,
+    ctx.config.mqttPort,
+    ctx,
+    release,
+    (port) => ({ name: 'mqtt', url: `mqtt://${urlHost(ctx.config.host)}:${port} (also TLS)` }),
+    () => tracker.destroyAll(),
+  );
 }
 
 export async function startMqtts(ctx: AppContext): Promise<Listener> {
@@ -156,27 +178,14 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTTS port');
     s.destroy();
   });
-  let port: number;
-  try {
-    port = await listen(server, ctx.config.mqttsPort, ctx.config.host);
-  } catch (e) {
-    await release();
-    throw e;
-  }
-  return {
-    name: 'mqtts',
-    url: `mqtts://${urlHost(ctx.config.host)}:${port}`,
-    port,
-    stopAccepting() {
-      server.close();
-    },
-    async close() {
-      const closing = closeServer(server);
-      tracker.destroyAll();
-      await closing;
-      await release();
-    },
-  };
+  return serveAs(
+    server,
+    ctx.config.mqttsPort,
+    ctx,
+    release,
+    (port) => ({ name: 'mqtts', url: `mqtts://${urlHost(ctx.config.host)}:${port}` }),
+    () => tracker.destroyAll(),
+  );
 }
 
 async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listener> {
@@ -202,29 +211,18 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
       handOver(broker, stream, transport, req.socket.remoteAddress, req);
     });
   });
-  let port: number;
-  try {
-    port = await listen(server, secure ? ctx.config.wssPort : ctx.config.wsPort, ctx.config.host);
-  } catch (e) {
-    await release();
-    throw e;
-  }
-  return {
-    name: secure ? 'mqtt-wss' : 'mqtt-ws',
-    url: `${secure ? 'wss' : 'ws'}://${urlHost(ctx.config.host)}:${port}/mqtt`,
-    port,
-    stopAccepting() {
-      server.close();
-    },
-    async close() {
-      const closing = closeServer(server);
+  return serveAs(
+    server,
+    secure ? ctx.config.wssPort : ctx.config.wsPort,
+    ctx,
+    release,
+    (port) => ({ name: secure ? 'mqtt-wss' : 'mqtt-ws', url: `${secure ? 'wss' : 'ws'}://${urlHost(ctx.config.host)}:${port}/mqtt` }),
+    () => {
       for (const c of wss.clients) c.terminate();
       tracker.destroyAll();
       wss.close();
-      await closing;
-      await release();
     },
-  };
+  );
 }
 
 export function startMqttWs(ctx: AppContext): Promise<Listener> {
