@@ -6,6 +6,9 @@
  * connect: TCP connect storm (C SDK CONNECT, close after CONNACK); register: HTTPS
  * /auth/register/device with keep-alive for pre-created devices; bulk: `thingauth device
  * import` of n new DeviceNames (the server side is profiled).
+ * Any scenario's server can be profiled too:
+ *   BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir bench/out/profile" node dist/bench/run.js --quick --only gateway
+ *   node dist/bench/profile.js --summarize bench/out/profile/<file>.cpuprofile
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -76,11 +79,23 @@ export function summarizeProfile(p: CpuProfile, top = 25): ProfileSummary {
   };
 }
 
+function printSummary(s: ProfileSummary): void {
+  process.stdout.write('\nself time by module:\n');
+  for (const m of s.byModule) process.stdout.write(`  ${m.pct.toFixed(1).padStart(5)}%  ${String(m.ms).padStart(6)} ms  ${m.module}\n`);
+  process.stdout.write('\nself time by function:\n');
+  for (const f of s.byFunction) process.stdout.write(`  ${f.pct.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(6)} ms  ${f.name}\n`);
+}
+
 async function main(argv: string[]): Promise<void> {
   const arg = (name: string, def: string) => {
     const i = argv.indexOf(name);
     return i >= 0 ? argv[i + 1]! : def;
   };
+  const summarize = argv.indexOf('--summarize');
+  if (summarize >= 0) {
+    printSummary(summarizeProfile(JSON.parse(fs.readFileSync(argv[summarize + 1]!, 'utf8')) as CpuProfile, 40));
+    return;
+  }
   const what = arg('--what', 'connect');
   if (what !== 'connect' && what !== 'register' && what !== 'bulk') throw new Error('--what must be connect, register or bulk');
   const n = Number(arg('--n', '10000'));
@@ -125,10 +140,7 @@ async function main(argv: string[]): Promise<void> {
     if (!file) throw new Error(`no .cpuprofile written to ${outDir}`);
     const s = summarizeProfile(JSON.parse(fs.readFileSync(path.join(outDir, file), 'utf8')) as CpuProfile);
     process.stdout.write(JSON.stringify({ bench: `profile-${what}`, n, c, perSec: Math.round(perSec), profile: path.join(outDir, file), totalMs: Math.round(s.totalMs) }) + '\n');
-    process.stdout.write('\nself time by module:\n');
-    for (const m of s.byModule) process.stdout.write(`  ${m.pct.toFixed(1).padStart(5)}%  ${String(m.ms).padStart(6)} ms  ${m.module}\n`);
-    process.stdout.write('\nself time by function:\n');
-    for (const f of s.byFunction) process.stdout.write(`  ${f.pct.toFixed(1).padStart(5)}%  ${String(f.ms).padStart(6)} ms  ${f.name}\n`);
+    printSummary(s);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -136,7 +136,9 @@ export async function startThingAuthProcess(opts: StartOptions): Promise<Running
     THINGAUTH_LOG_LEVEL: opts.logLevel ?? 'info',
     ...opts.env,
   };
-  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI_MAIN, 'serve'], {
+  // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir bench/out/profile") profiles any scenario's server.
+  const extraArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...extraArgs, ...(opts.nodeArgs ?? []), CLI_MAIN, 'serve'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

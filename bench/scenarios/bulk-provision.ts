@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { FigureSink, note } from '../lib/emit.js';
 import { deviceNameAt } from '../lib/fleet.js';
 import { round } from '../lib/histogram.js';
-import { PeakRssSampler } from '../lib/proc.js';
+import { PeakRssSampler, readProcCpuMs } from '../lib/proc.js';
 import { CLI_MAIN, benchProduct, provision, startThingAuthProcess } from '../lib/thingauth.js';
 
 export interface BulkSizes {
@@ -38,6 +38,7 @@ export async function runBulkProvision(sink: FigureSink, sizes: BulkSizes, workD
   try {
     const serverBefore = server.memory();
     const serverPeak = new PeakRssSampler(server.pid);
+    const serverCpu0 = readProcCpuMs(server.pid) ?? NaN;
     note(`bulk: importing ${sizes.devices} devices through the CLI`);
     const t0 = performance.now();
     const child = spawn(
@@ -46,6 +47,9 @@ export async function runBulkProvision(sink: FigureSink, sizes: BulkSizes, workD
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const cliPeak = new PeakRssSampler(child.pid!, 20);
+    // The CLI's CPU time, read until it exits (the last poll is at most 50 ms before exit).
+    let cliCpuMs = 0;
+    const cliCpuTimer = setInterval(() => (cliCpuMs = readProcCpuMs(child.pid!) ?? cliCpuMs), 50);
     let out = '';
     let err = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -53,7 +57,9 @@ export async function runBulkProvision(sink: FigureSink, sizes: BulkSizes, workD
     const killer = setTimeout(() => child.kill('SIGKILL'), sizes.timeLimitMs);
     const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
     clearTimeout(killer);
+    clearInterval(cliCpuTimer);
     const seconds = (performance.now() - t0) / 1000;
+    const serverCpuMs = (readProcCpuMs(server.pid) ?? NaN) - serverCpu0;
     const cliPeakKiB = cliPeak.stop();
     const serverPeakKiB = serverPeak.stop();
     let created: number | undefined;
@@ -73,6 +79,8 @@ export async function runBulkProvision(sink: FigureSink, sizes: BulkSizes, workD
       created,
       seconds: round(seconds, 2),
       devicesPerSec: round(sizes.devices / seconds, 0),
+      serverCpuSeconds: round(serverCpuMs / 1000, 2),
+      cliCpuSecondsAtLeast: round(cliCpuMs / 1000, 2),
       serverRssBeforeKiB: serverBefore?.rssKiB,
       serverPeakRssKiB: serverPeakKiB,
       cliPeakRssKiB: cliPeakKiB,
