@@ -8,7 +8,7 @@
  */
 import { Readable } from 'node:stream';
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../../context.js';
 import { ThingAuthError } from '../../../core/errors.js';
 import { formatFromContentType, type ImportFormat } from '../../../core/import-formats.js';
@@ -93,6 +93,20 @@ function importSource(req: FastifyRequest): { source: AsyncIterable<Buffer>; for
   return { source: limitBytes(body as AsyncIterable<Buffer>, IMPORT_BODY_LIMIT), format };
 }
 
+/**
+ * A refusal sent while the upload is still coming (no header row, too large) closes the
+ * connection: otherwise the client goes on sending up to 200 MB nobody reads, and the
+ * socket keeps the server from shutting down.
+ */
+async function closeIfRefusedEarly<T>(req: FastifyRequest, reply: FastifyReply, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    if (!req.raw.complete) reply.header('connection', 'close');
+    throw e;
+  }
+}
+
 export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise<void> {
   const importer = ctx.services.importer;
   const tags = ['import'];
@@ -120,11 +134,12 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
         'Body: JSON lines (productKey, productSecret, productName, nodeType, dynamicRegistration, preRegistrationFree, requireTls, replayProtection, deviceLimit, description) or CSV with those column names. Identical products are skipped; a product whose secret or settings differ is a conflict unless overwrite=true.',
       ),
     },
-    async (req): Promise<ImportSummary> => {
-      const { source, format } = importSource(req);
-      const q = queryOf(req);
-      return importer.importProducts(source, format, { dryRun: q.dryRun, overwrite: q.overwrite });
-    },
+    async (req, reply): Promise<ImportSummary> =>
+      closeIfRefusedEarly(req, reply, () => {
+        const { source, format } = importSource(req);
+        const q = queryOf(req);
+        return importer.importProducts(source, format, { dryRun: q.dryRun, overwrite: q.overwrite });
+      }),
   );
 
   app.post(
@@ -137,11 +152,12 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
         'Body: the cloud console CSV (ProductKey, DeviceName, DeviceSecret in any order, header row required) or JSON lines (productKey, deviceName, deviceSecret, iotId, nickname, activatedAt). Products must exist. Identical devices are skipped; a different secret is a conflict unless overwrite=true.',
       ),
     },
-    async (req): Promise<ImportSummary> => {
-      const { source, format } = importSource(req);
-      const q = queryOf(req);
-      return importer.importDevices(source, format, { dryRun: q.dryRun, overwrite: q.overwrite });
-    },
+    async (req, reply): Promise<ImportSummary> =>
+      closeIfRefusedEarly(req, reply, () => {
+        const { source, format } = importSource(req);
+        const q = queryOf(req);
+        return importer.importDevices(source, format, { dryRun: q.dryRun, overwrite: q.overwrite });
+      }),
   );
 
   // Exports carry every secret: admin tokens only, even though they are GETs.
