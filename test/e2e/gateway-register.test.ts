@@ -4,11 +4,11 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { endClient } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic, type GatewaySetup } from './gateway-helpers.js';
+import { registrationSign } from './registration-helpers.js';
 
 describe('sub-device registration through a gateway', () => {
   let server: TestServer;
@@ -85,7 +85,7 @@ describe('sub-device registration through a gateway', () => {
     const item = (s: typeof a, secret = g.subProductSecret, signMethod = 'hmacSha256') => {
       const random = '0A1B2C3D4E5F60718293';
       const alg = signMethod.toLowerCase() === 'hmacsha256' ? 'sha256' : signMethod.toLowerCase() === 'hmacsha1' ? 'sha1' : 'md5';
-      const sign = createHmac(alg, secret).update(`deviceName${s!.deviceName}productKey${s!.productKey}random${random}`).digest('hex').toUpperCase();
+      const sign = registrationSign(alg, secret, s!.productKey, s!.deviceName, random).toUpperCase();
       return { productKey: s!.productKey, deviceName: s!.deviceName, random, signMethod, sign };
     };
     const r = await request(gw, sysTopic(g.gateway, 'thing/proxy/provisioning/product_register'), { params: { proxieds: [item(a), item(b, g.subProductSecret, 'hmacSha1')] } });

@@ -5,7 +5,6 @@
  * Also: an MQTT regnwl client over TLS, and a direct read of what a data dir holds.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +12,7 @@ import mqtt from 'mqtt';
 import { RotatingCipher } from '../../src/core/rotating-cipher.js';
 import { loadKeyring } from '../../src/data-dir.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { registrationConnect } from './registration-helpers.js';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 export const ADMIN_TOKEN = 'child-admin-token-0123456789';
@@ -108,23 +108,18 @@ export async function spawnServer(dataDir: string, env: Record<string, string> =
   };
 }
 
-export function regnwlSign(productSecret: string, productKey: string, deviceName: string, random: string): string {
-  return createHmac('sha256', productSecret).update(`deviceName${deviceName}productKey${productKey}random${random}`).digest('hex');
-}
-
 /**
  * One MQTT regnwl over TLS (spec 3.1): resolves with the credential the server pushed, or
  * with `error` when the connection was refused or cut (e.g. the server died).
  */
 export function regnwl(server: { ports: Record<string, number>; ca: string }, productKey: string, deviceName: string, productSecret: string): Promise<{ clientId?: string; deviceToken?: string; error?: string }> {
-  const random = String(Math.floor(Math.random() * 4294967295));
+  // The C SDK's form: {dn}.{pk}|random=..,authType=regnwl,securemode=2,signmethod=hmacsha256|
+  const fields = registrationConnect({ productKey, deviceName, productSecret, authType: 'regnwl' });
   return new Promise((resolve) => {
     const client = mqtt.connect(`mqtts://127.0.0.1:${server.ports['mqtts']}`, {
       ca: server.ca,
       servername: 'localhost',
-      clientId: `${deviceName}.${productKey}|random=${random},authType=regnwl,securemode=2,signmethod=hmacsha256|`,
-      username: `${deviceName}&${productKey}`,
-      password: regnwlSign(productSecret, productKey, deviceName, random),
+      ...fields,
       keepalive: 60,
       reconnectPeriod: 0,
       connectTimeout: 10_000,

@@ -14,7 +14,7 @@
  * environment variables; docs/security.md "Crash safety and durability" has the commands.
  */
 import assert from 'node:assert/strict';
-import { createHash, createHmac } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -22,6 +22,7 @@ import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { makeTempDir } from '../helpers/server.js';
 import { openStoreOf, regnwl, spawnServer, type ChildServer } from './security-child-server.js';
+import { registerForm } from './registration-helpers.js';
 
 const IMPORT_DEVICES = Number(process.env.CRASH_IMPORT_DEVICES ?? 100_000);
 const REGISTRATIONS = Number(process.env.CRASH_REGISTRATIONS ?? 300);
@@ -52,13 +53,7 @@ function checkFile(dataDir: string): void {
 }
 
 function httpsRegister(server: ChildServer, productKey: string, deviceName: string, productSecret: string, random: string): Promise<any> {
-  const body = new URLSearchParams({
-    productKey,
-    deviceName,
-    random,
-    signMethod: 'hmacsha256',
-    sign: createHmac('sha256', productSecret).update(`deviceName${deviceName}productKey${productKey}random${random}`).digest('hex'),
-  }).toString();
+  const body = registerForm(productKey, deviceName, productSecret, random);
   return new Promise((resolve) => {
     const req = https.request(
       { host: '127.0.0.1', port: server.ports['device-https'], path: '/auth/register/device', method: 'POST', ca: server.ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } },

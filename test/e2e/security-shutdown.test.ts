@@ -10,20 +10,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import mqtt from 'mqtt';
-import { createHmac } from 'node:crypto';
+import { signedConnect } from '../helpers/mqtt.js';
 import { makeTempDir } from '../helpers/server.js';
 import { openStoreOf, regnwl, spawnServer, type ChildServer } from './security-child-server.js';
 
 const SHUTDOWN_BOUND_S = 5;
 
 function connectDevice(server: ChildServer, productKey: string, deviceName: string, deviceSecret: string): Promise<mqtt.MqttClient> {
-  const clientId = `${productKey}.${deviceName}`;
-  const password = createHmac('sha256', deviceSecret).update(`clientId${clientId}deviceName${deviceName}productKey${productKey}timestamp2524608000000`).digest('hex');
+  // {pk}.{dn}|securemode=3,signmethod=hmacsha256,timestamp=2524608000000|
+  const fields = signedConnect({ productKey, deviceName, deviceSecret });
   return new Promise((resolve, reject) => {
     const c = mqtt.connect(`mqtt://127.0.0.1:${server.ports['mqtt']}`, {
-      clientId: `${clientId}|securemode=3,signmethod=hmacsha256,timestamp=2524608000000|`,
-      username: `${deviceName}&${productKey}`,
-      password,
+      ...fields,
       keepalive: 60,
       reconnectPeriod: 0,
     });
