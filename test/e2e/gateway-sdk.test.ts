@@ -7,10 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
-import mqtt from 'mqtt';
 import { connectClient, endClient, eventually, nextMessage, signedConnect, subscribe } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { attachByApi, collect, request, setupGateway, statusOf, type GatewaySetup } from './gateway-helpers.js';
+import { attachByApi, collect, connectApp, request, setupGateway, statusOf, type GatewaySetup } from './gateway-helpers.js';
 
 const require = createRequire(import.meta.url);
 
@@ -61,17 +60,7 @@ describe('official Node SDK gateway API', () => {
 
   it('regiestSubDevice, addTopo, getTopo, login, postProps, logout, removeTopo', async () => {
     const sub = g.subs[0]!;
-    const app = await server.running.ctx.services.applications.create({ name: 'gateway-test-app', productKeys: [g.subProductKey] });
-    const listener = await new Promise<mqtt.MqttClient>((resolve, reject) => {
-      const c = mqtt.connect(`mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}`, {
-        clientId: 'app-listener',
-        username: `app:${app.appKey}`,
-        password: app.appSecret,
-        reconnectPeriod: 0,
-      });
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
+    const listener = await connectApp(server, [g.subProductKey]);
     const gateway = iot.gateway({
       productKey: g.gateway.productKey,
       deviceName: g.gateway.deviceName,
@@ -178,12 +167,7 @@ describe('captured C Link SDK gateway publishes', () => {
       // _ss=1: the gateway is subscribed to its logged-in sub-devices' downlink without asking.
       const dn = Object.keys(samples[0]!.subDeviceSecrets!)[0]!;
       const down = nextMessage(client, (t) => t === `/sys/${subPk}/${dn}/thing/service/property/set`);
-      const app = await server.running.ctx.services.applications.create({ name: 'bench-app', productKeys: [subPk] });
-      const appClient = await new Promise<mqtt.MqttClient>((resolve, reject) => {
-        const c = mqtt.connect(`mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}`, { clientId: 'bench-app', username: `app:${app.appKey}`, password: app.appSecret, reconnectPeriod: 0 });
-        c.once('connect', () => resolve(c));
-        c.once('error', reject);
-      });
+      const appClient = await connectApp(server, [subPk]);
       try {
         appClient.publish(`/sys/${subPk}/${dn}/thing/service/property/set`, JSON.stringify({ id: '9', params: { on: 1 } }));
         assert.equal(JSON.parse((await down).payload.toString()).params.on, 1);
