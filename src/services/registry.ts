@@ -10,9 +10,9 @@ import {
   assertSecret,
   generateDeviceName,
   generateDeviceSecret,
-  generateIotId,
   generateProductKey,
   generateProductSecret,
+  IotIdSequence,
 } from '../core/names.js';
 import { deviceStatus, type Device, type NodeType, type Product, type PublicDevice } from '../core/records.js';
 import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
@@ -44,6 +44,9 @@ export interface CreateProductInput {
 export const MAX_BATCH = 10_000;
 
 export class Registry {
+  /** One ascending sequence for every device this process creates (see IotIdSequence). */
+  private readonly iotIds = new IotIdSequence();
+
   constructor(
     private readonly store: Store,
     private readonly events: RegistryEvents,
@@ -136,7 +139,7 @@ export class Registry {
       throw new ThingAuthError('INVALID_ARGUMENT', `a batch holds 1 to ${MAX_BATCH} devices`, { field: 'deviceNames' });
     }
     const news: NewDevice[] = names.map((deviceName) => ({
-      iotId: generateIotId(),
+      iotId: this.iotIds.next(),
       deviceName,
       deviceSecret: generateDeviceSecret(),
       nickname: input.nickname ?? null,
