@@ -109,7 +109,7 @@ export class SqliteStore implements Store {
       getDeviceById: db.prepare('SELECT * FROM devices WHERE iot_id = ?'),
       insertDevice: db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, nickname, created_at, activated_at, client_id, device_token)
         VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @nickname, @createdAt, @activatedAt, @clientId, @deviceToken)`),
-      deviceNameExists: db.prepare('SELECT 1 FROM devices WHERE product_key = ? AND device_name = ?'),
+      existingDeviceNames: db.prepare('SELECT device_name FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))'),
       deleteDevice: db.prepare('DELETE FROM devices WHERE iot_id = ?'),
       detachAllSubs: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE gateway_iot_id = ?'),
       resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL WHERE iot_id = ?'),
@@ -299,10 +299,14 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const count = this.deviceCount(productKey);
       if (count + devices.length > limit) throw this.limitError(limit, productKey, count, devices.length);
+      // One statement finds every name of the batch that exists (a query per name was 1 s of a 500,000-device import).
+      const existing = new Set(
+        (this.s.existingDeviceNames.all(productKey, JSON.stringify(devices.map((d) => d.deviceName))) as { device_name: string }[]).map((r) => r.device_name),
+      );
       const seen = new Set<string>();
       const taken: string[] = [];
       for (const d of devices) {
-        if (seen.has(d.deviceName) || this.s.deviceNameExists.get(productKey, d.deviceName)) taken.push(d.deviceName);
+        if (seen.has(d.deviceName) || existing.has(d.deviceName)) taken.push(d.deviceName);
         seen.add(d.deviceName);
       }
       if (taken.length > 0) {
@@ -310,8 +314,32 @@ export class SqliteStore implements Store {
       }
       for (const d of devices) this.insertDeviceRow(productKey, d, createdAt);
       this.s.addCount.run(devices.length, productKey);
-      return devices.map((d) => this.toDevice(this.s.getDeviceById.get(d.iotId) as Row));
+      // The rows hold exactly what was just written: built from the inputs, not read back
+      // (reading and decrypting each row again was a fifth of a bulk import's CPU).
+      return devices.map((d) => this.newDeviceRecord(productKey, d, createdAt));
     }).immediate();
+  }
+
+  /** The record of a row insertDeviceRow just wrote, with the table's defaults for the rest. */
+  private newDeviceRecord(productKey: string, d: NewDevice, createdAt: string): Device {
+    return {
+      iotId: d.iotId,
+      productKey,
+      deviceName: d.deviceName,
+      deviceSecret: d.deviceSecret,
+      previousDeviceSecret: null,
+      previousSecretExpiresAt: null,
+      nickname: d.nickname ?? null,
+      enabled: true,
+      online: false,
+      createdAt,
+      activatedAt: d.activatedAt ?? null,
+      lastOnlineAt: null,
+      gatewayIotId: null,
+      clientId: d.clientId ?? null,
+      deviceToken: d.deviceToken ?? null,
+      lastAuthError: null,
+    };
   }
 
   async getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string) {
