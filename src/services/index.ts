@@ -64,6 +64,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   }, logger);
   registration.observers = { audit, metrics };
   const authenticator = new DeviceAuthenticator(store, events, logger);
+  registration.products = (productKey) => authenticator.product(productKey);
   const presence = new PresenceService(store, logger);
   const applications = new ApplicationService(store);
   const importer = new Importer(store, registry, events);

@@ -119,6 +119,23 @@ describe('HTTPS dynamic registration /auth/register/device', () => {
     await refusal(registerForm(pk, 'dev-off', PS, 'x'), 6204, /disabled/);
   });
 
+  it('the product is cached, the device is not: a switch turned off refuses the very next request, a rotated secret is answered at once', async () => {
+    const reg = server.running.ctx.services.registry;
+    const p = await reg.createProduct({ productName: 'dynreg cached', dynamicRegistration: true, productSecret: PS });
+    await reg.createDevices(p.productKey, { deviceNames: ['dev-c1'] });
+    const first = await postRegister(server, registerForm(p.productKey, 'dev-c1', PS, 'c1'));
+    assert.equal(first.json.code, 200);
+    await reg.updateProduct(p.productKey, { dynamicRegistration: false });
+    await refusal(registerForm(p.productKey, 'dev-c1', PS, 'c2'), 6288, /switched off/);
+    await reg.updateProduct(p.productKey, { dynamicRegistration: true });
+    assert.equal((await postRegister(server, registerForm(p.productKey, 'dev-c1', PS, 'c3'))).json.code, 200);
+    const rotated = await reg.rotateDeviceSecret(p.productKey, 'dev-c1', { graceSeconds: 0 });
+    const after = await postRegister(server, registerForm(p.productKey, 'dev-c1', PS, 'c4'));
+    assert.equal(after.json.code, 200);
+    assert.equal(after.json.data.deviceSecret, rotated.device.deviceSecret);
+    assert.notEqual(after.json.data.deviceSecret, first.json.data.deviceSecret);
+  });
+
   it('with replay protection on, a random is single-use per device; with it off, reuse is accepted', async () => {
     const reg = server.running.ctx.services.registry;
     const p = await reg.createProduct({ productName: 'dynreg replay', dynamicRegistration: true, replayProtection: true, productSecret: PS });
