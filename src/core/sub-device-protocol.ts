@@ -119,6 +119,33 @@ export function checkSubDeviceSignRotating(
   return current;
 }
 
+/** Most entries one topo/add, topo/delete, list/found or sub/register message may carry. */
+export const MAX_ITEMS_PER_MESSAGE = 1_500;
+
+/** The list of a list-shaped request; a lone object counts as a list of one (lenient). */
+export function itemsOf(params: unknown): unknown[] | undefined {
+  if (Array.isArray(params)) return params;
+  if (params !== null && typeof params === 'object') return [params];
+  return undefined;
+}
+
+/**
+ * The entries of a per-item request (itemsOf), or its 460 refusal: `emptyMessage` when there
+ * is no list or it is empty (each message names its own entry shape), or more than
+ * MAX_ITEMS_PER_MESSAGE entries.
+ */
+export function requestItems(params: unknown, emptyMessage: string): { items: unknown[] } | { refusal: AlinkResult } {
+  const items = itemsOf(params);
+  if (!items || items.length === 0) return { refusal: fail(SubDeviceCodes.PARAM_ERROR, emptyMessage) };
+  if (items.length > MAX_ITEMS_PER_MESSAGE) return { refusal: fail(SubDeviceCodes.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`) };
+  return { items };
+}
+
+/** The outcome of a list entry without a usable identity (subDeviceIdentity gave undefined). */
+export function missingIdentity(): ItemOutcome {
+  return { productKey: '', deviceName: '', code: SubDeviceCodes.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' };
+}
+
 /** The identity fields of a list item; undefined when they are not two non-empty strings. */
 export function subDeviceIdentity(item: unknown): { productKey: string; deviceName: string } | undefined {
   if (item === null || typeof item !== 'object' || Array.isArray(item)) return undefined;

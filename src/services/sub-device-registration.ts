@@ -13,18 +13,20 @@ import type { Device, Product } from '../core/records.js';
 import { buildSignContent, parseSignMethod, verifySignature } from '../core/sign.js';
 import {
   SubDeviceCodes as C,
-  fail,
   foldItems,
+  missingIdentity,
+  requestItems,
   subDeviceIdentity,
   type AlinkResult,
   type ItemOutcome,
 } from '../core/sub-device-protocol.js';
 import type { Logger } from '../logger.js';
 import type { DeviceRef } from './events.js';
-import type { AuditEntry, Store } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import type { AuditLog } from './audit.js';
 import type { Metrics } from './metrics.js';
-import { MAX_ITEMS_PER_MESSAGE, itemsOf, type TopologyService } from './topology.js';
+import { gatewayActor, outcomeAuditEntries } from './sub-device-audit.js';
+import type { TopologyService } from './topology.js';
 
 const MAX_RANDOM_LENGTH = 128;
 
@@ -42,15 +44,14 @@ export class SubDeviceRegistrationService {
   async register(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
     const notGateway = await this.topology.gatewayCheck(gateway);
     if (notGateway) return notGateway;
-    const items = itemsOf(params);
-    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params must be a non-empty list of {productKey, deviceName}');
-    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const request = requestItems(params, 'params must be a non-empty list of {productKey, deviceName}');
+    if ('refusal' in request) return request.refusal;
     const products = new Map<string, Product | undefined>();
     const outcomes: ItemOutcome[] = [];
-    for (const item of items) {
+    for (const item of request.items) {
       const id = subDeviceIdentity(item);
       if (!id) {
-        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        outcomes.push(missingIdentity());
         continue;
       }
       outcomes.push(await this.issue(gateway, id.productKey, id.deviceName, products));
@@ -68,15 +69,14 @@ export class SubDeviceRegistrationService {
       params !== null && typeof params === 'object' && !Array.isArray(params) && 'proxieds' in params
         ? (params as { proxieds: unknown }).proxieds
         : params;
-    const items = itemsOf(list);
-    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params.proxieds must be a non-empty list of {productKey, deviceName, random, signMethod, sign}');
-    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const request = requestItems(list, 'params.proxieds must be a non-empty list of {productKey, deviceName, random, signMethod, sign}');
+    if ('refusal' in request) return request.refusal;
     const products = new Map<string, Product | undefined>();
     const outcomes: ItemOutcome[] = [];
-    for (const item of items) {
+    for (const item of request.items) {
       const id = subDeviceIdentity(item);
       if (!id) {
-        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        outcomes.push(missingIdentity());
         continue;
       }
       const entry = item as Record<string, unknown>;
@@ -143,15 +143,7 @@ export class SubDeviceRegistrationService {
   private audit(action: string, gateway: DeviceRef, outcomes: ItemOutcome[]): void {
     if (outcomes.length === 0) return;
     const at = this.now().toISOString();
-    const entries: AuditEntry[] = outcomes.map((o) => ({
-      at,
-      action,
-      actor: `gateway:${gateway.productKey}/${gateway.deviceName}`,
-      productKey: o.productKey.slice(0, 64) || null,
-      deviceName: o.deviceName.slice(0, 64) || null,
-      result: o.code === C.SUCCESS ? 'ok' : 'deny',
-      reason: o.code === C.SUCCESS ? null : `${o.code} ${o.message}`,
-    }));
+    const entries = outcomeAuditEntries(at, action, gatewayActor(gateway), outcomes, () => null);
     if (!this.observers) {
       this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
       return;

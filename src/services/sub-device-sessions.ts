@@ -15,17 +15,20 @@ import {
   checkSubDeviceSignRotating,
   fail,
   foldItems,
+  itemsOf,
+  missingIdentity,
   ok,
   subDeviceIdentity,
   type AlinkResult,
   type ItemOutcome,
 } from '../core/sub-device-protocol.js';
 import type { Logger } from '../logger.js';
-import type { AuditEntry, Store } from '../store/store.js';
+import type { Store } from '../store/store.js';
 import type { AuditLog } from './audit.js';
 import { loginReasonLabel, type Metrics } from './metrics.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
-import { itemsOf, refOf, type TopologyService } from './topology.js';
+import { gatewayActor, outcomeAuditEntries, type AuditedOutcome } from './sub-device-audit.js';
+import { refOf, type TopologyService } from './topology.js';
 import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 
 /** One live gateway connection as the broker edge exposes it. */
@@ -174,7 +177,7 @@ export class SubDeviceSessionService {
     for (const entry of list) {
       const id = subDeviceIdentity(entry);
       if (!id) {
-        offenders.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        offenders.push(missingIdentity());
         continue;
       }
       const checked = await this.checkLogin(link.gateway, entry as Record<string, unknown>, methodOverride);
@@ -236,7 +239,7 @@ export class SubDeviceSessionService {
     let gone = false;
     for (const id of ids) {
       if (!id.productKey) {
-        outcomes.push({ ...id, code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        outcomes.push(missingIdentity());
         continue;
       }
       const sub = [...(state?.subs.values() ?? [])].find((s) => s.productKey === id.productKey && s.deviceName === id.deviceName);
@@ -405,19 +408,11 @@ export class SubDeviceSessionService {
     this.logger?.info({ gateway: `${link.gateway.productKey}/${link.gateway.deviceName}`, sub: `${sub.productKey}/${sub.deviceName}`, code }, message);
   }
 
-  private audit(action: string, gateway: DeviceRef, outcomes: { productKey: string; deviceName: string; code: number; message: string }[]): void {
+  private audit(action: string, gateway: DeviceRef, outcomes: AuditedOutcome[]): void {
     if (outcomes.length === 0) return;
     const at = this.now().toISOString();
-    const entries: AuditEntry[] = outcomes.map((o) => ({
-      at,
-      action,
-      actor: `gateway:${gateway.productKey}/${gateway.deviceName}`,
-      productKey: o.productKey.slice(0, 64) || null,
-      deviceName: o.deviceName.slice(0, 64) || null,
-      result: o.code === C.SUCCESS ? 'ok' : 'deny',
-      // A success says nothing unless it is worth an operator's eye (the previous secret signed).
-      reason: o.code === C.SUCCESS ? (o.message === 'success' ? null : o.message) : `${o.code} ${o.message}`,
-    }));
+    // A success says nothing unless it is worth an operator's eye (the previous secret signed).
+    const entries = outcomeAuditEntries(at, action, gatewayActor(gateway), outcomes, (m) => (m === 'success' ? null : m));
     if (!this.observers) {
       this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
       return;

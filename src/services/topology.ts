@@ -21,18 +21,18 @@ import {
   checkSubDeviceSignRotating,
   fail,
   foldItems,
+  missingIdentity,
   ok,
+  requestItems,
   subDeviceIdentity,
   type AlinkResult,
   type ItemOutcome,
 } from '../core/sub-device-protocol.js';
 import type { Logger } from '../logger.js';
 import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
-import type { AuditEntry, Page, Store } from '../store/store.js';
+import type { Page, Store } from '../store/store.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
-
-/** Most entries one topo/add, topo/delete or sub/register message may carry. */
-export const MAX_ITEMS_PER_MESSAGE = 1_500;
+import { gatewayActor, outcomeAuditEntries, type AuditedOutcome } from './sub-device-audit.js';
 
 export interface TopologyOptions {
   subDeviceLimit: number;
@@ -45,13 +45,6 @@ export interface SubDeviceName {
 
 export function refOf(d: DeviceRef): DeviceRef {
   return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName };
-}
-
-/** The list of a list-shaped request; a lone object counts as a list of one (lenient). */
-export function itemsOf(params: unknown): unknown[] | undefined {
-  if (Array.isArray(params)) return params;
-  if (params !== null && typeof params === 'object') return [params];
-  return undefined;
 }
 
 export class TopologyService {
@@ -82,17 +75,16 @@ export class TopologyService {
   async addSigned(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
     const notGateway = await this.gatewayCheck(gateway);
     if (notGateway) return notGateway;
-    const items = itemsOf(params);
-    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params must be a non-empty list of {productKey, deviceName, clientId, timestamp, signmethod, sign}');
-    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const request = requestItems(params, 'params must be a non-empty list of {productKey, deviceName, clientId, timestamp, signmethod, sign}');
+    if ('refusal' in request) return request.refusal;
 
     const outcomes: ItemOutcome[] = [];
     const accepted: { index: number; sub: Device }[] = [];
     const products = new Map<string, Product | undefined>();
-    for (const item of items) {
+    for (const item of request.items) {
       const id = subDeviceIdentity(item);
       if (!id) {
-        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        outcomes.push(missingIdentity());
         continue;
       }
       const checked = await this.checkCandidate(gateway, id, products);
@@ -122,15 +114,14 @@ export class TopologyService {
   async removeByGateway(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
     const notGateway = await this.gatewayCheck(gateway);
     if (notGateway) return notGateway;
-    const items = itemsOf(params);
-    if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params must be a non-empty list of {productKey, deviceName}');
-    if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+    const request = requestItems(params, 'params must be a non-empty list of {productKey, deviceName}');
+    if ('refusal' in request) return request.refusal;
     const outcomes: ItemOutcome[] = [];
     const toDetach: Device[] = [];
-    for (const item of items) {
+    for (const item of request.items) {
       const id = subDeviceIdentity(item);
       if (!id) {
-        outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+        outcomes.push(missingIdentity());
         continue;
       }
       const sub = await this.store.getDevice(id.productKey, id.deviceName);
@@ -301,18 +292,16 @@ export class TopologyService {
     this.events.emit('topology.changed', { gateway: refOf(gateway), removed: subs.map(refOf), added: [], byGateway });
   }
 
-  private audit(action: string, gateway: DeviceRef, actor: 'device' | 'admin', outcomes: { productKey: string; deviceName: string; code: number; message: string }[]): void {
+  private audit(action: string, gateway: DeviceRef, actor: 'device' | 'admin', outcomes: AuditedOutcome[]): void {
     if (outcomes.length === 0) return;
     const at = this.now().toISOString();
-    const entries: AuditEntry[] = outcomes.map((o) => ({
+    const entries = outcomeAuditEntries(
       at,
       action,
-      actor: actor === 'device' ? `gateway:${gateway.productKey}/${gateway.deviceName}` : 'admin',
-      productKey: o.productKey.slice(0, 64) || null,
-      deviceName: o.deviceName.slice(0, 64) || null,
-      result: o.code === C.SUCCESS ? 'ok' : 'deny',
-      reason: o.code === C.SUCCESS ? `gateway ${gateway.productKey}/${gateway.deviceName}${o.message === 'success' ? '' : `; ${o.message}`}` : `${o.code} ${o.message}`,
-    }));
+      actor === 'device' ? gatewayActor(gateway) : 'admin',
+      outcomes,
+      (m) => `gateway ${gateway.productKey}/${gateway.deviceName}${m === 'success' ? '' : `; ${m}`}`,
+    );
     this.store.appendAudit(entries).catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
   }
 }

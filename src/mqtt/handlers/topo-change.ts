@@ -17,9 +17,9 @@
  *   operator reads it (`GET /api/v1/audit?action=topology.found`, `thingauth audit`).
  */
 import { PRODUCT_KEY_RE, isValidDeviceName } from '../../core/names.js';
-import { SubDeviceCodes as C, fail, foldItems, subDeviceIdentity, type AlinkResult, type ItemOutcome } from '../../core/sub-device-protocol.js';
+import { gatewayActor } from '../../services/sub-device-audit.js';
+import { SubDeviceCodes as C, foldItems, missingIdentity, requestItems, subDeviceIdentity, type AlinkResult, type ItemOutcome } from '../../core/sub-device-protocol.js';
 import type { DeviceRef, RegistryEventMap } from '../../services/events.js';
-import { MAX_ITEMS_PER_MESSAGE, itemsOf } from '../../services/topology.js';
 import { handleGatewayRequest } from './gateway-link.js';
 import { compileTopicPattern } from './topic-pattern.js';
 import type { HandlerContext, TopicHandler } from './index.js';
@@ -84,27 +84,25 @@ export function startTopoChangeNotices(hctx: HandlerContext): () => void {
 async function reportFound(hctx: HandlerContext, gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
   const notGateway = await hctx.app.services.topology.gatewayCheck(gateway);
   if (notGateway) return notGateway;
-  const items = itemsOf(params);
-  if (!items || items.length === 0) return fail(C.PARAM_ERROR, 'params must be a non-empty list of {productKey, deviceName}');
-  if (items.length > MAX_ITEMS_PER_MESSAGE) return fail(C.PARAM_ERROR, `at most ${MAX_ITEMS_PER_MESSAGE} entries per message`);
+  const request = requestItems(params, 'params must be a non-empty list of {productKey, deviceName}');
+  if ('refusal' in request) return request.refusal;
   const products = new Map<string, boolean>();
   const productExists = async (pk: string) => {
     if (!products.has(pk)) products.set(pk, PRODUCT_KEY_RE.test(pk) && (await hctx.app.store.getProduct(pk)) !== undefined);
     return products.get(pk)!;
   };
   const outcomes: ItemOutcome[] = [];
-  for (const item of items) {
+  for (const item of request.items) {
     const id = subDeviceIdentity(item);
-    if (!id) outcomes.push({ productKey: '', deviceName: '', code: C.PARAM_ERROR, message: 'each entry needs productKey and deviceName strings' });
+    if (!id) outcomes.push(missingIdentity());
     else if (!(await productExists(id.productKey))) outcomes.push({ ...id, code: C.PRODUCT_NOT_FOUND, message: `product ${id.productKey} not found` });
     else if (!isValidDeviceName(id.deviceName)) outcomes.push({ ...id, code: C.BAD_DEVICE_NAME, message: 'deviceName must be 4-32 characters of A-Z a-z 0-9 - _ @ . :' });
     else outcomes.push({ ...id, code: C.SUCCESS, message: 'success' });
   }
-  const actor = `gateway:${gateway.productKey}/${gateway.deviceName}`;
   for (const o of outcomes) {
     hctx.app.services.audit.record({
       action: 'topology.found',
-      actor,
+      actor: gatewayActor(gateway),
       productKey: o.productKey || null,
       deviceName: o.deviceName || null,
       result: o.code === C.SUCCESS ? 'ok' : 'deny',
