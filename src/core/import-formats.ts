@@ -151,29 +151,55 @@ function scanRecord(s: string, pos: number, final: boolean, line: number): Scann
   }
 }
 
-/** Incremental RFC 4180 reader: push text as it arrives, records come out with their line numbers. */
-export class CsvRecordReader {
+/**
+ * What both readers share: text is pushed as it arrives, a leading byte-order mark is
+ * dropped, text that does not yet make a whole record waits for the next push (or end), and
+ * a waiting record longer than MAX_RECORD_CHARS stops the file with `tooLongMessage`.
+ */
+abstract class IncrementalReader<T> {
   private pending = '';
   /** Line on which the pending (not yet complete) record starts. */
   line = 1;
   private started = false;
 
-  push(text: string): CsvRecord[] {
+  constructor(private readonly tooLongMessage: string) {}
+
+  push(text: string): T[] {
     if (!this.started && text.length > 0) {
       this.started = true;
       if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     }
     this.pending = this.pending.length === 0 ? text : this.pending + text;
-    return this.drain(false);
+    return this.take(false);
   }
 
-  end(): CsvRecord[] {
-    return this.drain(true);
+  end(): T[] {
+    return this.take(true);
   }
 
-  private drain(final: boolean): CsvRecord[] {
+  /**
+   * Reads the whole records at the start of `s` into `out`, advancing `line`; returns where
+   * the unread rest begins. With `final`, the rest is the file's last record.
+   */
+  protected abstract drain(s: string, final: boolean, out: T[]): number;
+
+  private take(final: boolean): T[] {
     const s = this.pending;
-    const out: CsvRecord[] = [];
+    const out: T[] = [];
+    const pos = this.drain(s, final, out);
+    this.pending = pos === 0 ? s : s.slice(pos);
+    if (this.pending.length > MAX_RECORD_CHARS) throw fileError(this.line, this.tooLongMessage);
+    return out;
+  }
+}
+
+/** Incremental RFC 4180 reader: push text as it arrives, records come out with their line numbers. */
+export class CsvRecordReader extends IncrementalReader<CsvRecord> {
+  constructor() {
+    super(`record is longer than ${MAX_RECORD_CHARS} characters (is a closing " missing?)`);
+  }
+
+  protected drain(s: string, final: boolean, out: CsvRecord[]): number {
     let pos = 0;
     while (pos < s.length) {
       const r = scanRecord(s, pos, final, this.line);
@@ -183,11 +209,7 @@ export class CsvRecordReader {
       this.line += r.newlines;
       pos = r.next;
     }
-    this.pending = pos === 0 ? s : s.slice(pos);
-    if (this.pending.length > MAX_RECORD_CHARS) {
-      throw fileError(this.line, `record is longer than ${MAX_RECORD_CHARS} characters (is a closing " missing?)`);
-    }
-    return out;
+    return pos;
   }
 }
 
@@ -201,28 +223,12 @@ export interface JsonLine {
 }
 
 /** Incremental JSON-lines reader; blank lines are skipped, each other line must be one JSON value. */
-export class JsonLinesReader {
-  private pending = '';
-  /** Line on which the pending (not yet complete) line starts. */
-  line = 1;
-  private started = false;
-
-  push(text: string): JsonLine[] {
-    if (!this.started && text.length > 0) {
-      this.started = true;
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-    }
-    this.pending = this.pending.length === 0 ? text : this.pending + text;
-    return this.drain(false);
+export class JsonLinesReader extends IncrementalReader<JsonLine> {
+  constructor() {
+    super(`line is longer than ${MAX_RECORD_CHARS} characters`);
   }
 
-  end(): JsonLine[] {
-    return this.drain(true);
-  }
-
-  private drain(final: boolean): JsonLine[] {
-    const s = this.pending;
-    const out: JsonLine[] = [];
+  protected drain(s: string, final: boolean, out: JsonLine[]): number {
     let pos = 0;
     for (;;) {
       let nl = s.indexOf('\n', pos);
@@ -241,11 +247,7 @@ export class JsonLinesReader {
       this.line++;
       pos = nl + 1;
     }
-    this.pending = pos >= s.length ? '' : s.slice(pos);
-    if (this.pending.length > MAX_RECORD_CHARS) {
-      throw fileError(this.line, `line is longer than ${MAX_RECORD_CHARS} characters`);
-    }
-    return out;
+    return pos;
   }
 }
 

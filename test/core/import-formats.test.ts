@@ -5,6 +5,7 @@ import {
   CsvRecordReader,
   ImportRowReader,
   JsonLinesReader,
+  MAX_RECORD_CHARS,
   formatFromContentType,
   formatFromFileName,
   readImportRows,
@@ -89,6 +90,29 @@ describe('JsonLinesReader', () => {
     ]);
     assert.equal(out[2]!.line, 4);
     assert.match(out[2]!.error!, /not valid JSON/);
+  });
+});
+
+describe('record length limit', () => {
+  it('stops a CSV file at a record still open past MAX_RECORD_CHARS, naming the line it starts on', () => {
+    const r = new CsvRecordReader();
+    assert.deepEqual(r.push('A,B\n1,2\n'), [
+      { line: 1, fields: ['A', 'B'] },
+      { line: 2, fields: ['1', '2'] },
+    ]);
+    assert.throws(
+      () => r.push(`"${'x'.repeat(MAX_RECORD_CHARS)}`),
+      (e: Error) => e.message === `line 3: record is longer than ${MAX_RECORD_CHARS} characters (is a closing " missing?)`,
+    );
+  });
+
+  it('stops a JSON-lines file at a line longer than MAX_RECORD_CHARS, naming that line', () => {
+    const r = new JsonLinesReader();
+    assert.deepEqual(r.push('{"a":1}\n'), [{ line: 1, value: { a: 1 } }]);
+    assert.throws(
+      () => r.push(`"${'x'.repeat(MAX_RECORD_CHARS)}`),
+      (e: Error) => e.message === `line 2: line is longer than ${MAX_RECORD_CHARS} characters`,
+    );
   });
 });
 
