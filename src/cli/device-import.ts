@@ -87,7 +87,8 @@ export function addDeviceImportCommand(device: Command): void {
       let lastLine = 0;
       const send = async () => {
         try {
-          const r = await client.request<{ created: number }>('POST', apiPath('products', pk, 'devices', 'batch'), { deviceNames: batch });
+          // Only the count comes back: the secrets are exported afterwards (device export).
+          const r = await client.request<{ created: number }>('POST', `${apiPath('products', pk, 'devices', 'batch')}?credentials=false`, { deviceNames: batch });
           created += r.created;
           batches++;
           bar?.increment(batch.length);

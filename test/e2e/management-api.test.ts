@@ -311,7 +311,7 @@ describe('devices', () => {
     assertError(await s.request('GET', `/api/v1/products/${productKey}/devices/good-name`), 404, 'DEVICE_NOT_FOUND');
   });
 
-  it('batch by names and by count returns secrets; all or nothing', async () => {
+  it('batch by names and by count returns secrets (or only the count with credentials=false); all or nothing', async () => {
     const { productKey } = await newProduct();
     const names = Array.from({ length: 250 }, (_, i) => `batch-${String(i).padStart(4, '0')}`);
     const r = await s.request('POST', `/api/v1/products/${productKey}/devices/batch`, { deviceNames: names });
@@ -325,6 +325,14 @@ describe('devices', () => {
     assert.equal(byCount.status, 201);
     assert.equal(byCount.body.devices.length, 7);
     assert.equal(await deviceCount(productKey), 257);
+
+    // credentials=false (what `device import` sends): the count only; the devices and their secrets exist all the same.
+    const quiet = await s.request('POST', `/api/v1/products/${productKey}/devices/batch?credentials=false`, { deviceNames: ['quiet-0001', 'quiet-0002'] });
+    assert.equal(quiet.status, 201);
+    assert.deepEqual(quiet.body, { created: 2 });
+    assert.match((await s.request('GET', `/api/v1/products/${productKey}/devices/quiet-0002/secret`)).body.deviceSecret, /^[A-Za-z0-9]{32}$/);
+    assertError(await s.request('POST', `/api/v1/products/${productKey}/devices/batch?credentials=maybe`, { count: 1 }), 400, 'INVALID_ARGUMENT', 'credentials');
+    assert.equal(await deviceCount(productKey), 259);
 
     // One taken name or one bad name refuses the whole batch.
     const withTaken = await s.request('POST', `/api/v1/products/${productKey}/devices/batch`, { deviceNames: ['fresh-0001', 'batch-0003', 'fresh-0002'] });
@@ -343,7 +351,7 @@ describe('devices', () => {
     const tooMany = Array.from({ length: 10_001 }, (_, i) => `many-${i}`);
     assertError(await s.request('POST', `/api/v1/products/${productKey}/devices/batch`, { deviceNames: tooMany }), 400, 'INVALID_ARGUMENT', 'deviceNames');
     assertError(await s.request('POST', '/api/v1/products/a1NoSuchPK0/devices/batch', { count: 2 }), 404, 'PRODUCT_NOT_FOUND');
-    assert.equal(await deviceCount(productKey), 257);
+    assert.equal(await deviceCount(productKey), 259);
     assertError(await s.request('GET', `/api/v1/products/${productKey}/devices/fresh-0001`), 404, 'DEVICE_NOT_FOUND');
   });
 
