@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectClient, connectRefusal, createDevice, endClient, eventually, signedConnect, waitForClose } from '../helpers/mqtt.js';
+import { apiDevice } from '../helpers/api.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { mqttRegistration, registrationConnect } from './registration-helpers.js';
 
@@ -21,12 +22,6 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
     await server.stop();
   });
 
-  async function apiDevice(pk: string, dn: string): Promise<any> {
-    const r = await server.request('GET', `/api/v1/products/${pk}/devices/${dn}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return r.body;
-  }
-
   async function reset(pk: string, dn: string): Promise<any> {
     const r = await server.request('POST', `/api/v1/products/${pk}/devices/${dn}/reset`);
     assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -37,14 +32,14 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
     const d = await createDevice(server);
     const c = await connectClient(server, 'mqtt', signedConnect(d));
     try {
-      await eventually(async () => (await apiDevice(d.productKey, d.deviceName)).status === 'ONLINE');
+      await eventually(async () => (await apiDevice(server, d.productKey, d.deviceName)).status === 'ONLINE');
       const closed = waitForClose(c);
       const body = await reset(d.productKey, d.deviceName);
       assert.equal(body.status, 'UNACTIVE');
       await closed;
       // Longer than a presence batch (100 ms) twice over: nothing written later brings it back.
       await sleep(300);
-      const after = await apiDevice(d.productKey, d.deviceName);
+      const after = await apiDevice(server, d.productKey, d.deviceName);
       assert.equal(after.status, 'UNACTIVE');
       assert.equal(after.activatedAt, null);
       const rec = await server.running.ctx.store.getDevice(d.productKey, d.deviceName);
@@ -54,7 +49,7 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
     }
     // The secret is kept: the device may log in again, and that login activates it again.
     const again = await connectClient(server, 'mqtt', signedConnect(d));
-    await eventually(async () => (await apiDevice(d.productKey, d.deviceName)).status === 'ONLINE');
+    await eventually(async () => (await apiDevice(server, d.productKey, d.deviceName)).status === 'ONLINE');
     await endClient(again);
   });
 
@@ -73,7 +68,7 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
       await closed;
       await endClient(c);
       await sleep(300);
-      const rec = await apiDevice(d.productKey, d.deviceName);
+      const rec = await apiDevice(server, d.productKey, d.deviceName);
       assert.equal(rec.status, 'UNACTIVE', `attempt ${attempt}: ${JSON.stringify(rec)}`);
       assert.equal(rec.activatedAt, null);
       if (rec.lastOnlineAt === null) hitWindow++;
@@ -99,7 +94,7 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
     const cred = await regnwl();
     const c = await connectClient(server, 'mqtts', connwl(cred));
     try {
-      await eventually(async () => (await apiDevice(pk, dn)).status === 'ONLINE');
+      await eventually(async () => (await apiDevice(server, pk, dn)).status === 'ONLINE');
       const closed = waitForClose(c);
       await reset(pk, dn);
       await closed;
@@ -107,12 +102,12 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
       await endClient(c);
     }
     await sleep(300);
-    assert.equal((await apiDevice(pk, dn)).status, 'UNACTIVE');
+    assert.equal((await apiDevice(server, pk, dn)).status, 'UNACTIVE');
     assert.equal((await connectRefusal(server, 'mqtts', connwl(cred))).code, 5);
     const cred2 = await regnwl();
     assert.notEqual(cred2.deviceToken, cred.deviceToken);
     const c2 = await connectClient(server, 'mqtts', connwl(cred2));
-    await eventually(async () => (await apiDevice(pk, dn)).status === 'ONLINE');
+    await eventually(async () => (await apiDevice(server, pk, dn)).status === 'ONLINE');
     await endClient(c2);
   });
 });

@@ -5,6 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectClient, connectRefusal, createDevice, endClient, eventually, signedConnect, waitForClose } from '../helpers/mqtt.js';
+import { apiDevice } from '../helpers/api.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 describe('MQTT sessions: presence, activation, takeover, kicks', () => {
@@ -17,21 +18,15 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
     await server.stop();
   });
 
-  async function apiDevice(pk: string, dn: string): Promise<any> {
-    const r = await server.request('GET', `/api/v1/products/${pk}/devices/${dn}`);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return r.body.data ?? r.body;
-  }
-
   it('first good login activates (UNACTIVE -> ONLINE, activatedAt set); disconnect makes it OFFLINE', async () => {
     const d = await createDevice(server);
-    const before = await apiDevice(d.productKey, d.deviceName);
+    const before = await apiDevice(server, d.productKey, d.deviceName);
     assert.equal(before.status, 'UNACTIVE');
     assert.equal(before.activatedAt, null);
 
     const c = await connectClient(server, 'mqtt', signedConnect(d));
     const online = await eventually(async () => {
-      const x = await apiDevice(d.productKey, d.deviceName);
+      const x = await apiDevice(server, d.productKey, d.deviceName);
       return x.status === 'ONLINE' ? x : undefined;
     });
     assert.ok(online.activatedAt, 'activatedAt is set');
@@ -39,7 +34,7 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
 
     await endClient(c);
     const offline = await eventually(async () => {
-      const x = await apiDevice(d.productKey, d.deviceName);
+      const x = await apiDevice(server, d.productKey, d.deviceName);
       return x.status === 'OFFLINE' ? x : undefined;
     });
     assert.equal(offline.activatedAt, online.activatedAt, 'activation time does not move');
@@ -49,7 +44,7 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
     const d = await createDevice(server);
     await connectRefusal(server, 'mqtt', signedConnect({ ...d, deviceSecret: 'NotTheSecret00000000000000000000' }));
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await apiDevice(d.productKey, d.deviceName)).status, 'UNACTIVE');
+    assert.equal((await apiDevice(server, d.productKey, d.deviceName)).status, 'UNACTIVE');
   });
 
   it('a second login with the same identity takes over: the older connection is closed, the device stays ONLINE', async () => {
@@ -62,13 +57,13 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
     assert.ok(second.connected, 'the newer connection survives');
     await new Promise((r) => setTimeout(r, 100));
     assert.ok(second.connected);
-    await eventually(async () => (await apiDevice(d.productKey, d.deviceName)).status === 'ONLINE');
+    await eventually(async () => (await apiDevice(server, d.productKey, d.deviceName)).status === 'ONLINE');
     // Let any late presence write of the old connection land: the device must still be ONLINE.
     await new Promise((r) => setTimeout(r, 100));
-    assert.equal((await apiDevice(d.productKey, d.deviceName)).status, 'ONLINE');
+    assert.equal((await apiDevice(server, d.productKey, d.deviceName)).status, 'ONLINE');
     await endClient(first);
     await endClient(second);
-    await eventually(async () => (await apiDevice(d.productKey, d.deviceName)).status === 'OFFLINE');
+    await eventually(async () => (await apiDevice(server, d.productKey, d.deviceName)).status === 'OFFLINE');
   });
 
   it('disabling a device through the API closes its live connection at once and refuses it afterwards', async () => {
@@ -80,7 +75,7 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
     await closed;
     await endClient(c);
     assert.equal((await connectRefusal(server, 'mqtt', signedConnect(d))).code, 5);
-    assert.equal((await apiDevice(d.productKey, d.deviceName)).status, 'DISABLE');
+    assert.equal((await apiDevice(server, d.productKey, d.deviceName)).status, 'DISABLE');
     const rec = await server.running.ctx.store.getDevice(d.productKey, d.deviceName);
     assert.equal(rec!.online, false);
   });
