@@ -86,6 +86,22 @@ function countNewlines(s: string, from: number, to: number): number {
   return n;
 }
 
+/** Where unquoted field text starting at `pos` ends: at the next comma or newline, or the end of `s`. */
+function unquotedEnd(s: string, pos: number): number {
+  let end = pos;
+  while (end < s.length) {
+    const c = s.charCodeAt(end);
+    if (c === 44 || c === 10) break;
+    end++;
+  }
+  return end;
+}
+
+/** Field text without the \r of a CRLF line ending. */
+function withoutCr(text: string): string {
+  return text.endsWith('\r') ? text.slice(0, -1) : text;
+}
+
 /**
  * Scans one record starting at `pos`. Returns undefined when the text ends before the record
  * does and more text may follow (`final` false).
@@ -116,27 +132,14 @@ function scanRecord(s: string, pos: number, final: boolean, line: number): Scann
         break;
       }
       // Lenient about text after the closing quote (`"a"b`): keep it, as spreadsheet tools do.
-      let end = pos;
-      while (end < s.length) {
-        const c = s.charCodeAt(end);
-        if (c === 44 || c === 10) break;
-        end++;
-      }
+      const end = unquotedEnd(s, pos);
       if (end === s.length && !final) return undefined;
-      let tail = s.slice(pos, end);
-      if (tail.endsWith('\r')) tail = tail.slice(0, -1);
-      value += tail;
+      value += withoutCr(s.slice(pos, end));
       pos = end;
     } else {
-      let end = pos;
-      while (end < s.length) {
-        const c = s.charCodeAt(end);
-        if (c === 44 || c === 10) break;
-        end++;
-      }
+      const end = unquotedEnd(s, pos);
       if (end === s.length && !final) return undefined;
-      value = s.slice(pos, end);
-      if (value.endsWith('\r')) value = value.slice(0, -1);
+      value = withoutCr(s.slice(pos, end));
       pos = end;
     }
     fields.push(value);
