@@ -65,6 +65,8 @@ export function targetChecks(figs: F[]): TargetCheck[] {
   out.push({ target: 'HTTPS registration, keep-alive', goal: '≥ 3,000/s', measured: reg ? `${n(reg.registrationsPerSec)}/s` : 'not measured', met: reg ? reg.registrationsPerSec >= 3000 && reg.failed === 0 : undefined });
   const bulk = live(figs, 'bulk-provision')[0];
   out.push({ target: 'Bulk provisioning, 500,000 devices', goal: '< 20 s', measured: bulk ? `${n(bulk.seconds, 1)} s for ${n(bulk.n)}` : 'not measured', met: bulk && !bulk.failed ? bulk.n >= 500_000 && bulk.seconds < 20 : bulk ? false : undefined });
+  const imp = live(figs, 'migration-import')[0];
+  out.push({ target: 'Migration import, 500,000 rows', goal: '< 20 s', measured: imp ? (imp.failed ? `failed: ${imp.failed}` : `${n(imp.seconds, 1)} s for ${n(imp.n)}`) : 'not measured', met: imp && !imp.failed ? imp.n >= 500_000 && imp.created === imp.n && imp.seconds < 20 : imp ? false : undefined });
   const gw = live(figs, 'gateway-batch-login')[0];
   out.push({ target: 'Gateway, 1,500 sub-devices online', goal: '< 2 s', measured: gw ? `${n(gw.seconds, 2)} s` : 'not measured', met: gw ? gw.seconds < 2 && (gw.failed ?? 0) === 0 : undefined });
   return out;
@@ -123,6 +125,13 @@ export function markdownReport(figs: F[]): string {
   const bulk = live(figs, 'bulk-provision');
   if (bulk.length) {
     parts.push('### Bulk provisioning (`thingauth device import`)\n\n' + table(['devices', 'seconds', 'devices/s', 'server CPU s', 'CLI CPU s (≥)', 'server peak RSS (MiB)', 'CLI peak RSS (MiB)'], bulk.map((f) => [n(f.n), f.failed ? `failed: ${f.failed}` : n(f.seconds, 2), n(f.devicesPerSec), n(f.serverCpuSeconds, 1), n(f.cliCpuSecondsAtLeast, 1), n(f.serverPeakRssKiB / 1024, 1), n(f.cliPeakRssKiB / 1024, 1)])));
+  }
+  const imp = live(figs, 'migration-import');
+  if (imp.length) {
+    parts.push(
+      '### Migration import (`thingauth import devices`, console CSV with each device\'s own secret)\n\n' +
+        table(['rows', 'created', 'seconds', 'devices/s', 'server CPU s', 'CLI CPU s (≥)', 'server peak RSS (MiB)', 'CLI peak RSS (MiB)'], imp.map((f) => [n(f.n), n(f.created), f.failed ? `failed: ${f.failed}` : n(f.seconds, 2), n(f.devicesPerSec), n(f.serverCpuSeconds, 1), n(f.cliCpuSecondsAtLeast, 1), n(f.serverPeakRssKiB / 1024, 1), n(f.cliPeakRssKiB / 1024, 1)])),
+    );
   }
   const gw = live(figs, 'gateway-batch-login');
   if (gw.length) {

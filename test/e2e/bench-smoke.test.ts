@@ -89,6 +89,11 @@ test('bench --smoke runs every scenario against thingauth with 0 refusals and pr
     assert.equal(bulk.created, bulk.n);
     assert.ok(bulk.cliPeakRssKiB > 0 && bulk.serverPeakRssKiB > 0);
 
+    const imp = one('migration-import');
+    assert.equal(imp.failed, undefined, String(imp.failed));
+    assert.equal(imp.created, imp.n);
+    assert.ok(imp.cliPeakRssKiB > 0 && imp.serverPeakRssKiB > 0);
+
     const gw = one('gateway-batch-login');
     assert.equal(gw.failed, 0, JSON.stringify(gw.failures));
     assert.equal(gw.batches, Math.ceil(gw.n / gw.batch));
