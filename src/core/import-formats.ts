@@ -56,6 +56,8 @@ export interface ProductImportRow {
   requireTls?: boolean;
   replayProtection?: boolean;
   deviceLimit?: number | null;
+  /** Replay window in seconds; null = off (0 is read as off too). */
+  timestampWindowSeconds?: number | null;
   description?: string;
 }
 
@@ -272,9 +274,12 @@ const PRODUCT_FIELDS = [
   'requireTls',
   'replayProtection',
   'deviceLimit',
+  'timestampWindowSeconds',
   'description',
 ] as const;
 const PRODUCT_REQUIRED = ['productKey', 'productSecret', 'productName'] as const;
+/** One year, the products API's own limit (routes/products.ts), so an import cannot set what the API refuses. */
+const MAX_TIMESTAMP_WINDOW_SECONDS = 31_536_000;
 
 /** "ProductKey", "product_key", "PRODUCTKEY" -> "productkey". */
 function headerKey(name: string): string {
@@ -375,6 +380,15 @@ export function toProductRow(raw: RawRow, line: number): ProductImportRow {
       if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) throw new Error('deviceLimit must be a whole number of at least 1, or null');
       row.deviceLimit = n;
     }
+  }
+  if (raw.timestampWindowSeconds !== undefined) {
+    const v = raw.timestampWindowSeconds;
+    const n = v === null || v === '' ? 0 : typeof v === 'string' ? Number(v.trim()) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > MAX_TIMESTAMP_WINDOW_SECONDS) {
+      throw new Error(`timestampWindowSeconds must be a whole number from 0 to ${MAX_TIMESTAMP_WINDOW_SECONDS}, or null (0 and null = off)`);
+    }
+    // 0 and null both mean "off", as in the products API; one spelling keeps comparison simple.
+    row.timestampWindowSeconds = n === 0 ? null : n;
   }
   const description = optionalString(raw, 'description', 100);
   if (description !== undefined) row.description = description ?? '';

@@ -320,6 +320,7 @@ export class Importer {
             requireTls: row.requireTls,
             replayProtection: row.replayProtection,
             deviceLimit: row.deviceLimit,
+            timestampWindowSeconds: row.timestampWindowSeconds,
             description: row.description,
           });
         } catch (e) {
@@ -404,6 +405,10 @@ function productPatch(p: Product, row: ProductImportRow): ProductPatch {
   if (row.requireTls !== undefined && row.requireTls !== p.requireTls) patch.requireTls = row.requireTls;
   if (row.replayProtection !== undefined && row.replayProtection !== p.replayProtection) patch.replayProtection = row.replayProtection;
   if (row.deviceLimit !== undefined && row.deviceLimit !== p.deviceLimit) patch.deviceLimit = row.deviceLimit;
+  if (row.timestampWindowSeconds !== undefined && row.timestampWindowSeconds !== (p.timestampWindowSeconds ?? null)) {
+    // The store's patch says "off" with 0; the row says it with null.
+    patch.timestampWindowSeconds = row.timestampWindowSeconds ?? 0;
+  }
   if (row.description !== undefined && row.description !== p.description) patch.description = row.description;
   return patch;
 }
@@ -420,6 +425,7 @@ export function toProductExportLine(p: Product): string {
       requireTls: p.requireTls,
       replayProtection: p.replayProtection,
       deviceLimit: p.deviceLimit,
+      timestampWindowSeconds: p.timestampWindowSeconds ?? null,
       description: p.description,
     }) + '\n'
   );

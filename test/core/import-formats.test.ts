@@ -213,6 +213,28 @@ describe('ImportRowReader: products', () => {
     ]);
   });
 
+  it('reads timestampWindowSeconds: a number is kept, null and 0 both mean off, anything else is refused', () => {
+    const base = { productSecret: 'benchProductSecret01', productName: 'bench product' };
+    const rows = products(
+      [
+        { productKey: 'a1Window001', timestampWindowSeconds: 300 },
+        { productKey: 'a1Window002', timestampWindowSeconds: null },
+        { productKey: 'a1Window003', timestampWindowSeconds: 0 },
+        { productKey: 'a1Window004', timestampWindowSeconds: -1 },
+        { productKey: 'a1Window005', timestampWindowSeconds: 1.5 },
+        { productKey: 'a1Window006', timestampWindowSeconds: 31_536_001 },
+        { productKey: 'a1Window007', timestampWindowSeconds: '60' },
+      ]
+        .map((r) => JSON.stringify({ ...r, ...base }))
+        .join('\n'),
+    );
+    assert.deepEqual(rows[0], { row: { line: 1, productKey: 'a1Window001', ...base, timestampWindowSeconds: 300 } });
+    assert.deepEqual(rows[1], { row: { line: 2, productKey: 'a1Window002', ...base, timestampWindowSeconds: null } });
+    assert.deepEqual(rows[2], { row: { line: 3, productKey: 'a1Window003', ...base, timestampWindowSeconds: null } });
+    for (const r of rows.slice(3, 6)) assert.match(r.error!.message, /^timestampWindowSeconds must be a whole number from 0 to 31536000/);
+    assert.deepEqual(rows[6], { row: { line: 7, productKey: 'a1Window007', ...base, timestampWindowSeconds: 60 } });
+  });
+
   it('reads CSV with booleans as text and refuses bad settings with line numbers', () => {
     const rows = products(
       [

@@ -194,18 +194,49 @@ describe('import API', () => {
     assert.equal((await server.running.ctx.store.getProduct('a1ProdImp01'))!.nodeType, 'DEVICE');
   });
 
+  it('products: timestampWindowSeconds is compared when given, a different one is a conflict, overwrite sets or clears it', async () => {
+    const base = { productKey: 'a1Window001', productSecret: 'WindowPSecret001', productName: 'window product' };
+    const window = async () => (await server.running.ctx.store.getProduct('a1Window001'))!.timestampWindowSeconds;
+    assert.equal((await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: 300 }]), { contentType: JSONL })).body.created, 1);
+    assert.equal(await window(), 300);
+    // Absent: not compared.
+    assert.equal((await importFile(server, 'products', jsonl([base]), { contentType: JSONL })).body.identical, 1);
+    assert.equal((await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: 300 }]), { contentType: JSONL })).body.identical, 1);
+
+    for (const other of [60, null]) {
+      const c = await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: other }]), { contentType: JSONL });
+      assert.deepEqual(c.body.conflicts, [{ line: 1, productKey: 'a1Window001', message: 'timestampWindowSeconds differs from the existing product (use overwrite to replace)' }]);
+      assert.equal(await window(), 300, 'a conflict changes nothing');
+    }
+    const o = await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: 60 }]), { contentType: JSONL, query: { overwrite: 'true' } });
+    assert.equal(o.body.overwritten, 1);
+    assert.equal(await window(), 60);
+    const off = await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: null }]), { contentType: JSONL, query: { overwrite: 'true' } });
+    assert.equal(off.body.overwritten, 1);
+    assert.equal(await window(), undefined);
+    assert.equal((await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: 0 }]), { contentType: JSONL })).body.identical, 1);
+
+    const bad = await importFile(server, 'products', jsonl([{ ...base, timestampWindowSeconds: -5 }]), { contentType: JSONL, query: { overwrite: 'true' } });
+    assert.equal(bad.body.invalidCount, 1);
+    assert.match(bad.body.invalid[0]!.message, /timestampWindowSeconds must be a whole number/);
+    assert.equal(await window(), undefined);
+  });
+
   it('export -> import into a fresh server -> export gives the same bytes, and every key and iotId survives', async () => {
     const src = server;
     const rows = [
       { productKey: 'a1RoundTrip', deviceName: 'dev-imported', deviceSecret: S(7), iotId: 'RoundTripIotId000000000000001', nickname: '温度计 1', activatedAt: '2023-05-01T10:00:00.000Z' },
       { productKey: 'a1RoundTrip', deviceName: 'dev:with@odd.chars', deviceSecret: S(8) },
     ];
-    await newProduct(src, 'a1RoundTrip', { nodeType: 'GATEWAY', dynamicRegistration: true, preRegistrationFree: true, deviceLimit: 1000, description: 'round trip' });
+    await newProduct(src, 'a1RoundTrip', { nodeType: 'GATEWAY', dynamicRegistration: true, preRegistrationFree: true, deviceLimit: 1000, timestampWindowSeconds: 300, description: 'round trip' });
     await importFile(src, 'devices', jsonl(rows), { contentType: JSONL });
     const created = await src.request('POST', '/api/v1/products/a1RoundTrip/devices/batch', { count: 3 });
     assert.ok(created.status < 300, JSON.stringify(created.body));
 
     const products = await exportProducts(src);
+    const exported = products.text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.equal(exported.find((p) => p.productKey === 'a1RoundTrip')?.timestampWindowSeconds, 300);
+    assert.ok(exported.every((p) => 'timestampWindowSeconds' in p), 'every exported product says its window (null = off)');
     const devices = await exportDevices(src, 'a1RoundTrip');
     assert.equal(devices.status, 200);
     assert.match(devices.contentType ?? '', /^application\/x-ndjson/);
@@ -219,6 +250,7 @@ describe('import API', () => {
       assert.deepEqual([d.body.created, d.body.invalidCount, d.body.conflictCount], [5, 0, 0]);
       assert.equal((await exportDevices(dst, 'a1RoundTrip')).text, devices.text);
       assert.equal((await exportProducts(dst)).text, products.text);
+      assert.equal((await dst.running.ctx.store.getProduct('a1RoundTrip'))!.timestampWindowSeconds, 300);
       assert.deepEqual(await deviceSnapshot(dst, 'a1RoundTrip'), await deviceSnapshot(src, 'a1RoundTrip'));
     } finally {
       await dst.stop();
