@@ -211,10 +211,28 @@ export class Registry {
     const d = await this.getDeviceRecord(productKey, deviceName);
     // A sub-device leaves its gateway's topology with it; the gateway is told (topology.changed).
     const gateway = d.gatewayIotId ? await this.store.getDeviceByIotId(d.gatewayIotId) : undefined;
+    // A gateway's sub-devices are detached by the store with it: read them first, so their
+    // loss of the gateway can be announced (and their sessions through it ended).
+    const subs = await this.subDevicesOf(d);
     await this.store.deleteDevice(d.iotId);
     this.events.emit('device.changed', this.ref(d));
     this.events.emit('device.deleted', this.ref(d));
     if (gateway) this.events.emit('topology.changed', { gateway: this.ref(gateway), removed: [this.ref(d)], added: [], byGateway: false });
+    if (subs.length > 0) {
+      for (const sub of subs) this.events.emit('device.changed', this.ref(sub));
+      this.events.emit('topology.changed', { gateway: this.ref(d), removed: subs.map((sub) => this.ref(sub)), added: [], byGateway: false });
+    }
+  }
+
+  /** Every sub-device attached to this gateway (of any product), read in pages. */
+  private async subDevicesOf(gateway: Device): Promise<Device[]> {
+    const out: Device[] = [];
+    for (let offset = 0; ; offset += 1000) {
+      // As TopologyService.allSubDevices: with gatewayIotId the store lists sub-devices of any product.
+      const page = await this.store.listDevices(gateway.productKey, { gatewayIotId: gateway.iotId }, offset, 1000);
+      out.push(...page.items);
+      if (page.items.length < 1000) return out;
+    }
   }
 
   /**

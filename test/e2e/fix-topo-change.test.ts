@@ -1,7 +1,8 @@
 /**
  * Spec 4.4 over real sockets: `thing/topo/change` notices to a connected gateway (no
  * SUBSCRIBE) when the operator changes its topology or a sub-device is disabled, enabled,
- * deleted or moved away, and none for the gateway's own topo/add|delete; `thing/list/found`
+ * deleted or moved away, and none for the gateway's own topo/add|delete; deleting a gateway
+ * announces its detached sub-devices (topology.changed) and they go OFFLINE; `thing/list/found`
  * validated, answered and recorded in the audit trail.
  */
 import { after, before, describe, it } from 'node:test';
@@ -9,7 +10,21 @@ import assert from 'node:assert/strict';
 import type { MqttClient } from 'mqtt';
 import { endClient, eventually } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { attachByApi, collect, connectGateway, request, setupGateway, silenceOn, sysTopic, topoEntry, type GatewaySetup } from './gateway-helpers.js';
+import type { DeviceRef } from '../../src/services/events.js';
+import {
+  attachByApi,
+  collect,
+  connectGateway,
+  loginParams,
+  request,
+  sessionTopic,
+  setupGateway,
+  silenceOn,
+  statusOf,
+  sysTopic,
+  topoEntry,
+  type GatewaySetup,
+} from './gateway-helpers.js';
 
 const sub = (d: { productKey: string; deviceName: string }) => ({ productKey: d.productKey, deviceName: d.deviceName });
 
@@ -102,6 +117,49 @@ describe('thing/topo/change notices and thing/list/found', () => {
       assert.deepEqual(n2.params, { status: 0, subList: [sub(g.subs[2]!)] });
       notices2.stop();
     } finally {
+      await endClient(gw2);
+    }
+  });
+
+  it('deleting a gateway: topology.changed names its sub-devices as removed; they show no gateway and go OFFLINE', async () => {
+    const other = await setupGateway(server, { subCount: 3 });
+    const [a, b, loose] = other.subs as [GatewaySetup['subs'][0], GatewaySetup['subs'][0], GatewaySetup['subs'][0]];
+    await attachByApi(server, other.gateway, [a, b]);
+    const gw2 = await connectGateway(server, other.gateway);
+    const changes: { gateway: DeviceRef; removed: DeviceRef[]; added: DeviceRef[] }[] = [];
+    const events = server.running.ctx.services.events;
+    const onChange = (e: (typeof changes)[0]) => changes.push(e);
+    events.on('topology.changed', onChange);
+    try {
+      for (const s of [a, b]) {
+        const r = await request(gw2, sessionTopic(other.gateway, 'login'), { params: loginParams(s) });
+        assert.equal(r.body.code, 200, JSON.stringify(r.body));
+        assert.equal(await statusOf(server, s), 'ONLINE');
+      }
+      const del = await server.request('DELETE', `/api/v1/products/${other.gateway.productKey}/devices/${other.gateway.deviceName}`);
+      assert.ok(del.status === 200 || del.status === 204, `delete answered ${del.status}`);
+
+      const mine = changes.filter((c) => c.gateway.iotId === other.gateway.iotId);
+      assert.equal(mine.length, 1, JSON.stringify(changes));
+      assert.deepEqual(mine[0]!.added, []);
+      const byName = (x: DeviceRef, y: DeviceRef) => x.deviceName.localeCompare(y.deviceName);
+      assert.deepEqual(
+        [...mine[0]!.removed].sort(byName),
+        [a, b].map((s) => ({ iotId: s.iotId, productKey: s.productKey, deviceName: s.deviceName })).sort(byName),
+        'exactly the attached sub-devices, not the loose one',
+      );
+      assert.equal(mine[0]!.gateway.deviceName, other.gateway.deviceName);
+
+      for (const s of [a, b]) {
+        const d = await server.request('GET', `/api/v1/products/${s.productKey}/devices/${s.deviceName}`);
+        assert.equal(d.status, 200);
+        assert.equal(d.body.gateway, null);
+        assert.equal(await eventually(async () => ((await statusOf(server, s)) === 'OFFLINE' ? 'OFFLINE' : undefined)), 'OFFLINE');
+        assert.equal((await server.running.ctx.store.getDevice(s.productKey, s.deviceName))!.gatewayIotId, null);
+      }
+      assert.equal(await statusOf(server, loose), 'UNACTIVE');
+    } finally {
+      events.off('topology.changed', onChange);
       await endClient(gw2);
     }
   });
