@@ -2,6 +2,7 @@
 import https from 'node:https';
 import { performance } from 'node:perf_hooks';
 import { LatencyRecorder } from './histogram.js';
+import type { ExchangeResult } from './loadgen.js';
 
 export interface HttpsLoadOptions {
   host: string;
@@ -16,15 +17,7 @@ export interface HttpsLoadOptions {
   ok: (reply: unknown) => boolean;
 }
 
-export interface HttpsLoadResult {
-  attempted: number;
-  ok: number;
-  failed: number;
-  failures: Record<string, number>;
-  elapsedMs: number;
-  perSec: number;
-  p50Ms: number;
-  p99Ms: number;
+export interface HttpsLoadResult extends ExchangeResult {
   /** TCP+TLS connections the agent opened (keep-alive reuse makes this about C). */
   connectionsOpened: number;
 }

@@ -19,7 +19,7 @@ import {
   assertSecret,
   IOT_ID_RE,
 } from './names.js';
-import { NODE_TYPES, type NodeType } from './records.js';
+import { NODE_TYPES, type NodeType, type ProductSettingsInput } from './records.js';
 
 export type ImportFormat = 'csv' | 'jsonl';
 export const IMPORT_FORMATS: readonly ImportFormat[] = ['csv', 'jsonl'];
@@ -44,21 +44,11 @@ export interface DeviceImportRow {
   activatedAt?: string | null;
 }
 
-export interface ProductImportRow {
+export interface ProductImportRow extends ProductSettingsInput {
   line: number;
   productKey: string;
   productSecret: string;
   productName: string;
-  /** Optional settings: absent means "default" on create and "not compared" on re-import. */
-  nodeType?: NodeType;
-  dynamicRegistration?: boolean;
-  preRegistrationFree?: boolean;
-  requireTls?: boolean;
-  replayProtection?: boolean;
-  deviceLimit?: number | null;
-  /** Replay window in seconds; null = off (0 is read as off too). */
-  timestampWindowSeconds?: number | null;
-  description?: string;
 }
 
 export type ParsedRow<T> = { row: T; error?: undefined } | { row?: undefined; error: RowError };

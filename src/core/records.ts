@@ -80,6 +80,19 @@ export interface PublicDevice {
   lastAuthError: string | null;
 }
 
+/** Product settings a create call or an import row may give: absent = default on create, not compared on re-import. */
+export interface ProductSettingsInput {
+  nodeType?: NodeType;
+  dynamicRegistration?: boolean;
+  preRegistrationFree?: boolean;
+  requireTls?: boolean;
+  replayProtection?: boolean;
+  deviceLimit?: number | null;
+  /** Replay window in seconds; null or 0 = off. */
+  timestampWindowSeconds?: number | null;
+  description?: string;
+}
+
 export type PublicProduct = Omit<Product, 'productSecret' | 'timestampWindowSeconds'> & { timestampWindowSeconds: number | null };
 
 export function publicProduct(p: Product): PublicProduct {

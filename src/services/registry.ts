@@ -14,7 +14,7 @@ import {
   generateProductSecret,
   IotIdSequence,
 } from '../core/names.js';
-import { deviceStatus, type Device, type NodeType, type Product, type PublicDevice } from '../core/records.js';
+import { deviceStatus, type Device, type NodeType, type Product, type ProductSettingsInput, type PublicDevice } from '../core/records.js';
 import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
 import { constantTimeEquals } from '../core/sign.js';
 import type { DeviceFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
@@ -25,17 +25,8 @@ export interface RegistryLimits {
   subDeviceLimit: number;
 }
 
-export interface CreateProductInput {
+export interface CreateProductInput extends ProductSettingsInput {
   productName: string;
-  nodeType?: NodeType;
-  dynamicRegistration?: boolean;
-  preRegistrationFree?: boolean;
-  requireTls?: boolean;
-  replayProtection?: boolean;
-  deviceLimit?: number | null;
-  description?: string;
-  /** Replay window in seconds; null/0/absent = off. */
-  timestampWindowSeconds?: number | null;
   /** Migration: keep an existing ProductKey/ProductSecret. */
   productKey?: string;
   productSecret?: string;
