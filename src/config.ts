@@ -3,6 +3,7 @@
  * validated at start. A bad value stops the server with a message naming the variable.
  */
 import path from 'node:path';
+import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -42,6 +43,8 @@ export interface Config {
   deviceConnectRatePerMinute: number;
   /** On SIGTERM: how long in-flight work may take before the process exits anyway. */
   shutdownTimeoutSeconds: number;
+  /** Smallest keep-alive a device may ask for (spec 1.5: 30 s); lower only for tests. */
+  keepaliveMinSeconds: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -73,6 +76,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   loginCooldownSeconds: 'THINGAUTH_LOGIN_COOLDOWN_SECONDS',
   deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
   shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
+  keepaliveMinSeconds: 'THINGAUTH_KEEPALIVE_MIN_SECONDS',
 };
 
 export class ConfigError extends Error {
@@ -158,6 +162,7 @@ export function loadConfig(input: ConfigInput): Config {
     loginCooldownSeconds: int('loginCooldownSeconds', 60, 1, 86_400),
     deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
     shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
+    keepaliveMinSeconds: int('keepaliveMinSeconds', KEEPALIVE_MIN, 1, KEEPALIVE_MAX),
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);

@@ -15,7 +15,7 @@
  * device session from then on (presence, ACL, disable all apply).
  */
 import type { AppContext } from '../context.js';
-import { KEEPALIVE_MAX, KEEPALIVE_MIN, parseMqttUsername } from '../core/credentials.js';
+import { KEEPALIVE_MAX, parseMqttUsername } from '../core/credentials.js';
 import { ThingAuthError, type ErrorKind } from '../core/errors.js';
 import { randomUUID } from 'node:crypto';
 import type { PublishPacket } from 'aedes';
@@ -160,8 +160,9 @@ export const authenticateConnwl: ConnectAuthenticator = async (attempt, ctx: App
   const user = parseMqttUsername(attempt.username);
   if (!user) return deny(4, 'username must be deviceName&productKey');
   if (attempt.password === '') return deny(4, 'password (the DeviceToken) is empty', user);
-  if (attempt.keepalive < KEEPALIVE_MIN || attempt.keepalive > KEEPALIVE_MAX) {
-    return deny(3, `keep-alive must be ${KEEPALIVE_MIN}..${KEEPALIVE_MAX} s, got ${attempt.keepalive}`, user);
+  const keepaliveMin = ctx.config.keepaliveMinSeconds;
+  if (attempt.keepalive < keepaliveMin || attempt.keepalive > KEEPALIVE_MAX) {
+    return deny(3, `keep-alive must be ${keepaliveMin}..${KEEPALIVE_MAX} s, got ${attempt.keepalive}`, user);
   }
   const clientId = attempt.parsed?.clientId ?? '';
   try {

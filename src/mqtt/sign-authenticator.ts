@@ -4,7 +4,7 @@
  * Maps the device-login use case (services/authenticator.ts) onto CONNACK codes (spec 1.7).
  */
 import type { AppContext } from '../context.js';
-import { KEEPALIVE_MAX, KEEPALIVE_MIN, parseMqttUsername } from '../core/credentials.js';
+import { KEEPALIVE_MAX, parseMqttUsername } from '../core/credentials.js';
 import type { LoginRefusal } from '../services/authenticator.js';
 import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 import { isTlsTransport } from './connection-info.js';
@@ -34,8 +34,9 @@ export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: App
   if (securemode !== undefined && !SIGN_SECUREMODES.has(securemode)) {
     return { ok: false, returnCode: 2, reason: `unsupported securemode ${securemode.slice(0, 8)}`, ...who };
   }
-  if (attempt.keepalive < KEEPALIVE_MIN || attempt.keepalive > KEEPALIVE_MAX) {
-    const reason = `keep-alive ${attempt.keepalive}s outside ${KEEPALIVE_MIN}..${KEEPALIVE_MAX}`;
+  const keepaliveMin = ctx.config.keepaliveMinSeconds;
+  if (attempt.keepalive < keepaliveMin || attempt.keepalive > KEEPALIVE_MAX) {
+    const reason = `keep-alive ${attempt.keepalive}s outside ${keepaliveMin}..${KEEPALIVE_MAX}`;
     // Record it on a device that exists: operators need to see why firmware keeps failing.
     const device = await ctx.services.authenticator.device(user.productKey, user.deviceName);
     return { ok: false, returnCode: 3, reason, ...who, ...(device ? { device } : {}) };

@@ -32,6 +32,7 @@ describe('config', () => {
     assert.equal(c.deviceLimit, 500_000);
     assert.equal(c.subDeviceLimit, 1_500);
     assert.equal(c.sqliteSynchronous, 'FULL');
+    assert.equal(c.keepaliveMinSeconds, 30, 'the platform minimum (spec 1.5)');
     assert.equal(sqlitePath(c), path.join(path.resolve('./data'), 'thingauth.db'));
   });
 
@@ -75,6 +76,8 @@ describe('config', () => {
     assert.match(problemsOf({ tlsProfile: 'tls13' })[0]!, /THINGAUTH_TLS_PROFILE \(--tls-profile\) must be one of compat, strict, got "tls13"/);
     assert.match(problemsOf({ sqliteSynchronous: 'OFF' })[0]!, /must be one of FULL, NORMAL/);
     assert.match(problemsOf({ logLevel: 'loud' })[0]!, /THINGAUTH_LOG_LEVEL/);
+    assert.match(problemsOf({ keepaliveMinSeconds: '0' })[0]!, /THINGAUTH_KEEPALIVE_MIN_SECONDS \(--keepalive-min-seconds\) must be a whole number from 1 to 1200/);
+    assert.match(problemsOf({ keepaliveMinSeconds: '1201' })[0]!, /THINGAUTH_KEEPALIVE_MIN_SECONDS/);
   });
 
   it('a short admin token, a lone TLS cert or key, or a non-SQLite database URL are refused', () => {
