@@ -10,7 +10,6 @@ import { apiDevice } from '../helpers/api.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { mqttRegistration, registrationConnect } from './registration-helpers.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('reset ends the live session and leaves the device UNACTIVE', () => {
   let server: TestServer;
@@ -37,8 +36,8 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
       const body = await reset(d.productKey, d.deviceName);
       assert.equal(body.status, 'UNACTIVE');
       await closed;
-      // Longer than a presence batch (100 ms) twice over: nothing written later brings it back.
-      await sleep(300);
+      // Whatever the presence batch holds is written: nothing in it brings the device back.
+      await server.settle();
       const after = await apiDevice(server, d.productKey, d.deviceName);
       assert.equal(after.status, 'UNACTIVE');
       assert.equal(after.activatedAt, null);
@@ -67,7 +66,7 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
       await reset(d.productKey, d.deviceName);
       await closed;
       await endClient(c);
-      await sleep(300);
+      await server.settle();
       const rec = await apiDevice(server, d.productKey, d.deviceName);
       assert.equal(rec.status, 'UNACTIVE', `attempt ${attempt}: ${JSON.stringify(rec)}`);
       assert.equal(rec.activatedAt, null);
@@ -101,7 +100,7 @@ describe('reset ends the live session and leaves the device UNACTIVE', () => {
     } finally {
       await endClient(c);
     }
-    await sleep(300);
+    await server.settle();
     assert.equal((await apiDevice(server, pk, dn)).status, 'UNACTIVE');
     assert.equal((await connectRefusal(server, 'mqtts', connwl(cred))).code, 5);
     const cred2 = await regnwl();

@@ -61,7 +61,10 @@ describe('thing/topo/change notices and thing/list/found', () => {
     assert.deepEqual(n.params, { status: 0, subList: [sub(g.subs[0]!), sub(g.subs[1]!)] });
     // The gateway may answer on _reply: that is its own topic, the connection stays.
     gw.publish(changeTopic + '_reply', JSON.stringify({ id: n.id, code: 200, message: 'success', data: {} }));
-    await new Promise((r) => setTimeout(r, 100));
+    // A request sent after the _reply is answered on the same connection: the server took the
+    // _reply without closing it.
+    const got = await request(gw, sysTopic(g.gateway, 'thing/topo/get'), { params: {} });
+    assert.equal(got.body.code, 200, JSON.stringify(got.body));
     assert.equal(gw.connected, true);
   });
 

@@ -11,6 +11,7 @@ import {
   connectRefusal,
   createDevice,
   endClient,
+  eventually,
   nextMessage,
   signedConnect,
   subscribe,
@@ -135,8 +136,10 @@ describe('MQTT topic ACL and system replies', () => {
     });
     await publish(c, topic, { id: '7', params: { value: {} } }, 1);
     await publish(c, topic, { id: '8', params: {}, sys: { ack: 0 } }, 1);
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(replies.map((r) => JSON.parse(r).id), ['7']);
+    // A third post, sent after both, bounds the wait: its reply comes after any reply to 7 and 8.
+    await publish(c, topic, { id: '9', params: {} }, 1);
+    await eventually(() => replies.some((r) => JSON.parse(r).id === '9'));
+    assert.deepEqual(replies.map((r) => JSON.parse(r).id), ['7', '9']);
     await endClient(c);
   });
 
@@ -166,8 +169,10 @@ describe('MQTT topic ACL and system replies', () => {
     const got: string[] = [];
     both.on('message', (t, p) => t === set && got.push(p.toString()));
     await publish(app, set, { id: 'once', params: {} });
-    await new Promise((r) => setTimeout(r, 300));
-    assert.deepEqual(got.map((p) => JSON.parse(p).id), ['once']);
+    // A second downlink from the same sender arrives after every copy of the first.
+    await publish(app, set, { id: 'after', params: {} });
+    await eventually(() => got.some((p) => JSON.parse(p).id === 'after'));
+    assert.deepEqual(got.map((p) => JSON.parse(p).id), ['once', 'after']);
     await endClient(both);
 
     const plain = await connectClient(server, 'mqtt', signedConnect(a));

@@ -43,7 +43,7 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
   it('a refused login does not activate', async () => {
     const d = await createDevice(server);
     await connectRefusal(server, 'mqtt', signedConnect({ ...d, deviceSecret: 'NotTheSecret00000000000000000000' }));
-    await new Promise((r) => setTimeout(r, 100));
+    await server.settle();
     assert.equal((await apiDevice(server, d.productKey, d.deviceName)).status, 'UNACTIVE');
   });
 
@@ -55,11 +55,10 @@ describe('MQTT sessions: presence, activation, takeover, kicks', () => {
     const second = await connectClient(server, 'mqtt-ws', signedConnect({ ...d, timestamp: '1700000000001' }));
     await firstClosed;
     assert.ok(second.connected, 'the newer connection survives');
-    await new Promise((r) => setTimeout(r, 100));
-    assert.ok(second.connected);
     await eventually(async () => (await apiDevice(server, d.productKey, d.deviceName)).status === 'ONLINE');
-    // Let any late presence write of the old connection land: the device must still be ONLINE.
-    await new Promise((r) => setTimeout(r, 100));
+    // Any late presence write of the old connection lands: the device must still be ONLINE.
+    await server.settle();
+    assert.ok(second.connected);
     assert.equal((await apiDevice(server, d.productKey, d.deviceName)).status, 'ONLINE');
     await endClient(first);
     await endClient(second);

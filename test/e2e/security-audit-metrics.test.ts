@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { connectClient, connectRefusal, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { connectClient, connectRefusal, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, connectGateway, loginParams, request, sessionTopic, setupGateway } from './gateway-helpers.js';
 import { postRegister, registerForm } from './registration-helpers.js';
@@ -108,8 +108,7 @@ describe('metrics and audit', () => {
 
     await c1.endAsync();
     gw.end(true);
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(sample(await metrics(), 'thingauth_connected_devices', { kind: 'device' }), 0);
+    await eventually(async () => sample(await metrics(), 'thingauth_connected_devices', { kind: 'device' }) === 0);
   });
 
   it("answers a device's audit by API: who, from where, result and reason, newest first; limit and since apply", async () => {

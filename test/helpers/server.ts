@@ -17,6 +17,11 @@ export interface TestServer {
   api: string;
   /** fetch against the management API with the admin token. */
   request(method: string, urlPath: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>;
+  /**
+   * Writes what the batched writers hold (presence, audit), so a test can assert that
+   * nothing changed without sleeping and hoping the batch has run.
+   */
+  settle(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -100,6 +105,10 @@ export async function startTestServer(overrides: ConfigInput = {}, opts: { dataD
         /* not JSON */
       }
       return { status: res.status, body: parsed };
+    },
+    async settle() {
+      await running.ctx.services.presence.flush();
+      await running.ctx.services.audit.flush();
     },
     async stop() {
       if (logFile) await recordSecrets(running, logFile.secrets).catch(() => undefined);
