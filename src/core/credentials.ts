@@ -12,10 +12,25 @@ export interface ParsedClientId {
   ext: Record<string, string>;
 }
 
+/** ASCII white space: space, tab, LF, VT, FF, CR. */
+function isAsciiSpace(c: number): boolean {
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** `raw.slice(from, to)` without the ASCII white space at either end. */
+function trimmedSlice(raw: string, from: number, to: number): string {
+  while (from < to && isAsciiSpace(raw.charCodeAt(from))) from++;
+  while (to > from && isAsciiSpace(raw.charCodeAt(to - 1))) to--;
+  return raw.slice(from, to);
+}
+
 /**
- * Splits `id|k=v,k=v|`: left of the first `|` is the client id; the text up to the last
- * `|` is a comma list (the Node browser builds put a `|` inside `lan=JS|WX`). Empty items
- * are skipped, items split at the first `=`. Returns undefined when there is no extension.
+ * Splits `id|k=v,k=v|`: left of the first `|` is the client id (verbatim: it is what the
+ * device signed); the text up to the last `|` is a comma list (the Node browser builds put a
+ * `|` inside `lan=JS|WX`). ASCII white space around an item, a key or a value is dropped (an
+ * npm Node SDK writes its list over several lines: `securemode=3,\n        signmethod=...`,
+ * and the cloud accepts it). Empty items are skipped, items split at the first `=`. Returns
+ * undefined when there is no extension.
  */
 export function parseMqttClientId(raw: string): ParsedClientId | undefined {
   if (typeof raw !== 'string') return undefined;
@@ -28,13 +43,13 @@ export function parseMqttClientId(raw: string): ParsedClientId | undefined {
   for (let i = first + 1; i < last; ) {
     let end = raw.indexOf(',', i);
     if (end < 0 || end > last) end = last;
-    if (end > i) {
-      const eq = raw.indexOf('=', i);
-      const hasValue = eq >= 0 && eq < end;
-      let key = hasValue ? raw.slice(i, eq) : raw.slice(i, end);
+    const eq = raw.indexOf('=', i);
+    const hasValue = eq >= 0 && eq < end;
+    let key = trimmedSlice(raw, i, hasValue ? eq : end);
+    if (key !== '' || hasValue) {
       if (key === 'authtype') key = 'authType';
       // Values are always strings, so undefined means "not seen yet": the first item wins.
-      if (ext[key] === undefined) ext[key] = hasValue ? raw.slice(eq + 1, end) : '';
+      if (ext[key] === undefined) ext[key] = hasValue ? trimmedSlice(raw, eq + 1, end) : '';
     }
     i = end + 1;
   }

@@ -16,6 +16,9 @@ const hostile = fc.oneof(
 );
 /** Text without the separators of the ClientId grammar. */
 const token = (sep: string) => fc.string({ unit: 'grapheme', maxLength: 20 }).filter((s) => ![...sep].some((c) => s.includes(c)));
+/** ASCII white space as SDKs put it around ClientId items (the parser drops it there). */
+const asciiSpace = fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r', '\v', '\f'), maxLength: 10 });
+const trimAscii = (s: string) => s.replace(/^[ \t\n\v\f\r]+|[ \t\n\v\f\r]+$/g, '');
 
 describe('parseMqttClientId', () => {
   it('never throws and returns undefined or a well-formed result, for any input', () => {
@@ -53,8 +56,8 @@ describe('parseMqttClientId', () => {
           assert.equal(p.clientId, id);
           const expected: Record<string, string> = Object.create(null);
           for (const [k, v] of items) {
-            const key = k === 'authtype' ? 'authType' : k;
-            if (!Object.hasOwn(expected, key)) expected[key] = v;
+            const key = trimAscii(k) === 'authtype' ? 'authType' : trimAscii(k);
+            if (!Object.hasOwn(expected, key)) expected[key] = trimAscii(v);
           }
           assert.deepEqual(Object.entries(p.ext), Object.entries(expected));
         },
@@ -63,12 +66,40 @@ describe('parseMqttClientId', () => {
     );
   });
 
+  it('ASCII white space around items, keys and values changes nothing but the signed client id stays verbatim', () => {
+    const item = fc.tuple(fc.constantFrom('securemode', 'signmethod', 'timestamp', 'authType', '_v', 'lan'), token('|,= \t\n\r\v\f'));
+    fc.assert(
+      fc.property(
+        token('|'),
+        fc.array(fc.tuple(item, asciiSpace, asciiSpace, asciiSpace, asciiSpace), { maxLength: 6 }),
+        (id, items) => {
+          const plain = parseMqttClientId(`${id}|${items.map(([[k, v]]) => `${k}=${v}`).join(',')}|`);
+          const padded = parseMqttClientId(`${id}|${items.map(([[k, v], a, b, c, d]) => `${a}${k}${b}=${c}${v}${d}`).join(',')}|`);
+          assert.ok(plain && padded);
+          assert.equal(padded.clientId, id);
+          assert.deepEqual(Object.entries(padded.ext), Object.entries(plain.ext));
+        },
+      ),
+      RUNS,
+    );
+  });
+
+  it('the multi-line list of an npm Node SDK: signmethod and timestamp are recognised', () => {
+    const p = parseMqttClientId('a1PK&dev|securemode=3,\n        signmethod=hmacsha1,\n        timestamp=1700000000000|');
+    assert.ok(p);
+    assert.equal(p.clientId, 'a1PK&dev');
+    assert.deepEqual({ ...p.ext }, { securemode: '3', signmethod: 'hmacsha1', timestamp: '1700000000000' });
+    const spaced = parseMqttClientId(' id \t|\tsecuremode = 2 , signmethod=hmacsha256\r\n|');
+    assert.equal(spaced!.clientId, ' id \t', 'the signed client id is not trimmed');
+    assert.deepEqual({ ...spaced!.ext }, { securemode: '2', signmethod: 'hmacsha256' });
+  });
+
   it('a value may contain `|` (lan=JS|WX): everything up to the LAST `|` is the extension', () => {
     fc.assert(
       fc.property(token('|'), token('|,='), (id, lan) => {
         const p = parseMqttClientId(`${id}|securemode=3,lan=JS|${lan},_v=1|`);
         assert.ok(p);
-        assert.equal(p.ext.lan, `JS|${lan}`);
+        assert.equal(p.ext.lan, trimAscii(`JS|${lan}`));
         assert.equal(p.ext._v, '1');
       }),
       RUNS,

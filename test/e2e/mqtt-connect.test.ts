@@ -67,6 +67,17 @@ describe('MQTT CONNECT with a device secret', () => {
     await endClient(await connectClient(server, 'mqtt', browser));
   });
 
+  it('accepts the multi-line parameter list of an npm Node SDK (white space around items)', async () => {
+    // That SDK builds `${clientId}|securemode=3,\n        signmethod=hmacsha1,\n        timestamp=${ts}|`
+    // and signs with HMAC-SHA1 over the timestamp: refused (md5 assumed) before the parser trimmed items.
+    const ts = String(Date.now());
+    const c = signedConnect({ ...dev, signMethod: 'hmacsha1', timestamp: ts });
+    const id = `${dev.productKey}&${dev.deviceName}`;
+    const signed = signedConnect({ ...dev, clientId: id, signMethod: 'hmacsha1', timestamp: ts });
+    const multiLine = { ...c, clientId: `${id}|securemode=3,\n        signmethod=hmacsha1,\n        timestamp=${ts}|`, password: signed.password };
+    await endClient(await connectClient(server, 'mqtt', multiLine));
+  });
+
   it('refuses the same SHA1 mismatch from a client that is not the Node SDK', async () => {
     const c = signedConnect({ ...dev, signMethod: 'hmacsha256', signWith: 'sha1', extra: ['lan=C'] });
     const r = await connectRefusal(server, 'mqtt', c);
