@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import type { AppContext, Listener } from '../../context.js';
 import { tlsOptionsFor } from '../../tls/profiles.js';
+import { installCanonicalHeaderNames } from './canonical-headers.js';
 import { registerRoutes } from './routes/register.js';
 import { httpChannelRoutes } from './routes/http-channel.js';
 
@@ -21,6 +22,8 @@ export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<F
     bodyLimit: 256 * 1024,
     ...(https ? { https: { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile) } } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
+  // The C Link SDK finds Content-Length only when it is spelled so (canonical-headers.ts).
+  installCanonicalHeaderNames(app.server as import('node:http').Server);
   await app.register(formbody);
   for (const plugin of DEVICE_ROUTES) await plugin(app, ctx);
   return app;
