@@ -37,12 +37,16 @@ export class RotatingCipher implements SecretCipher {
     this.keyList = keys.slice();
   }
 
-  encrypt(plain: string): string {
-    return this.ring.encrypt(plain);
+  encrypt(plain: string, context: string): string {
+    return this.ring.encrypt(plain, context);
   }
 
-  decrypt(stored: string): string {
-    return this.ring.decrypt(stored);
+  decrypt(stored: string, context: string): string {
+    return this.ring.decrypt(stored, context);
+  }
+
+  decryptUnbound(stored: string): string {
+    return this.ring.decryptUnbound(stored);
   }
 
   needsReencrypt(stored: string): boolean {

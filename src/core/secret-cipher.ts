@@ -1,18 +1,41 @@
 /**
  * AES-256-GCM encryption of secrets at rest. A keyring holds one current key (used to
  * encrypt) and any older keys (still able to decrypt) so keys can rotate without downtime.
- * Stored form: `v1.<keyId>.<iv>.<tag>.<ciphertext>` (base64url parts).
+ *
+ * Stored form: `v2.<keyId>.<iv>.<tag>.<ciphertext>` (base64url parts). Every value is bound to
+ * a context (GCM associated data) that names where it lives (table, column, row): the value
+ * decrypts only under the same context, so a ciphertext copied into another row or column is
+ * refused, not silently read as that row's secret. The tag is always 16 bytes and decryption
+ * refuses any other length (a truncated tag is a cheaper forgery).
+ *
+ * `v1.` values (before issue 11) carry no context; only the one-time migration to v2 reads
+ * them (decryptUnbound). decrypt refuses them, so a v1 value written back into the database
+ * later (e.g. from an old backup) is not accepted.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { ThingAuthError } from './errors.js';
 
 export interface SecretCipher {
-  encrypt(plain: string): string;
-  decrypt(stored: string): string;
+  /** Encrypts `plain` bound to `context` (where the value will be stored). */
+  encrypt(plain: string, context: string): string;
+  /** Decrypts a v2 value stored under `context`; throws when the value was not encrypted for that context. */
+  decrypt(stored: string, context: string): string;
+  /** Reads a v1 value (no context), for the migration to v2 only. */
+  decryptUnbound(stored: string): string;
   /** The id of the key new values are encrypted under. */
   readonly currentKeyId: string;
   /** True when the stored value is encrypted under a key other than the current one. */
   needsReencrypt(stored: string): boolean;
+}
+
+/** The stored-form version of bound values. */
+export const BOUND_FORM = 'v2';
+/** The stored-form version of unbound values from before issue 11. */
+export const UNBOUND_FORM = 'v1';
+
+/** True for a value in the unbound v1 form. */
+export function isUnboundForm(stored: string): boolean {
+  return stored.startsWith(UNBOUND_FORM + '.');
 }
 
 export function keyIdOf(key: Buffer): string {
@@ -33,6 +56,7 @@ export function generateMasterKey(): Buffer {
 }
 
 const IV_BYTES = 12;
+const TAG_BYTES = 16;
 const IV_POOL_BYTES = IV_BYTES * 1024;
 let ivPool = Buffer.alloc(0);
 let ivPos = 0;
@@ -53,6 +77,11 @@ function nextIv(): Buffer {
   return iv;
 }
 
+/** Why a stored value could not be read; the message never holds the value. */
+function unreadable(why: string): ThingAuthError {
+  return new ThingAuthError('INTERNAL', `stored secret ${why}`);
+}
+
 export class KeyringCipher implements SecretCipher {
   private readonly keys = new Map<string, Buffer>();
   readonly currentKeyId: string;
@@ -63,21 +92,40 @@ export class KeyringCipher implements SecretCipher {
     for (const k of older) this.keys.set(keyIdOf(k), k);
   }
 
-  encrypt(plain: string): string {
+  encrypt(plain: string, context: string): string {
     const iv = nextIv();
-    const c = createCipheriv('aes-256-gcm', this.keys.get(this.currentKeyId)!, iv);
+    const c = createCipheriv('aes-256-gcm', this.keys.get(this.currentKeyId)!, iv, { authTagLength: TAG_BYTES });
+    c.setAAD(Buffer.from(context, 'utf8'));
     const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
-    return ['v1', this.currentKeyId, iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
+    return [BOUND_FORM, this.currentKeyId, iv.toString('base64url'), c.getAuthTag().toString('base64url'), ct.toString('base64url')].join('.');
   }
 
-  decrypt(stored: string): string {
+  decrypt(stored: string, context: string): string {
+    if (isUnboundForm(stored)) throw unreadable('is in the unbound v1 form, which is only read by the migration to v2');
+    return this.open(stored, BOUND_FORM, context);
+  }
+
+  decryptUnbound(stored: string): string {
+    return this.open(stored, UNBOUND_FORM, undefined);
+  }
+
+  private open(stored: string, form: string, context: string | undefined): string {
     const parts = stored.split('.');
-    if (parts.length !== 5 || parts[0] !== 'v1') throw new ThingAuthError('INTERNAL', 'stored secret has an unknown format');
+    if (parts.length !== 5 || parts[0] !== form) throw unreadable('has an unknown format');
     const key = this.keys.get(parts[1]!);
-    if (!key) throw new ThingAuthError('INTERNAL', `stored secret is encrypted under unknown key ${parts[1]}`);
-    const d = createDecipheriv('aes-256-gcm', key, Buffer.from(parts[2]!, 'base64url'));
-    d.setAuthTag(Buffer.from(parts[3]!, 'base64url'));
-    return Buffer.concat([d.update(Buffer.from(parts[4]!, 'base64url')), d.final()]).toString('utf8');
+    if (!key) throw unreadable(`is encrypted under unknown key ${parts[1]}`);
+    const iv = Buffer.from(parts[2]!, 'base64url');
+    const tag = Buffer.from(parts[3]!, 'base64url');
+    // Pinned: GCM would otherwise accept a tag cut down to 4 bytes.
+    if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) throw unreadable('has a malformed IV or authentication tag');
+    const d = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    if (context !== undefined) d.setAAD(Buffer.from(context, 'utf8'));
+    d.setAuthTag(tag);
+    try {
+      return Buffer.concat([d.update(Buffer.from(parts[4]!, 'base64url')), d.final()]).toString('utf8');
+    } catch {
+      throw unreadable('fails its integrity check (altered, or not encrypted for this place)');
+    }
   }
 
   needsReencrypt(stored: string): boolean {

@@ -23,7 +23,20 @@ export interface StoreContractOptions {
    * that one case is reported as skipped.
    */
   overwriteDeviceCount?: (store: Store, productKey: string, devices: number) => Promise<void>;
+  /**
+   * Copies the stored (encrypted) form of the secret at `from` over the one at `to`, behind the
+   * Store's back, as someone with write access to the database but not the key would. The
+   * secrets-bound-to-their-place cases use it; without it they are reported as skipped.
+   */
+  copyStoredSecret?: (store: Store, from: StoredSecretRef, to: StoredSecretRef) => Promise<void>;
 }
+
+/** Where one encrypted secret is stored, named through the Store's own identities. */
+export type StoredSecretRef =
+  | { kind: 'productSecret'; productKey: string }
+  | { kind: 'deviceSecret' | 'deviceToken' | 'previousDeviceSecret'; productKey: string; deviceName: string }
+  | { kind: 'appSecret'; appKey: string }
+  | { kind: 'secretSetting'; key: string };
 
 export const T0 = '2024-01-01T00:00:00.000Z';
 export const T1 = '2024-01-02T00:00:00.000Z';

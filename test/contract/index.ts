@@ -5,6 +5,7 @@
  */
 import { describe } from 'node:test';
 import type { MakeStore, StoreContractOptions } from './fixtures.js';
+import { boundSecretsContract } from './suites/bound-secrets.js';
 import { coreContract } from './suites/core.js';
 import { getDevicesByNameContract } from './suites/get-devices-by-name.js';
 import { managementTokensContract, reencryptContract, secretSettingsContract } from './suites/management-tokens-and-reencrypt.js';
@@ -14,7 +15,7 @@ import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
 import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
 
-export type { MakeStore, StoreContractOptions } from './fixtures.js';
+export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
 /**
  * Registers every contract suite for one adapter under `Store contract: ${adapterName}`.
@@ -34,5 +35,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     rotateDeviceSecretContract(makeStore, opts);
     setDeviceTokenIfAbsentContract(makeStore);
     setProductSecretContract(makeStore);
+    boundSecretsContract(makeStore, opts);
   });
 }

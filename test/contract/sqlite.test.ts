@@ -5,7 +5,23 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import type { Store } from '../../src/store/store.js';
-import { runFullStoreContract } from './index.js';
+import { runFullStoreContract, type StoredSecretRef } from './index.js';
+
+/** The table, column and WHERE clause of one stored secret. */
+function placeOf(ref: StoredSecretRef): { table: string; column: string; where: string; args: string[] } {
+  switch (ref.kind) {
+    case 'productSecret':
+      return { table: 'products', column: 'product_secret', where: 'product_key = ?', args: [ref.productKey] };
+    case 'appSecret':
+      return { table: 'applications', column: 'app_secret', where: 'app_key = ?', args: [ref.appKey] };
+    case 'secretSetting':
+      return { table: 'secret_settings', column: 'value', where: 'key = ?', args: [ref.key] };
+    default: {
+      const column = { deviceSecret: 'device_secret', deviceToken: 'device_token', previousDeviceSecret: 'previous_device_secret' }[ref.kind];
+      return { table: 'devices', column, where: 'product_key = ? AND device_name = ?', args: [ref.productKey, ref.deviceName] };
+    }
+  }
+}
 
 runFullStoreContract(
   'sqlite',
@@ -33,6 +49,20 @@ runFullStoreContract(
     },
     async overwriteDeviceCount(store: Store, productKey: string, devices: number) {
       (store as SqliteStore).db.prepare('UPDATE product_counts SET devices = ? WHERE product_key = ?').run(devices, productKey);
+    },
+    // A second connection to the file, as another process with write access would have.
+    async copyStoredSecret(store: Store, from: StoredSecretRef, to: StoredSecretRef) {
+      const writer = new Database((store as SqliteStore).db.name);
+      try {
+        const f = placeOf(from);
+        const t = placeOf(to);
+        const value = (writer.prepare(`SELECT ${f.column} AS v FROM ${f.table} WHERE ${f.where}`).get(...f.args) as { v: string | null } | undefined)?.v;
+        if (typeof value !== 'string') throw new Error(`no stored secret at ${JSON.stringify(from)}`);
+        const changed = writer.prepare(`UPDATE ${t.table} SET ${t.column} = ? WHERE ${t.where}`).run(value, ...t.args).changes;
+        if (changed !== 1) throw new Error(`no row at ${JSON.stringify(to)}`);
+      } finally {
+        writer.close();
+      }
     },
   },
 );

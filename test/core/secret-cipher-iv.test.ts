@@ -12,12 +12,12 @@ describe('KeyringCipher IVs', () => {
     const ivs = new Set<string>();
     for (let i = 0; i < 5000; i++) {
       const plain = `Secret${String(i).padStart(26, '0')}`;
-      const stored = cipher.encrypt(plain);
+      const stored = cipher.encrypt(plain, 'ctx');
       const iv = stored.split('.')[2]!;
       assert.equal(Buffer.from(iv, 'base64url').length, 12);
       assert.ok(!ivs.has(iv), `IV repeated at encryption ${i}`);
       ivs.add(iv);
-      assert.equal(cipher.decrypt(stored), plain);
+      assert.equal(cipher.decrypt(stored, 'ctx'), plain);
     }
   });
 
@@ -27,7 +27,7 @@ describe('KeyringCipher IVs', () => {
     const ivs = new Set<string>();
     for (let i = 0; i < 2000; i++) {
       for (const c of [a, b]) {
-        const iv = c.encrypt('SameSecret000000').split('.')[2]!;
+        const iv = c.encrypt('SameSecret000000', 'ctx').split('.')[2]!;
         assert.ok(!ivs.has(iv));
         ivs.add(iv);
       }

@@ -328,7 +328,7 @@ describe('DeviceSecret rotation with a grace period', () => {
     const previous = db.prepare('SELECT previous_device_secret AS v FROM devices WHERE previous_device_secret IS NOT NULL').all() as { v: string }[];
     assert.ok(previous.length >= 5, `previous secrets stored: ${previous.length}`);
     const keyId = srv.running.ctx.services.keyRotation.current().currentKeyId;
-    for (const { v } of previous) assert.match(v, new RegExp(`^v1\\.${keyId}\\.[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
+    for (const { v } of previous) assert.match(v, new RegExp(`^v2\\.${keyId}\\.[\\w-]+\\.[\\w-]+\\.[\\w-]+$`));
 
     assert.ok(secrets.size >= 20, `secrets collected: ${secrets.size}`);
     const leaks = (text: string) => [...secrets].filter(([value]) => text.includes(value)).map(([, what]) => what);

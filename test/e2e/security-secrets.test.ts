@@ -196,7 +196,7 @@ describe('secrets never leak into logs, audit or the database', () => {
         for (const { v } of db.prepare(`SELECT "${c}" AS v FROM "${t}" WHERE "${c}" IS NOT NULL`).all() as { v: string }[]) {
           checked++;
           if (c === 'token_hash') assert.match(v, /^[0-9a-f]{64}$/, `${t}.${c}`);
-          else assert.match(v, new RegExp(`^v1\\.${keyId}\\.[\\w-]+\\.[\\w-]+\\.[\\w-]+$`), `${t}.${c} must be ciphertext`);
+          else assert.match(v, new RegExp(`^v2\\.${keyId}\\.[\\w-]+\\.[\\w-]+\\.[\\w-]+$`), `${t}.${c} must be ciphertext`);
         }
       }
     }

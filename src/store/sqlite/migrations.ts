@@ -1,5 +1,9 @@
-/** Versioned schema for the SQLite adapter. Append only: never edit a released migration. */
-export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string }[] = [
+/**
+ * Versioned schema for the SQLite adapter. Append only: never edit a released migration.
+ * `bindSecrets`: after the SQL, re-encrypt every v1 secret as v2, bound to its row
+ * (secret-binding.ts), in the same transaction.
+ */
+export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string; bindSecrets?: true }[] = [
   {
     version: 1,
     name: 'registry',
@@ -115,5 +119,13 @@ ALTER TABLE products ADD COLUMN timestamp_window_seconds INTEGER CHECK (timestam
 ALTER TABLE devices ADD COLUMN previous_device_secret TEXT;
 ALTER TABLE devices ADD COLUMN previous_expires_at TEXT;
 `,
+  },
+  {
+    version: 6,
+    name: 'secrets bound to their rows',
+    // No schema change: every v1 value (no associated data) becomes v2, bound to its table,
+    // column and row (issue 11 item 14). Once recorded here, v1 values are refused on read.
+    sql: '',
+    bindSecrets: true,
   },
 ];

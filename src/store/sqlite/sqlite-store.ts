@@ -23,6 +23,9 @@ import type {
   Store,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
+
+export { ENCRYPTED_COLUMNS } from './secret-binding.js';
 
 type Row = Record<string, unknown>;
 
@@ -56,17 +59,10 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
   lastAuthError: 'last_auth_error',
 };
 
-/**
- * Every column that holds a value encrypted with the SecretCipher, by table. Key rotation
- * re-encrypts exactly these; a new secret-bearing column must be added here (the security
- * e2e test checks every column named like *secret* or *token* holds ciphertext).
- */
-export const ENCRYPTED_COLUMNS: { table: string; columns: string[] }[] = [
-  { table: 'products', columns: ['product_secret'] },
-  { table: 'devices', columns: ['device_secret', 'device_token', 'previous_device_secret'] },
-  { table: 'applications', columns: ['app_secret'] },
-  { table: 'secret_settings', columns: ['value'] },
-];
+/** A device row's identity as its secrets are bound to it (secret-binding.ts). */
+function deviceIds(iotId: unknown, productKey: unknown, deviceName: unknown): unknown[] {
+  return [iotId, productKey, deviceName];
+}
 
 export class SqliteStore implements Store {
   readonly db: Database.Database;
@@ -107,6 +103,7 @@ export class SqliteStore implements Store {
       deleteProduct: db.prepare('DELETE FROM products WHERE product_key = ?'),
       getDevice: db.prepare('SELECT * FROM devices WHERE product_key = ? AND device_name = ?'),
       getDeviceById: db.prepare('SELECT * FROM devices WHERE iot_id = ?'),
+      getDeviceIds: db.prepare('SELECT iot_id, product_key, device_name FROM devices WHERE iot_id = ?'),
       insertDevice: db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, nickname, created_at, activated_at, client_id, device_token)
         VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @nickname, @createdAt, @activatedAt, @clientId, @deviceToken)`),
       existingDeviceNames: db.prepare('SELECT device_name FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))'),
@@ -142,7 +139,8 @@ export class SqliteStore implements Store {
     for (const m of SQLITE_MIGRATIONS) {
       if (applied.has(m.version)) continue;
       this.db.transaction(() => {
-        this.db.exec(m.sql);
+        if (m.sql) this.db.exec(m.sql);
+        if (m.bindSecrets) bindUnboundSecrets(this.db, this.cipher);
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, new Date().toISOString());
       }).immediate();
     }
@@ -158,7 +156,7 @@ export class SqliteStore implements Store {
     return {
       productKey: r.product_key as string,
       productName: r.product_name as string,
-      productSecret: this.cipher.decrypt(r.product_secret as string),
+      productSecret: openSecret(this.cipher, 'products', 'product_secret', [r.product_key], r.product_secret as string),
       nodeType: r.node_type as NodeType,
       dynamicRegistration: r.dynamic_registration === 1,
       preRegistrationFree: r.pre_registration_free === 1,
@@ -174,12 +172,13 @@ export class SqliteStore implements Store {
   }
 
   private toDevice(r: Row): Device {
+    const ids = deviceIds(r.iot_id, r.product_key, r.device_name);
     return {
       iotId: r.iot_id as string,
       productKey: r.product_key as string,
       deviceName: r.device_name as string,
-      deviceSecret: this.cipher.decrypt(r.device_secret as string),
-      previousDeviceSecret: r.previous_device_secret ? this.cipher.decrypt(r.previous_device_secret as string) : null,
+      deviceSecret: openSecret(this.cipher, 'devices', 'device_secret', ids, r.device_secret as string),
+      previousDeviceSecret: r.previous_device_secret ? openSecret(this.cipher, 'devices', 'previous_device_secret', ids, r.previous_device_secret as string) : null,
       previousSecretExpiresAt: (r.previous_expires_at as string | null) ?? null,
       nickname: (r.nickname as string | null) ?? null,
       enabled: r.enabled === 1,
@@ -189,13 +188,20 @@ export class SqliteStore implements Store {
       lastOnlineAt: (r.last_online_at as string | null) ?? null,
       gatewayIotId: (r.gateway_iot_id as string | null) ?? null,
       clientId: (r.client_id as string | null) ?? null,
-      deviceToken: r.device_token ? this.cipher.decrypt(r.device_token as string) : null,
+      deviceToken: r.device_token ? openSecret(this.cipher, 'devices', 'device_token', ids, r.device_token as string) : null,
       lastAuthError: (r.last_auth_error as string | null) ?? null,
     };
   }
 
-  private encOpt(v: string | null | undefined): string | null {
-    return v === null || v === undefined ? null : this.cipher.encrypt(v);
+  /** Encrypts a device's secret-bearing column for its row; null stays null. */
+  private sealDevice(column: 'device_secret' | 'device_token' | 'previous_device_secret', ids: unknown[], v: string | null | undefined): string | null {
+    return v === null || v === undefined ? null : sealSecret(this.cipher, 'devices', column, ids, v);
+  }
+
+  /** The identity of a device row, read in the caller's transaction (for writes that know only the iotId). */
+  private deviceIdsOf(iotId: string): unknown[] | undefined {
+    const r = this.s.getDeviceIds.get(iotId) as Row | undefined;
+    return r ? deviceIds(r.iot_id, r.product_key, r.device_name) : undefined;
   }
 
   // ---- products ----
@@ -207,7 +213,7 @@ export class SqliteStore implements Store {
       }
       this.s.insertProduct.run({
         ...p,
-        productSecret: this.cipher.encrypt(p.productSecret),
+        productSecret: sealSecret(this.cipher, 'products', 'product_secret', [p.productKey], p.productSecret),
         dynamicRegistration: p.dynamicRegistration ? 1 : 0,
         preRegistrationFree: p.preRegistrationFree ? 1 : 0,
         requireTls: p.requireTls ? 1 : 0,
@@ -251,7 +257,7 @@ export class SqliteStore implements Store {
   async setProductSecret(productKey: string, productSecret: string, updatedAt: string): Promise<Product> {
     const r = this.db
       .prepare('UPDATE products SET product_secret = ?, updated_at = ? WHERE product_key = ? RETURNING *')
-      .get(this.cipher.encrypt(productSecret), updatedAt, productKey) as Row | undefined;
+      .get(sealSecret(this.cipher, 'products', 'product_secret', [productKey], productSecret), updatedAt, productKey) as Row | undefined;
     if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
     return this.toProduct(r);
   }
@@ -274,16 +280,17 @@ export class SqliteStore implements Store {
   }
 
   private insertDeviceRow(productKey: string, d: NewDevice, createdAt: string): void {
+    const ids = deviceIds(d.iotId, productKey, d.deviceName);
     this.s.insertDevice.run({
       iotId: d.iotId,
       productKey,
       deviceName: d.deviceName,
-      deviceSecret: this.cipher.encrypt(d.deviceSecret),
+      deviceSecret: this.sealDevice('device_secret', ids, d.deviceSecret),
       nickname: d.nickname ?? null,
       createdAt,
       activatedAt: d.activatedAt ?? null,
       clientId: d.clientId ?? null,
-      deviceToken: this.encOpt(d.deviceToken),
+      deviceToken: this.sealDevice('device_token', ids, d.deviceToken),
     });
   }
 
@@ -363,11 +370,12 @@ export class SqliteStore implements Store {
       for (const row of rows) {
         const existing = this.s.getDevice.get(productKey, row.deviceName) as Row | undefined;
         if (existing) {
-          const secret = this.cipher.decrypt(existing.device_secret as string);
+          const ids = deviceIds(existing.iot_id, existing.product_key, existing.device_name);
+          const secret = openSecret(this.cipher, 'devices', 'device_secret', ids, existing.device_secret as string);
           if (secret === row.deviceSecret) {
             result.identical++;
           } else if (overwrite) {
-            updateSecret.run(this.cipher.encrypt(row.deviceSecret), existing.iot_id);
+            updateSecret.run(this.sealDevice('device_secret', ids, row.deviceSecret), existing.iot_id);
             result.overwritten++;
           } else {
             result.conflicts.push(row.deviceName);
@@ -455,22 +463,32 @@ export class SqliteStore implements Store {
   }
 
   async updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined> {
-    const sets: string[] = [];
-    const values: unknown[] = [];
-    for (const [k, v] of Object.entries(patch)) {
-      const col = DEVICE_COLUMNS[k as keyof DevicePatch];
-      if (!col || v === undefined) continue;
-      let value: unknown = v;
-      if (typeof v === 'boolean') value = v ? 1 : 0;
-      if ((k === 'deviceSecret' || k === 'deviceToken') && v !== null) value = this.cipher.encrypt(v as string);
-      sets.push(`${col} = ?`);
-      values.push(value);
-      // Setting the secret outright ends any rotation grace (rotateDeviceSecret keeps one).
-      if (k === 'deviceSecret') sets.push('previous_device_secret = NULL', 'previous_expires_at = NULL');
-    }
-    if (sets.length === 0) return this.getDeviceByIotId(iotId);
-    const r = this.db.prepare(`UPDATE devices SET ${sets.join(', ')} WHERE iot_id = ? RETURNING *`).get(...values, iotId) as Row | undefined;
-    return r ? this.toDevice(r) : undefined;
+    const setsSecret = (patch.deviceSecret !== undefined && patch.deviceSecret !== null) || (patch.deviceToken !== undefined && patch.deviceToken !== null);
+    const update = (): Device | undefined => {
+      // A secret is encrypted for its row: read the row's identity first (same transaction).
+      const ids = setsSecret ? this.deviceIdsOf(iotId) : undefined;
+      if (setsSecret && !ids) return undefined;
+      const sets: string[] = [];
+      const values: unknown[] = [];
+      for (const [k, v] of Object.entries(patch)) {
+        const col = DEVICE_COLUMNS[k as keyof DevicePatch];
+        if (!col || v === undefined) continue;
+        let value: unknown = v;
+        if (typeof v === 'boolean') value = v ? 1 : 0;
+        if ((k === 'deviceSecret' || k === 'deviceToken') && v !== null) value = this.sealDevice(col as 'device_secret' | 'device_token', ids!, v as string);
+        sets.push(`${col} = ?`);
+        values.push(value);
+        // Setting the secret outright ends any rotation grace (rotateDeviceSecret keeps one).
+        if (k === 'deviceSecret') sets.push('previous_device_secret = NULL', 'previous_expires_at = NULL');
+      }
+      if (sets.length === 0) {
+        const r = this.s.getDeviceById.get(iotId) as Row | undefined;
+        return r ? this.toDevice(r) : undefined;
+      }
+      const r = this.db.prepare(`UPDATE devices SET ${sets.join(', ')} WHERE iot_id = ? RETURNING *`).get(...values, iotId) as Row | undefined;
+      return r ? this.toDevice(r) : undefined;
+    };
+    return setsSecret ? this.db.transaction(update).immediate() : update();
   }
 
   async deleteDevice(iotId: string): Promise<boolean> {
@@ -495,24 +513,32 @@ export class SqliteStore implements Store {
 
   async setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined> {
     return this.db.transaction(() => {
+      const ids = this.deviceIdsOf(iotId);
+      if (!ids) return undefined;
       this.db
         .prepare('UPDATE devices SET client_id = ?, device_token = ? WHERE iot_id = ? AND client_id IS NULL AND device_token IS NULL')
-        .run(clientId, this.cipher.encrypt(deviceToken), iotId);
+        .run(clientId, this.sealDevice('device_token', ids, deviceToken), iotId);
       const r = this.s.getDeviceById.get(iotId) as Row | undefined;
       return r ? this.toDevice(r) : undefined;
     }).immediate();
   }
 
   async rotateDeviceSecret(iotId: string, newSecret: string, previousExpiresAt: string | null): Promise<Device | undefined> {
-    // One UPDATE: the right-hand sides read the row as it was, so the old device_secret
-    // ciphertext moves to previous_device_secret as is (same cipher, no decrypt needed).
-    const r = this.db
-      .prepare(
-        `UPDATE devices SET previous_device_secret = CASE WHEN @expires IS NULL THEN NULL ELSE device_secret END,
-           previous_expires_at = @expires, device_secret = @secret WHERE iot_id = @iotId RETURNING *`,
-      )
-      .get({ iotId, expires: previousExpiresAt, secret: this.cipher.encrypt(newSecret) }) as Row | undefined;
-    return r ? this.toDevice(r) : undefined;
+    return this.db.transaction(() => {
+      const old = this.s.getDeviceById.get(iotId) as Row | undefined;
+      if (!old) return undefined;
+      const ids = deviceIds(old.iot_id, old.product_key, old.device_name);
+      // Each column's value is bound to its column: the old secret is re-encrypted for
+      // previous_device_secret, not copied (a copied ciphertext would not decrypt there).
+      const previous =
+        previousExpiresAt === null
+          ? null
+          : this.sealDevice('previous_device_secret', ids, openSecret(this.cipher, 'devices', 'device_secret', ids, old.device_secret as string));
+      const r = this.db
+        .prepare('UPDATE devices SET previous_device_secret = @previous, previous_expires_at = @expires, device_secret = @secret WHERE iot_id = @iotId RETURNING *')
+        .get({ iotId, previous, expires: previousExpiresAt, secret: this.sealDevice('device_secret', ids, newSecret) }) as Row;
+      return this.toDevice(r);
+    }).immediate();
   }
 
   // ---- presence ----
@@ -585,7 +611,7 @@ export class SqliteStore implements Store {
   private toApp(r: Row): Application {
     return {
       appKey: r.app_key as string,
-      appSecret: this.cipher.decrypt(r.app_secret as string),
+      appSecret: openSecret(this.cipher, 'applications', 'app_secret', [r.app_key], r.app_secret as string),
       name: r.name as string,
       productKeys: JSON.parse(r.product_keys as string) as string[],
       createdAt: r.created_at as string,
@@ -594,7 +620,7 @@ export class SqliteStore implements Store {
 
   async createApplication(app: Application): Promise<void> {
     try {
-      this.s.insertApp.run(app.appKey, this.cipher.encrypt(app.appSecret), app.name, JSON.stringify(app.productKeys), app.createdAt);
+      this.s.insertApp.run(app.appKey, sealSecret(this.cipher, 'applications', 'app_secret', [app.appKey], app.appSecret), app.name, JSON.stringify(app.productKeys), app.createdAt);
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new ThingAuthError('CONFLICT', `application ${app.appKey} already exists`);
       throw e;
@@ -709,18 +735,20 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       // Keyset paging on rowid: each batch costs the same however far the pass has got.
       const rows = this.db
-        .prepare(`SELECT rowid AS rid, ${cols.join(', ')} FROM ${spec.table} WHERE rowid > ? ORDER BY rowid LIMIT ?`)
+        .prepare(`SELECT rowid AS rid, ${[...spec.identity, ...cols].join(', ')} FROM ${spec.table} WHERE rowid > ? ORDER BY rowid LIMIT ?`)
         .all(after, batchSize) as Row[];
       const update = this.db.prepare(`UPDATE ${spec.table} SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE rowid = ?`);
       let rewritten = 0;
       for (const r of rows) {
         let changed = false;
+        const ids = spec.identity.map((c) => r[c]);
         const values = cols.map((c) => {
           const v = r[c];
           if (typeof v !== 'string' || !this.cipher.needsReencrypt(v)) return v;
           changed = true;
           rewritten++;
-          return this.cipher.encrypt(this.cipher.decrypt(v));
+          // Same place, same context: the new value is bound exactly as the old one was.
+          return sealSecret(this.cipher, spec.table, c, ids, openSecret(this.cipher, spec.table, c, ids, v));
         });
         if (changed) update.run(...values, r.rid);
       }
@@ -754,13 +782,13 @@ export class SqliteStore implements Store {
 
   async getSecretSetting(key: string): Promise<string | undefined> {
     const r = this.db.prepare('SELECT value FROM secret_settings WHERE key = ?').get(key) as { value: string } | undefined;
-    return r ? this.cipher.decrypt(r.value) : undefined;
+    return r ? openSecret(this.cipher, 'secret_settings', 'value', [key], r.value) : undefined;
   }
 
   async setSecretSettingIfAbsent(key: string, value: string): Promise<string> {
     return this.db.transaction(() => {
-      this.db.prepare('INSERT OR IGNORE INTO secret_settings (key, value) VALUES (?, ?)').run(key, this.cipher.encrypt(value));
-      return this.cipher.decrypt((this.db.prepare('SELECT value FROM secret_settings WHERE key = ?').get(key) as { value: string }).value);
+      this.db.prepare('INSERT OR IGNORE INTO secret_settings (key, value) VALUES (?, ?)').run(key, sealSecret(this.cipher, 'secret_settings', 'value', [key], value));
+      return openSecret(this.cipher, 'secret_settings', 'value', [key], (this.db.prepare('SELECT value FROM secret_settings WHERE key = ?').get(key) as { value: string }).value);
     }).immediate();
   }
 
