@@ -30,6 +30,8 @@ export interface Config {
   subDeviceLimit: number;
   /** Dynamic registration requests per product per second (token bucket, burst = 2x). */
   registrationRatePerSecond: number;
+  /** Dynamic registration requests per source address per second (token bucket, burst = 2x); 0 = off. */
+  registrationRatePerSourcePerSecond: number;
   sqliteSynchronous: 'FULL' | 'NORMAL';
   logLevel: string;
   /** Days an audit record is kept. */
@@ -68,6 +70,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   deviceLimit: 'THINGAUTH_DEVICE_LIMIT',
   subDeviceLimit: 'THINGAUTH_SUB_DEVICE_LIMIT',
   registrationRatePerSecond: 'THINGAUTH_REGISTRATION_RATE',
+  registrationRatePerSourcePerSecond: 'THINGAUTH_REGISTRATION_RATE_PER_SOURCE',
   sqliteSynchronous: 'THINGAUTH_SQLITE_SYNCHRONOUS',
   logLevel: 'THINGAUTH_LOG_LEVEL',
   auditRetentionDays: 'THINGAUTH_AUDIT_RETENTION_DAYS',
@@ -153,6 +156,7 @@ export function loadConfig(input: ConfigInput): Config {
     deviceLimit: int('deviceLimit', 500_000, 1, 100_000_000),
     subDeviceLimit: int('subDeviceLimit', 1_500, 1, 1_000_000),
     registrationRatePerSecond: int('registrationRatePerSecond', 1_000, 1, 1_000_000),
+    registrationRatePerSourcePerSecond: int('registrationRatePerSourcePerSecond', 20, 0, 1_000_000),
     sqliteSynchronous: oneOf('sqliteSynchronous', ['FULL', 'NORMAL'] as const, 'FULL'),
     logLevel: oneOf('logLevel', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     auditRetentionDays: int('auditRetentionDays', 30, 1, 3650),

@@ -114,6 +114,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
         await Promise.all(started.slice().reverse().map((l) => l.close().catch((e) => logger.warn({ err: e }, 'listener close failed'))));
         await connectDecisionsSettled(ctx).catch(() => undefined);
         await services.keyRotation.stop().catch(() => undefined);
+        services.logLimiter.close();
         // The audit buffer is written before the store closes: the last decisions are kept.
         await services.audit.close().catch((e) => logger.warn({ err: e }, 'audit flush failed'));
         await store.markAllOffline(new Date().toISOString()).catch(() => undefined);

@@ -18,7 +18,7 @@ export function addAppCommands(program: Command): void {
     .requiredOption('--product <productKey>', 'a product it may access (repeat or comma-separate for several)', collect, [])
     .action(async (name: string, o: ApiCommandOptions & { product: string[] }) => {
       const a = await clientFor(o).request('POST', apiPath('applications'), { name, productKeys: o.product });
-      print(o, a, () => `${formatRecord(a)}\n\nMQTT login: username app:${a.appKey}, password = appSecret (use TLS) or an HMAC (see README "Connecting devices").`);
+      print(o, a, () => `${formatRecord(a)}\n\nMQTT login: username app:${a.appKey}, password = appSecret (over TLS only) or an HMAC (see README "Connecting devices").`);
     });
 
   apiCommand(app, 'list', 'list applications (no secrets)').action(async (o: ApiCommandOptions) => {

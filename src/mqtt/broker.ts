@@ -123,10 +123,14 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
             return;
           }
           recordConnectDecision(ctx, attempt, decision);
-          logger.info(
+          // Rate-limited per source with a count of what was held back (issue 11 item 11).
+          ctx.services.logLimiter.log(
+            'info',
+            'mqtt.connect.deny',
+            info.remoteAddress,
             {
-              event: 'mqtt.connect.deny',
               code: decision.returnCode,
+              refusal: decision.refusal,
               reason: decision.reason,
               productKey: decision.device?.productKey ?? decision.productKey,
               deviceName: decision.device?.deviceName ?? decision.deviceName,
@@ -181,7 +185,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     authorizeSubscribe(client, sub, callback) {
       const session = sessionOf(client);
       if (session && maySubscribe(session, sub.topic)) return callback(null, sub);
-      logger.warn({ event: 'mqtt.subscribe.deny', ...(session ? who(session) : {}), topic: sub.topic.slice(0, 200) }, 'subscription refused by topic ACL');
+      ctx.services.logLimiter.log('warn', 'mqtt.subscribe.deny', session?.remoteAddress ?? connectionInfoOf(client.conn)?.remoteAddress, { ...(session ? who(session) : {}), topic: sub.topic.slice(0, 200) }, 'subscription refused by topic ACL');
       callback(null, null); // SUBACK failure 0x80 for this filter
     },
 

@@ -5,7 +5,7 @@
  * or the signature.
  */
 import type { AppContext } from '../context.js';
-import { loginReasonLabel } from '../services/metrics.js';
+import { REFUSALS } from '../core/refusals.js';
 import { connectKindOf, type ConnectAttempt, type ConnectDecision } from './connect-authenticators.js';
 
 function claimedIdentity(username: string | undefined): { productKey: string | null; deviceName: string | null } {
@@ -37,7 +37,9 @@ export function recordConnectDecision(ctx: AppContext, attempt: ConnectAttempt, 
   const claimed = claimedIdentity(attempt.username);
   const reason = decision ? decision.reason : 'server unavailable (store error)';
   const code = decision ? decision.returnCode : 3;
-  metrics.login('mqtt', 'refused', loginReasonLabel(reason, code));
+  metrics.login('mqtt', 'refused', REFUSALS[decision ? decision.refusal : 'server-error'].label);
+  // A throttled source's refusals after the first of its cool-down: counted, not audited (issue 11 item 11).
+  if (decision?.skipAudit) return;
   audit.record({
     action,
     actor,

@@ -21,10 +21,11 @@ import type { MqttBroker } from './broker.js';
 import { authenticateSignedDevice } from './sign-authenticator.js';
 import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './application-authenticator.js';
 import { authenticateConnwl, authenticateRegister, authenticateRegnwl } from './registration-connect.js';
-import { loginReasonLabel } from '../services/metrics.js';
+import { countsAgainstSource, type ConnackCode, type RefusalKind, type RefusalPath } from '../core/refusals.js';
+import { refuseConnect } from './connect-refusal.js';
 
 /** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in mqtt5-adapter.ts. */
-export type ConnackRefusal = 1 | 2 | 3 | 4 | 5;
+export type ConnackRefusal = ConnackCode;
 
 export interface ConnectAttempt {
   /** The MQTT ClientId exactly as sent. */
@@ -52,6 +53,9 @@ export interface ConnectAllow {
 
 export interface ConnectDeny {
   ok: false;
+  /** Why, as a kind: decides the codes, the metrics label and the throttle (core/refusals.ts). */
+  refusal: RefusalKind;
+  /** Derived from `refusal` by refuseConnect (connect-refusal.ts). */
   returnCode: ConnackRefusal;
   /** For MQTT 5 clients, a more precise reason code than the mapping of returnCode (mqtt5-adapter.ts). */
   v5ReasonCode?: number;
@@ -62,6 +66,12 @@ export interface ConnectDeny {
   /** Known identity fields for the log line even when no device record exists. */
   productKey?: string;
   deviceName?: string;
+  /**
+   * Set on the refusals of a throttled source after the first one of its cool-down: they are
+   * counted in the metrics but not audited one by one (issue 11 item 11), so an attacker
+   * hammering during the cool-down cannot grow the audit trail.
+   */
+  skipAudit?: boolean;
 }
 
 export type ConnectDecision = ConnectAllow | ConnectDeny;
@@ -119,17 +129,15 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
   const throttle = ctx.services.loginThrottle;
   const gate = throttle.checkSource(attempt.remoteAddress);
   if (!gate.ok) {
-    return {
-      ok: false,
-      returnCode: 5,
-      v5ReasonCode: 0x9f, // MQTT 5 "Connection rate exceeded"
-      reason: `source throttled: too many failed logins from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`,
-      ...usernameFields(attempt.username),
-    };
+    const retry = Math.ceil(gate.retryAfterMs / 1000);
+    const reason = gate.firstRefusal
+      ? `source throttled: too many failed logins from this address; retry in ${retry} s (further attempts in this cool-down are counted in the metrics, not audited one by one)`
+      : `source throttled: too many failed logins from this address; retry in ${retry} s`;
+    return { ...refuseConnect('throttled', 'login', reason, usernameFields(attempt.username)), ...(gate.firstRefusal ? {} : { skipAudit: true }) };
   }
   const decision = await decideConnect(attempt, ctx);
   if (!decision.ok) {
-    if (isCredentialFailure(decision)) {
+    if (countsAgainstSource(decision.refusal, refusalPathOf(attempt))) {
       const d = decision.device ?? (decision.productKey !== undefined && decision.deviceName !== undefined ? { productKey: decision.productKey, deviceName: decision.deviceName } : undefined);
       throttle.recordFailure(attempt.remoteAddress, d);
     }
@@ -139,34 +147,28 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
   if (id.kind === 'device') {
     throttle.recordSuccess(id);
     if (!throttle.takeDeviceConnect(id, attempt.remoteAddress)) {
-      return {
-        ok: false,
-        returnCode: 5,
-        v5ReasonCode: 0x9f,
-        reason: `too many connects for this device: at most ${ctx.config.deviceConnectRatePerMinute} per minute; retry later`,
+      return refuseConnect('device-connect-rate', 'login', `too many connects for this device: at most ${ctx.config.deviceConnectRatePerMinute} per minute; retry later`, {
         device: { iotId: id.iotId, productKey: id.productKey, deviceName: id.deviceName },
-      };
+      });
     }
   }
   return decision;
 }
 
-/** Refusal reasons that are not a wrong credential: they must not count towards throttling. */
-const NOT_CREDENTIAL_FAILURES = new Set(['disabled', 'tls_required', 'throttled', 'rate_limited', 'server_error']);
-
-/** A wrong secret, signature, token or identity (CONNACK 4 or 5), as opposed to a setting or a limit. */
-function isCredentialFailure(d: ConnectDeny): boolean {
-  return (d.returnCode === 4 || d.returnCode === 5) && !NOT_CREDENTIAL_FAILURES.has(loginReasonLabel(d.reason, d.returnCode));
+/** Dynamic registration CONNECTs follow the registration rules of the refusal table; every other kind is a login. */
+export function refusalPathOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username'>): RefusalPath {
+  const kind = connectKindOf(attempt);
+  return kind === 'register' || kind === 'regnwl' ? 'registration' : 'login';
 }
 
 async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const kind = connectKindOf(attempt);
   if (kind === 'unknown') {
     const reason = attempt.parsed ? 'unsupported authType' : 'ClientId has no |...| extension section';
-    return { ok: false, returnCode: 2, reason, ...usernameFields(attempt.username) };
+    return refuseConnect(attempt.parsed ? 'unsupported-auth-type' : 'malformed', 'login', reason, usernameFields(attempt.username));
   }
   const authenticator = CONNECT_AUTHENTICATORS[kind];
-  if (!authenticator) return { ok: false, returnCode: 2, reason: `authType ${kind} is not enabled`, ...usernameFields(attempt.username) };
+  if (!authenticator) return refuseConnect('unsupported-auth-type', 'login', `authType ${kind} is not enabled`, usernameFields(attempt.username));
   return authenticator(attempt, ctx);
 }
 

@@ -16,11 +16,13 @@
  */
 import type { AppContext } from '../context.js';
 import { KEEPALIVE_MAX, parseMqttUsername } from '../core/credentials.js';
-import { ThingAuthError, type ErrorKind } from '../core/errors.js';
+import { ThingAuthError } from '../core/errors.js';
+import { refusalOfError, type RefusalKind, type RefusalPath } from '../core/refusals.js';
 import { randomUUID } from 'node:crypto';
 import type { PublishPacket } from 'aedes';
 import { TOPIC_RULES } from './acl.js';
-import type { ConnackRefusal, ConnectAttempt, ConnectAuthenticator, ConnectDecision } from './connect-authenticators.js';
+import type { ConnectAttempt, ConnectAuthenticator, ConnectDecision } from './connect-authenticators.js';
+import { refuseConnect } from './connect-refusal.js';
 import { isTlsTransport } from './connection-info.js';
 import type { Session } from './sessions.js';
 
@@ -66,38 +68,26 @@ export function pushAndClose(session: Session, topic: string, payload: string, c
   });
 }
 
-/** Spec 3.1: 2 = missing/bad parameters (or TCP), 3 = server error, 4 = signature/auth failure. */
-export function registrationConnackFor(e: unknown): ConnackRefusal {
-  if (!(e instanceof ThingAuthError)) return 3;
-  const kind: ErrorKind = e.kind;
-  switch (kind) {
-    case 'INVALID_ARGUMENT':
-      // A replayed random is a refused credential, not a malformed request.
-      return e.details?.replayed === true ? 4 : 2;
-    case 'UNSUPPORTED_SIGN_METHOD':
-      return 2;
-    case 'RATE_LIMITED':
-    case 'INTERNAL':
-      return 3;
-    default:
-      return 4;
-  }
+/** Spec 3.1 (2 = missing/bad parameters or TCP, 3 = server error, 4 = signature/auth failure) via core/refusals.ts. */
+function deny(refusal: RefusalKind, reason: string, user?: { productKey: string; deviceName: string }, path: RefusalPath = 'registration'): ConnectDecision {
+  return refuseConnect(refusal, path, reason, user ? { productKey: user.productKey, deviceName: user.deviceName } : {});
 }
 
-function deny(returnCode: ConnackRefusal, reason: string, user?: { productKey: string; deviceName: string }): ConnectDecision {
-  return { ok: false, returnCode, reason, ...(user ? { productKey: user.productKey, deviceName: user.deviceName } : {}) };
+/** A use case's error as a refusal: its kind from the error, its reason the error's message (never a secret). */
+function denyError(e: unknown, user: { productKey: string; deviceName: string }, path: RefusalPath): ConnectDecision {
+  return deny(refusalOfError(e), e instanceof ThingAuthError ? e.message : 'internal error', user, path);
 }
 
 /** Checks shared by register and regnwl before the service runs. */
 function precheck(attempt: ConnectAttempt): { ok: true; user: { productKey: string; deviceName: string } } | { ok: false; decision: ConnectDecision } {
   const user = parseMqttUsername(attempt.username);
   if (!isTlsTransport(attempt.transport)) {
-    return { ok: false, decision: deny(2, 'dynamic registration is accepted over TLS only', user) };
+    return { ok: false, decision: deny('tls-required', 'dynamic registration is accepted over TLS only', user) };
   }
-  if (!user) return { ok: false, decision: deny(2, 'username must be deviceName&productKey', user) };
+  if (!user) return { ok: false, decision: deny('malformed', 'username must be deviceName&productKey', user) };
   const securemode = attempt.parsed?.ext.securemode;
   if (securemode !== undefined && !REGISTRATION_SECUREMODES.has(securemode)) {
-    return { ok: false, decision: deny(2, `securemode ${securemode} is not a registration mode (use 2 or -2)`, user) };
+    return { ok: false, decision: deny('bad-securemode', `securemode ${securemode} is not a registration mode (use 2 or -2)`, user) };
   }
   return { ok: true, user };
 }
@@ -135,7 +125,7 @@ export const authenticateRegister: ConnectAuthenticator = async (attempt, ctx: A
       onSessionReady: (session) => pushAndClose(session, REGISTER_REPLY_TOPIC, payload, ctx),
     };
   } catch (e) {
-    return deny(registrationConnackFor(e), e instanceof ThingAuthError ? e.message : 'internal error', pre.user);
+    return denyError(e, pre.user, 'registration');
   }
 };
 
@@ -151,18 +141,18 @@ export const authenticateRegnwl: ConnectAuthenticator = async (attempt, ctx: App
       onSessionReady: (session) => pushAndClose(session, REGNWL_REPLY_TOPIC, payload, ctx),
     };
   } catch (e) {
-    return deny(registrationConnackFor(e), e instanceof ThingAuthError ? e.message : 'internal error', pre.user);
+    return denyError(e, pre.user, 'registration');
   }
 };
 
 /** The login after regnwl (spec 3.3): ClientId `<issued clientId>|securemode=-2,authType=connwl|`, password = DeviceToken. */
 export const authenticateConnwl: ConnectAuthenticator = async (attempt, ctx: AppContext) => {
   const user = parseMqttUsername(attempt.username);
-  if (!user) return deny(4, 'username must be deviceName&productKey');
-  if (attempt.password === '') return deny(4, 'password (the DeviceToken) is empty', user);
+  if (!user) return deny('missing-credentials', 'username must be deviceName&productKey', undefined, 'login');
+  if (attempt.password === '') return deny('missing-credentials', 'password (the DeviceToken) is empty', user, 'login');
   const keepaliveMin = ctx.config.keepaliveMinSeconds;
   if (attempt.keepalive < keepaliveMin || attempt.keepalive > KEEPALIVE_MAX) {
-    return deny(3, `keep-alive must be ${keepaliveMin}..${KEEPALIVE_MAX} s, got ${attempt.keepalive}`, user);
+    return deny('bad-keepalive', `keep-alive must be ${keepaliveMin}..${KEEPALIVE_MAX} s, got ${attempt.keepalive}`, user, 'login');
   }
   const clientId = attempt.parsed?.clientId ?? '';
   try {
@@ -174,12 +164,11 @@ export const authenticateConnwl: ConnectAuthenticator = async (attempt, ctx: App
     });
     const product = await ctx.store.getProduct(device.productKey);
     if (product?.requireTls && !isTlsTransport(attempt.transport)) {
-      return { ok: false, returnCode: 5, reason: 'product requires TLS', device: { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName } };
+      return refuseConnect('tls-required', 'login', 'product requires TLS', { device: { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName } });
     }
     return { ok: true, identity: { kind: 'device', productKey: device.productKey, deviceName: device.deviceName, iotId: device.iotId } };
   } catch (e) {
-    // Spec 1.7: unknown product/device, bad credential, disabled -> 5.
-    const code: ConnackRefusal = e instanceof ThingAuthError ? (e.kind === 'INTERNAL' ? 3 : 5) : 3;
-    return deny(code, e instanceof ThingAuthError ? e.message : 'internal error', user);
+    // Spec 1.7: unknown product/device, bad credential, disabled -> 5 (core/refusals.ts).
+    return denyError(e, user, 'login');
   }
 };

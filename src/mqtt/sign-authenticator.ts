@@ -5,41 +5,31 @@
  */
 import type { AppContext } from '../context.js';
 import { KEEPALIVE_MAX, parseMqttUsername } from '../core/credentials.js';
-import type { LoginRefusal } from '../services/authenticator.js';
 import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
 import { isTlsTransport } from './connection-info.js';
-import type { ConnackRefusal, ConnectAttempt, ConnectDecision } from './connect-authenticators.js';
+import type { ConnectAttempt, ConnectDecision } from './connect-authenticators.js';
+import { refuseConnect } from './connect-refusal.js';
 
 /** securemode values a device-secret login may carry (spec 1.4); absent is tolerated. */
 const SIGN_SECUREMODES = new Set(['2', '3']);
 
-const REFUSAL_CODE: Record<LoginRefusal, ConnackRefusal> = {
-  unsupported_sign_method: 2,
-  unknown_product: 5,
-  unknown_device: 5,
-  bad_signature: 5,
-  disabled: 5,
-  tls_required: 5,
-  timestamp_outside_window: 5,
-};
-
 export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const parsed = attempt.parsed;
-  if (!parsed) return { ok: false, returnCode: 2, reason: 'ClientId has no |...| extension section' };
+  if (!parsed) return refuseConnect('malformed', 'login', 'ClientId has no |...| extension section');
   const user = parseMqttUsername(attempt.username);
-  if (!user) return { ok: false, returnCode: 4, reason: 'username is not deviceName&productKey' };
+  if (!user) return refuseConnect('missing-credentials', 'login', 'username is not deviceName&productKey');
   const who = { productKey: user.productKey, deviceName: user.deviceName };
-  if (attempt.password === '') return { ok: false, returnCode: 4, reason: 'empty password', ...who };
+  if (attempt.password === '') return refuseConnect('missing-credentials', 'login', 'empty password', who);
   const securemode = parsed.ext.securemode;
   if (securemode !== undefined && !SIGN_SECUREMODES.has(securemode)) {
-    return { ok: false, returnCode: 2, reason: `unsupported securemode ${securemode.slice(0, 8)}`, ...who };
+    return refuseConnect('bad-securemode', 'login', `unsupported securemode ${securemode.slice(0, 8)}`, who);
   }
   const keepaliveMin = ctx.config.keepaliveMinSeconds;
   if (attempt.keepalive < keepaliveMin || attempt.keepalive > KEEPALIVE_MAX) {
     const reason = `keep-alive ${attempt.keepalive}s outside ${keepaliveMin}..${KEEPALIVE_MAX}`;
     // Record it on a device that exists: operators need to see why firmware keeps failing.
     const device = await ctx.services.authenticator.device(user.productKey, user.deviceName);
-    return { ok: false, returnCode: 3, reason, ...who, ...(device ? { device } : {}) };
+    return refuseConnect('bad-keepalive', 'login', reason, { ...who, ...(device ? { device } : {}) });
   }
   const result = await ctx.services.authenticator.verifyDeviceLogin({
     productKey: user.productKey,
@@ -52,14 +42,7 @@ export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: App
     overTls: isTlsTransport(attempt.transport),
   });
   if (!result.ok) {
-    return {
-      ok: false,
-      returnCode: REFUSAL_CODE[result.refusal],
-      ...(result.refusal === 'disabled' ? { v5ReasonCode: 0x8a } : {}), // MQTT 5 "Banned"
-      reason: result.reason,
-      ...who,
-      ...(result.device ? { device: result.device } : {}),
-    };
+    return refuseConnect(result.refusal, 'login', result.reason, { ...who, ...(result.device ? { device: result.device } : {}) });
   }
   const d = result.device;
   const identity = { kind: 'device' as const, productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId };

@@ -11,15 +11,13 @@ import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 import { timestampOutsideWindow } from '../core/timestamp-window.js';
 import { matchDeviceSecret, type SecretMatch } from '../core/secret-rotation.js';
+import type { RefusalKind } from '../core/refusals.js';
 
-export type LoginRefusal =
-  | 'unsupported_sign_method'
-  | 'unknown_product'
-  | 'unknown_device'
-  | 'bad_signature'
-  | 'disabled'
-  | 'tls_required'
-  | 'timestamp_outside_window';
+/** The refusals a device-secret login can end in (kinds and their codes: core/refusals.ts). */
+export type LoginRefusal = Extract<
+  RefusalKind,
+  'unsupported-sign-method' | 'unknown-product' | 'unknown-device' | 'bad-signature' | 'disabled' | 'tls-required' | 'timestamp-outside-window'
+>;
 
 export interface DeviceLoginInput {
   productKey: string;
@@ -130,13 +128,13 @@ export class DeviceAuthenticator {
 
   async verifyDeviceLogin(input: DeviceLoginInput): Promise<DeviceLoginResult> {
     const algorithm = input.signMethod === undefined || input.signMethod === '' ? 'md5' : parseSignMethod(input.signMethod);
-    if (!algorithm) return { ok: false, refusal: 'unsupported_sign_method', reason: `unsupported signmethod "${clip(input.signMethod)}"` };
+    if (!algorithm) return { ok: false, refusal: 'unsupported-sign-method', reason: `unsupported signmethod "${clip(input.signMethod)}"` };
     const device = await this.device(input.productKey, input.deviceName);
     if (!device) {
       const product = await this.product(input.productKey);
       return product
-        ? { ok: false, refusal: 'unknown_device', reason: 'unknown device' }
-        : { ok: false, refusal: 'unknown_product', reason: 'unknown product' };
+        ? { ok: false, refusal: 'unknown-device', reason: 'unknown device' }
+        : { ok: false, refusal: 'unknown-product', reason: 'unknown product' };
     }
     const content = buildSignContent({
       clientId: input.clientId,
@@ -160,18 +158,18 @@ export class DeviceAuthenticator {
     };
     // The previous secret (after a rotation, within its grace) is tried only when the current one fails.
     const secret = matchDeviceSecret(device, this.clock(), verify);
-    if (secret === undefined) return { ok: false, refusal: 'bad_signature', reason: `bad signature (${input.signMethod ?? 'hmacmd5'})`, device };
+    if (secret === undefined) return { ok: false, refusal: 'bad-signature', reason: `bad signature (${input.signMethod ?? 'hmacmd5'})`, device };
     if (!device.enabled) return { ok: false, refusal: 'disabled', reason: 'device disabled', device };
     const product = await this.product(input.productKey);
-    if (!product) return { ok: false, refusal: 'unknown_product', reason: 'unknown product', device };
+    if (!product) return { ok: false, refusal: 'unknown-product', reason: 'unknown product', device };
     if (product.requireTls && !input.overTls) {
-      return { ok: false, refusal: 'tls_required', reason: 'product requires TLS; login arrived over a plain transport', device };
+      return { ok: false, refusal: 'tls-required', reason: 'product requires TLS; login arrived over a plain transport', device };
     }
     if (product.timestampWindowSeconds) {
       // Checked after the signature: the timestamp is signed, so only a replayed (or very
       // late) CONNECT of the real device lands here, never a forged one.
       const outside = timestampOutsideWindow(input.timestamp, product.timestampWindowSeconds, this.clock());
-      if (outside) return { ok: false, refusal: 'timestamp_outside_window', reason: outside, device };
+      if (outside) return { ok: false, refusal: 'timestamp-outside-window', reason: outside, device };
     }
     return { ok: true, device, product, algorithm: used, secret };
   }

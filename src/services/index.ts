@@ -18,6 +18,7 @@ import { TokenService } from './tokens.js';
 import { KeyRotationService } from './key-rotation.js';
 import type { RotatingCipher } from '../core/rotating-cipher.js';
 import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
+import { LogLimiter } from './log-limiter.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -35,7 +36,12 @@ export interface Services {
   tokens: TokenService;
   keyRotation: KeyRotationService;
   loginThrottle: LoginThrottle;
+  /** Refusal log lines an outsider can trigger (CONNECT, SUBSCRIBE, registration) go through this. */
+  logLimiter: LogLimiter;
 }
+
+/** Refusal log lines per (event, source) per minute before they are only counted (log-limiter.ts). */
+export const REFUSAL_LOG_LINES_PER_MINUTE = 10;
 
 /** What the security services need from the composition root (main.ts). */
 export interface SecurityWiring {
@@ -58,11 +64,13 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   });
   const events = new RegistryEvents();
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
+  const logLimiter = new LogLimiter(logger, { perInterval: REFUSAL_LOG_LINES_PER_MINUTE, intervalMs: 60_000 });
   const registration = new RegistrationService(store, events, {
     ratePerSecond: config.registrationRatePerSecond,
+    ratePerSourcePerSecond: config.registrationRatePerSourcePerSecond,
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
-  registration.observers = { audit, metrics };
+  registration.observers = { audit, metrics, logLimiter };
   const authenticator = new DeviceAuthenticator(store, events, logger);
   registration.products = (productKey) => authenticator.product(productKey);
   const presence = new PresenceService(store, logger);
@@ -80,7 +88,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     deviceConnectRatePerMinute: config.deviceConnectRatePerMinute,
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle };
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

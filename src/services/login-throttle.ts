@@ -47,7 +47,12 @@ export type ThrottleEvent =
   | { type: 'device_failures'; device: DeviceRef; failures: number; source: string }
   | { type: 'device_connect_rate'; device: DeviceRef; source: string };
 
-export type SourceCheck = { ok: true } | { ok: false; retryAfterMs: number };
+/**
+ * `firstRefusal`: this is the first refusal of the source's current cool-down. Edges audit
+ * that one and only count the rest (issue 11 item 11): the cool-down itself is audited once
+ * (`security.source.throttled`), so an attacker hammering on cannot grow the audit trail.
+ */
+export type SourceCheck = { ok: true } | { ok: false; retryAfterMs: number; firstRefusal: boolean };
 
 interface Window {
   count: number;
@@ -58,6 +63,8 @@ interface Window {
 
 interface Cooldown {
   until: number;
+  /** Attempts refused during this cool-down. */
+  refused: number;
 }
 
 interface Bucket {
@@ -97,7 +104,8 @@ export class LoginThrottle {
       this.cooldowns.delete(source);
       return { ok: true };
     }
-    return { ok: false, retryAfterMs: c.until - t };
+    c.refused++;
+    return { ok: false, retryAfterMs: c.until - t, firstRefusal: c.refused === 1 };
   }
 
   /**
@@ -107,12 +115,16 @@ export class LoginThrottle {
   recordFailure(remoteAddress: string | null | undefined, device?: DeviceRef): void {
     const t = this.now();
     const source = sourceKey(remoteAddress);
-    if (this.opts.failThreshold > 0 && source !== undefined) {
+    // A source in its cool-down is refused before verification anyway; a failure reported for
+    // it all the same (a request refused before the gate, e.g. an unreadable body) must not
+    // start a new cool-down and announce it again: one audit entry per cool-down.
+    const cooling = source !== undefined && (this.cooldowns.get(source)?.until ?? -Infinity) > t;
+    if (this.opts.failThreshold > 0 && source !== undefined && !cooling) {
       const w = this.bump(this.sourceFailures, source, t);
       if (w.count >= this.opts.failThreshold) {
         this.sourceFailures.delete(source);
         if (this.cooldowns.size >= this.maxKeys) this.sweepCooldowns(t);
-        this.cooldowns.set(source, { until: t + this.opts.cooldownMs });
+        this.cooldowns.set(source, { until: t + this.opts.cooldownMs, refused: 0 });
         this.opts.onEvent?.({ type: 'source_throttled', source, failures: w.count, cooldownMs: this.opts.cooldownMs });
       }
     }

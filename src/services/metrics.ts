@@ -21,37 +21,7 @@ export interface SessionSource {
 
 export type LoginResult = 'accepted' | 'refused';
 
-/**
- * Refusal reasons are free text that may quote what the client sent; a metric label must come
- * from a small fixed set, so known reasons map to a slug and anything else to its CONNACK code.
- */
-const REASON_LABELS: [RegExp, string][] = [
-  [/^bad signature|^sign does not match/i, 'bad_signature'],
-  [/^signMethod must be/i, 'unsupported_sign_method'],
-  [/^sub-device not found/i, 'unknown_device'],
-  [/topology/i, 'not_in_topology'],
-  [/sub-devices may be online/i, 'too_many_online'],
-  [/logins of this sub-device/i, 'rate_limited'],
-  [/^bad application credential/i, 'bad_signature'],
-  [/^unknown device/i, 'unknown_device'],
-  [/^unknown product/i, 'unknown_product'],
-  [/^unknown application/i, 'unknown_application'],
-  [/disabled/i, 'disabled'],
-  [/requires TLS|over TLS only/i, 'tls_required'],
-  [/^unsupported sign ?method/i, 'unsupported_sign_method'],
-  [/securemode/i, 'bad_securemode'],
-  [/^authType .* not enabled|unsupported authType/i, 'unsupported_auth_type'],
-  [/ClientId|username|password|needs app:/i, 'malformed_credentials'],
-  [/token/i, 'bad_token'],
-  [/throttl|cool-?down|too many/i, 'throttled'],
-  [/rate limit/i, 'rate_limited'],
-  [/server unavailable|internal/i, 'server_error'],
-];
-
-export function loginReasonLabel(reason: string, connackCode?: number): string {
-  for (const [re, label] of REASON_LABELS) if (re.test(reason)) return label;
-  return connackCode === undefined ? 'other' : `connack_${connackCode}`;
-}
+/** Refusal labels come from the refusal table (core/refusals.ts), never from reason text. */
 
 export class Metrics {
   readonly registry = new Registry();

@@ -14,6 +14,7 @@
  * - verifyConnwl: the `authType=connwl` login that follows regnwl.
  */
 import { ThingAuthError } from '../core/errors.js';
+import { refusalOfError } from '../core/refusals.js';
 import { registrationSignPairs } from '../core/credentials.js';
 import { assertDeviceName, assertProductKey, generateDeviceSecret, generateDeviceToken, generateIotId, randomAlnum } from '../core/names.js';
 import type { Device, Product } from '../core/records.js';
@@ -22,6 +23,8 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 import { KeyedTokenBucket } from './rate-limiter.js';
+import { sourceKey } from './login-throttle.js';
+import type { LogLimiter } from './log-limiter.js';
 import type { AuditLog } from './audit.js';
 import type { Metrics } from './metrics.js';
 
@@ -70,6 +73,12 @@ export interface ConnwlRequest {
 export interface RegistrationOptions {
   /** Requests per product per second (token bucket, burst twice that). */
   ratePerSecond: number;
+  /**
+   * Requests per source address per second (token bucket, burst twice that; IPv6 per /64),
+   * taken before the product's bucket so one source cannot starve a product's other
+   * devices. 0 or absent = off.
+   */
+  ratePerSourcePerSecond?: number;
   /** Product device limit when the product sets none. */
   defaultDeviceLimit: number;
 }
@@ -107,8 +116,9 @@ export type ProductSource = (productKey: string) => Promise<Product | undefined>
 
 export class RegistrationService {
   private readonly limiter: KeyedTokenBucket;
-  /** Set by createServices: decisions go to the batched audit log and the registration metrics. */
-  observers?: { audit: AuditLog; metrics: Metrics };
+  private readonly sourceLimiter: KeyedTokenBucket | undefined;
+  /** Set by createServices: decisions go to the batched audit log and the registration metrics; refusal lines through the log limiter. */
+  observers?: { audit: AuditLog; metrics: Metrics; logLimiter?: LogLimiter };
   /**
    * Set by createServices to the authenticator's product cache (dropped on product.changed,
    * which every product update, secret change and delete emits): a product read was a tenth
@@ -125,6 +135,7 @@ export class RegistrationService {
     private readonly now: () => Date = () => new Date(),
   ) {
     this.limiter = new KeyedTokenBucket({ ratePerSecond: opts.ratePerSecond });
+    this.sourceLimiter = opts.ratePerSourcePerSecond ? new KeyedTokenBucket({ ratePerSecond: opts.ratePerSourcePerSecond }) : undefined;
   }
 
   private ts(): string {
@@ -136,14 +147,16 @@ export class RegistrationService {
   }
 
   /**
-   * Checks shared by both registration kinds, in the order the spec's codes suggest:
-   * transport, parameters (460), product (6250), rate (429), switch (6288), signMethod
-   * (6292), signature (6600). The rate check sits after the product lookup so the limiter
-   * only ever holds buckets for products that exist.
+   * Checks shared by both registration kinds: transport, parameters (460), product (6250),
+   * switch (6288), signMethod (6292), signature (6600), and only then the rate (429): first
+   * the source's bucket, then the product's. A request without the ProductSecret therefore
+   * never takes a token (it could otherwise drain the product's budget and lock its honest
+   * devices out, issue 11 item 7), a source over its own rate takes none of the product's,
+   * and the product limiter only ever holds buckets for products that exist.
    */
   private async verifyRequest(req: RegistrationRequest, kind: 'register' | 'regnwl'): Promise<VerifiedRequest> {
     if (!req.transport.tls) {
-      throw new ThingAuthError('INVALID_ARGUMENT', 'dynamic registration is accepted over TLS only; connect with TLS (securemode=2 or -2)', { field: 'transport' });
+      throw new ThingAuthError('INVALID_ARGUMENT', 'dynamic registration is accepted over TLS only; connect with TLS (securemode=2 or -2)', { field: 'transport', refusal: 'tls-required' });
     }
     const productKey = requireString(req.productKey, 'productKey', 64);
     assertProductKey(productKey);
@@ -158,9 +171,6 @@ export class RegistrationService {
 
     const product = await this.product(productKey);
     if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`, { field: 'productKey' });
-    if (!this.limiter.tryTake(productKey)) {
-      throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${productKey}; retry later`);
-    }
     if (!product.dynamicRegistration) {
       throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `dynamic registration is switched off for product ${productKey}`);
     }
@@ -175,6 +185,13 @@ export class RegistrationService {
     if (!verifySignature(algorithm, product.productSecret, content, sign)) {
       throw new ThingAuthError('BAD_SIGNATURE', 'sign does not match: HMAC over deviceName, productKey, random with the ProductSecret', { field: 'sign' });
     }
+    const source = sourceKey(req.transport.sourceAddress);
+    if (this.sourceLimiter && source !== undefined && !this.sourceLimiter.tryTake(source)) {
+      throw new ThingAuthError('RATE_LIMITED', 'too many registration requests from this address; retry later');
+    }
+    if (!this.limiter.tryTake(productKey)) {
+      throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${productKey}; retry later`);
+    }
     return { product, deviceName, random };
   }
 
@@ -182,7 +199,7 @@ export class RegistrationService {
   private async checkReplay(product: Product, device: Device, random: string): Promise<void> {
     if (!product.replayProtection) return;
     if (!(await this.store.useRegistrationRandom(device.iotId, random, this.ts()))) {
-      throw new ThingAuthError('INVALID_ARGUMENT', 'random was already used for this device; send a fresh random', { field: 'random', replayed: true });
+      throw new ThingAuthError('INVALID_ARGUMENT', 'random was already used for this device; send a fresh random', { field: 'random', replayed: true, refusal: 'replayed' });
     }
   }
 
@@ -214,10 +231,11 @@ export class RegistrationService {
     } catch (e) {
       const known = e instanceof ThingAuthError;
       this.audit(action, req, known ? 'deny' : 'error', known ? e.message : 'internal error');
-      this.logger?.[known ? 'info' : 'error'](
-        { action, productKey: typeof req.productKey === 'string' ? req.productKey.slice(0, 64) : undefined, channel: req.transport.channel, reason: known ? e.kind : undefined, err: known ? undefined : e },
-        'dynamic registration refused',
-      );
+      const fields = { action, productKey: typeof req.productKey === 'string' ? req.productKey.slice(0, 64) : undefined, channel: req.transport.channel, remote: req.transport.sourceAddress ?? undefined };
+      if (!known) this.logger?.error({ ...fields, err: e }, 'dynamic registration refused');
+      // Refusals are the client's doing: rate-limited per source, so a flood cannot flood the log (issue 11 item 11).
+      else if (this.observers?.logLimiter) this.observers.logLimiter.log('info', 'registration.refused', req.transport.sourceAddress, { ...fields, reason: e.kind, refusal: refusalOfError(e) }, 'dynamic registration refused');
+      else this.logger?.info({ ...fields, reason: e.kind, refusal: refusalOfError(e) }, 'dynamic registration refused');
       throw e;
     }
   }

@@ -25,7 +25,8 @@ import {
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { AuditLog } from './audit.js';
-import { loginReasonLabel, type Metrics } from './metrics.js';
+import type { Metrics } from './metrics.js';
+import { subDeviceLoginLabel } from '../core/refusals.js';
 import type { DeviceRef, RegistryEvents } from './events.js';
 import { gatewayActor, outcomeAuditEntries, type AuditedOutcome } from './sub-device-audit.js';
 import { refOf, type TopologyService } from './topology.js';
@@ -421,7 +422,7 @@ export class SubDeviceSessionService {
       this.observers.audit.record(e);
       if (action === 'session.sub.login') {
         const ok = e.result === 'ok';
-        this.observers.metrics.login('gateway', ok ? 'accepted' : 'refused', ok ? '' : loginReasonLabel(outcomes[i]!.message));
+        this.observers.metrics.login('gateway', ok ? 'accepted' : 'refused', ok ? '' : subDeviceLoginLabel(outcomes[i]!.code));
       }
     }
   }

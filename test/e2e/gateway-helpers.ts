@@ -169,11 +169,14 @@ export function silenceOn(client: MqttClient, topic: string, ms = 300): Promise<
 export async function connectApp(server: TestServer, productKeys: string[]): Promise<MqttClient> {
   const { default: mqtt } = await import('mqtt');
   const app = await server.running.ctx.services.applications.create({ name: `gw-test-app-${++seq}`, productKeys });
+  const { createHmac } = await import('node:crypto');
+  const clientId = `app-${app.appKey}`;
   return new Promise((resolve, reject) => {
+    // Plain MQTT: the signed password (the raw appSecret is refused on plain transports).
     const c = mqtt.connect(`mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}`, {
-      clientId: `app-${app.appKey}`,
+      clientId,
       username: `app:${app.appKey}`,
-      password: app.appSecret,
+      password: createHmac('sha256', app.appSecret).update(`appKey${app.appKey}clientId${clientId}`).digest('hex'),
       reconnectPeriod: 0,
     });
     c.once('connect', () => resolve(c));

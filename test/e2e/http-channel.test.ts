@@ -79,7 +79,7 @@ describe('HTTPS device channel', () => {
   it('publishes POST /topic/<own topic> into the broker: an application receives it', async () => {
     const token = await tokenFor(dev);
     const app = await server.running.ctx.services.applications.create({ name: 'http-reader', productKeys: [dev.productKey] });
-    const ac = await connectClient(server, 'mqtt', { clientId: 'reader', username: `app:${app.appKey}`, password: app.appSecret });
+    const ac = await connectClient(server, 'mqtts', { clientId: 'reader', username: `app:${app.appKey}`, password: app.appSecret });
     const topic = `/${dev.productKey}/${dev.deviceName}/user/update`;
     await subscribe(ac, topic);
     const got = nextMessage(ac, (t) => t === topic);

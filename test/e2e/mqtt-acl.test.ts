@@ -146,7 +146,7 @@ describe('MQTT topic ACL and system replies', () => {
   it('auto-subscribes a `_ss=1` device to its downlink system topics', async () => {
     const appKeys = await server.running.ctx.services.applications.create({ name: 'ss-app', productKeys: [a.productKey] });
     const device = await connectClient(server, 'mqtt', signedConnect({ ...a, extra: ['_ss=1', '_v=sdk-c-4.0.0'] }));
-    const app = await connectClient(server, 'mqtt', { clientId: 'ss-app-1', username: `app:${appKeys.appKey}`, password: appKeys.appSecret });
+    const app = await connectClient(server, 'mqtts', { clientId: 'ss-app-1', username: `app:${appKeys.appKey}`, password: appKeys.appSecret });
     const set = `/sys/${a.productKey}/${a.deviceName}/thing/service/property/set`;
     // The server-side subscription is made right after CONNACK; retry until it is in place.
     let got: { topic: string } | undefined;
@@ -162,7 +162,7 @@ describe('MQTT topic ACL and system replies', () => {
 
   it('delivers a downlink once to a `_ss=1` device that also subscribed to it, and never to a device without `_ss`', async () => {
     const appKeys = await server.running.ctx.services.applications.create({ name: 'ss-app-2', productKeys: [a.productKey] });
-    const app = await connectClient(server, 'mqtt', { clientId: 'ss-app-2', username: `app:${appKeys.appKey}`, password: appKeys.appSecret });
+    const app = await connectClient(server, 'mqtts', { clientId: 'ss-app-2', username: `app:${appKeys.appKey}`, password: appKeys.appSecret });
     const set = `/sys/${a.productKey}/${a.deviceName}/thing/service/property/set`;
     const both = await connectClient(server, 'mqtt', signedConnect({ ...a, extra: ['_ss=1'] }));
     await subscribe(both, `/sys/${a.productKey}/${a.deviceName}/thing/service/#`);
@@ -204,7 +204,7 @@ describe('MQTT topic ACL and system replies', () => {
     });
 
     it('sends a command to a device of its product', async () => {
-      const ac = await connectClient(server, 'mqtt', { clientId: 'backend-2', username: `app:${app.appKey}`, password: app.appSecret });
+      const ac = await connectClient(server, 'mqtts', { clientId: 'backend-2', username: `app:${app.appKey}`, password: app.appSecret });
       const dc = await connectClient(server, 'mqtt', signedConnect(a));
       const set = `/sys/${a.productKey}/${a.deviceName}/thing/service/property/set`;
       await subscribe(dc, set);
@@ -224,7 +224,7 @@ describe('MQTT topic ACL and system replies', () => {
     });
 
     it('may not touch products it is not scoped to, nor use `#`', async () => {
-      const ac = await connectClient(server, 'mqtt', { clientId: 'backend-4', username: `app:${app.appKey}`, password: app.appSecret });
+      const ac = await connectClient(server, 'mqtts', { clientId: 'backend-4', username: `app:${app.appKey}`, password: app.appSecret });
       assert.deepEqual(await subscribe(ac, `/sys/${other.productKey}/+/thing/event/property/post`), [0x80]);
       assert.deepEqual(await subscribe(ac, '#'), [0x80]);
       assert.deepEqual(await subscribe(ac, '/sys/+/+/thing/event/property/post'), [0x80]);
@@ -241,7 +241,7 @@ describe('MQTT topic ACL and system replies', () => {
 
     it('closes live application sessions when the application is deleted', async () => {
       const tmp = await server.running.ctx.services.applications.create({ name: 'temp', productKeys: [a.productKey] });
-      const ac = await connectClient(server, 'mqtt', { clientId: 'temp-1', username: `app:${tmp.appKey}`, password: tmp.appSecret });
+      const ac = await connectClient(server, 'mqtts', { clientId: 'temp-1', username: `app:${tmp.appKey}`, password: tmp.appSecret });
       const closed = waitForClose(ac);
       await server.running.ctx.services.applications.delete(tmp.appKey);
       await closed;

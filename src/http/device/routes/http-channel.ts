@@ -18,6 +18,7 @@ import { identityMayPublish } from '../../../mqtt/acl.js';
 import { acquireMqttBroker } from '../../../mqtt/broker.js';
 import { HttpChannelTokens } from '../../../services/http-channel-tokens.js';
 import { PREVIOUS_SECRET_REASON, previousSecretInGrace } from '../../../core/secret-rotation.js';
+import { countsAgainstSource, REFUSALS } from '../../../core/refusals.js';
 
 export const HTTP_CHANNEL_CODES = {
   OK: 0,
@@ -90,9 +91,10 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       const gate = throttle.checkSource(req.ip);
       if (!gate.ok) {
         const reason = `source throttled: too many failed logins from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
-        ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason });
-        ctx.services.metrics.login('https', 'refused', 'throttled');
-        return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, reason);
+        // One audit entry per cool-down, not one per attempt (issue 11 item 11); the metrics count them all.
+        if (gate.firstRefusal) ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: `${reason} (further attempts in this cool-down are counted in the metrics, not audited one by one)` });
+        ctx.services.metrics.login('https', 'refused', REFUSALS.throttled.label);
+        return send(reply, REFUSALS.throttled.httpChannel, reason);
       }
       const result = await ctx.services.authenticator.verifyDeviceLogin({
         productKey: fields.productKey!,
@@ -104,15 +106,15 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         overTls: req.protocol === 'https',
       });
       if (!result.ok) {
-        if (result.refusal === 'bad_signature' || result.refusal === 'unknown_device' || result.refusal === 'unknown_product') {
+        const refusal = REFUSALS[result.refusal];
+        if (countsAgainstSource(result.refusal, 'login')) {
           throttle.recordFailure(req.ip, { productKey: fields.productKey!, deviceName: fields.deviceName! });
         }
         ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
-        ctx.services.metrics.login('https', 'refused', result.refusal);
-        log.info({ event: 'http.auth.deny', productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
+        ctx.services.metrics.login('https', 'refused', refusal.label);
+        ctx.services.logLimiter.log('info', 'http.auth.deny', req.ip, { productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
         if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`);
-        if (result.refusal === 'unsupported_sign_method') return send(reply, HTTP_CHANNEL_CODES.PARAM, 'unsupported signmethod');
-        return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
+        return send(reply, refusal.httpChannel, refusal.httpChannel === HTTP_CHANNEL_CODES.PARAM ? 'unsupported signmethod' : 'auth check error');
       }
       throttle.recordSuccess(result.device);
       const viaPrevious = result.secret === 'previous';

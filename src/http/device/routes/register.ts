@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { AppContext } from '../../../context.js';
 import { ErrorKinds, isThingAuthError } from '../../../core/errors.js';
+import { countsAgainstSource, REFUSALS, refusalOfError } from '../../../core/refusals.js';
 
 export const REGISTER_PATH = '/auth/register/device';
 
@@ -22,10 +23,11 @@ export function errorBody(code: number, message: string) {
 export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Promise<void> {
   // Encapsulated so the error handler below applies to this route only.
   await app.register(async (scope) => {
-    scope.setErrorHandler((err: FastifyError, _req, reply) => {
-      if (isThingAuthError(err)) return sendJson(reply, errorBody(err.alinkCode, err.message));
+    scope.setErrorHandler((err: FastifyError, req, reply) => {
+      if (isThingAuthError(err)) return sendJson(reply, errorBody(REFUSALS[refusalOfError(err)].alink, err.message));
       // Unparsable body, wrong content type, body too large: the device sent something we cannot read.
       if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+        ctx.services.loginThrottle.recordFailure(req.ip); // a refused registration like any other (issue 11 item 7)
         return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, `request body could not be read (${err.code ?? err.statusCode}); send productKey, deviceName, random, sign, signMethod form-encoded`));
       }
       ctx.logger.error({ err }, 'registration route failed');
@@ -35,6 +37,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
     scope.post(REGISTER_PATH, async (req, reply) => {
       const body = req.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+        ctx.services.loginThrottle.recordFailure(req.ip);
         return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, 'productKey is required (send productKey, deviceName, random, sign, signMethod form-encoded)'));
       }
       const f = body as Record<string, unknown>;
@@ -43,17 +46,18 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
       const gate = throttle.checkSource(req.ip);
       if (!gate.ok) {
         const reason = `source throttled: too many failed requests from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
-        ctx.services.audit.record({
+        ctx.services.metrics.registration('register.https', 'deny');
+        // One audit entry per cool-down, not one per attempt (issue 11 item 11); the metrics count them all.
+        if (gate.firstRefusal) ctx.services.audit.record({
           action: 'register.https',
           actor: 'device',
           productKey: typeof f.productKey === 'string' ? f.productKey : null,
           deviceName: typeof f.deviceName === 'string' ? f.deviceName : null,
           sourceAddress: req.ip,
           result: 'deny',
-          reason,
+          reason: `${reason} (further attempts in this cool-down are counted in the metrics, not audited one by one)`,
         });
-        ctx.services.metrics.registration('register.https', 'deny');
-        return sendJson(reply, errorBody(ErrorKinds.RATE_LIMITED.alink, reason));
+        return sendJson(reply, errorBody(REFUSALS.throttled.alink, reason));
       }
       let result;
       try {
@@ -67,8 +71,8 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
           transport: { channel: 'https', tls: req.protocol === 'https', sourceAddress: req.ip },
         });
       } catch (e) {
-        // A wrong signature, an unknown product or device, a replayed random: a failed credential.
-        if (isThingAuthError(e) && (e.kind === 'BAD_SIGNATURE' || e.kind === 'PRODUCT_NOT_FOUND' || e.kind === 'DEVICE_NOT_FOUND' || e.details?.replayed === true)) {
+        // Every refusal of a registration counts against the source (core/refusals.ts, issue 11 item 7).
+        if (countsAgainstSource(refusalOfError(e), 'registration')) {
           const claimed = typeof f.productKey === 'string' && typeof f.deviceName === 'string' ? { productKey: f.productKey, deviceName: f.deviceName } : undefined;
           throttle.recordFailure(req.ip, claimed);
         }
