@@ -42,6 +42,10 @@ export interface Config {
   deviceConnectRatePerMinute: number;
   /** On SIGTERM: how long in-flight work may take before the process exits anyway. */
   shutdownTimeoutSeconds: number;
+  /** MQTT connections open but not logged in yet, per source address (IPv6: per /64); 0 = no cap. */
+  mqttPendingPerSource: number;
+  /** MQTT connections open but not logged in yet, over all MQTT listeners; 0 = no cap. */
+  mqttPendingTotal: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -73,6 +77,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   loginCooldownSeconds: 'THINGAUTH_LOGIN_COOLDOWN_SECONDS',
   deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
   shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
+  mqttPendingPerSource: 'THINGAUTH_MQTT_PENDING_PER_SOURCE',
+  mqttPendingTotal: 'THINGAUTH_MQTT_PENDING_TOTAL',
 };
 
 export class ConfigError extends Error {
@@ -158,6 +164,9 @@ export function loadConfig(input: ConfigInput): Config {
     loginCooldownSeconds: int('loginCooldownSeconds', 60, 1, 86_400),
     deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
     shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
+    // Reasons: docs/security.md "Maximum MQTT packet size, pending connections".
+    mqttPendingPerSource: int('mqttPendingPerSource', 64, 0, 1_000_000),
+    mqttPendingTotal: int('mqttPendingTotal', 10_000, 0, 10_000_000),
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);
