@@ -16,9 +16,10 @@ export const PRE_CONNACK_MAX_REMAINING_LENGTH = 64 * 1024;
 
 /**
  * Largest remaining length accepted from a logged-in client: the payload limit plus room for
- * the topic (at most 65,535 bytes + 2 length bytes), the packet id and MQTT 5 properties.
+ * the topic (at most 65,535 bytes + 2 length bytes), the packet id and 4 KiB of MQTT 5
+ * properties.
  */
-export const MAX_REMAINING_LENGTH = MAX_PAYLOAD_BYTES + 64 * 1024;
+export const MAX_REMAINING_LENGTH = MAX_PAYLOAD_BYTES + 68 * 1024;
 
 /** The same limit as MQTT 5's Maximum Packet Size counts it: the whole packet, fixed header included. */
 export const MAX_PACKET_SIZE = 1 + varintLength(MAX_REMAINING_LENGTH) + MAX_REMAINING_LENGTH;
