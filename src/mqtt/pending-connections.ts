@@ -86,10 +86,11 @@ export function pendingConnectionsOf(ctx: AppContext): PendingConnections {
 }
 
 /**
- * The socket a connection handed to aedes runs on, for release(): the WebSocket's HTTP
- * socket, a TLS socket's transport socket (`_parent`, set by Node for server-side TLS
- * sockets), or the connection itself.
+ * The accepted socket a connection handed to aedes runs on, for release(): for WebSocket the
+ * HTTP request's socket, for TLS (MQTTS, TLS on the MQTT port, WSS) the TLS socket's
+ * transport socket (`_parent`, set by Node for server-side TLS sockets), else the connection.
  */
 export function transportSocketOf(conn: object, req?: { socket: object }): object {
-  return req?.socket ?? (conn as { _parent?: object | null })._parent ?? conn;
+  const s = req?.socket ?? conn;
+  return (s as { _parent?: object | null })._parent ?? s;
 }
