@@ -47,6 +47,10 @@ export interface Config {
   shutdownTimeoutSeconds: number;
   /** Smallest keep-alive a device may ask for (spec 1.5: 30 s); lower only for tests. */
   keepaliveMinSeconds: number;
+  /** MQTT connections open but not logged in yet, per source address (IPv6: per /64); 0 = no cap. */
+  mqttPendingPerSource: number;
+  /** MQTT connections open but not logged in yet, over all MQTT listeners; 0 = no cap. */
+  mqttPendingTotal: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -80,6 +84,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
   shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
   keepaliveMinSeconds: 'THINGAUTH_KEEPALIVE_MIN_SECONDS',
+  mqttPendingPerSource: 'THINGAUTH_MQTT_PENDING_PER_SOURCE',
+  mqttPendingTotal: 'THINGAUTH_MQTT_PENDING_TOTAL',
 };
 
 export class ConfigError extends Error {
@@ -167,6 +173,9 @@ export function loadConfig(input: ConfigInput): Config {
     deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
     shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
     keepaliveMinSeconds: int('keepaliveMinSeconds', KEEPALIVE_MIN, 1, KEEPALIVE_MAX),
+    // Reasons: docs/security.md "Maximum MQTT packet size, pending connections".
+    mqttPendingPerSource: int('mqttPendingPerSource', 64, 0, 1_000_000),
+    mqttPendingTotal: int('mqttPendingTotal', 10_000, 0, 10_000_000),
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);

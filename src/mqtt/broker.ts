@@ -34,8 +34,10 @@ import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-lin
 import { startTopoChangeNotices } from './handlers/topo-change.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
-/** Spec 1.5: MQTT payload at most 256 KB. */
-export const MAX_PAYLOAD_BYTES = 256 * 1024;
+import { MAX_PAYLOAD_BYTES } from './packet-limits.js';
+
+/** Spec 1.5: MQTT payload at most 256 KB (packet-limits.ts, with the packet size limits). */
+export { MAX_PAYLOAD_BYTES };
 
 export interface MqttBroker {
   aedes: Aedes;

@@ -18,6 +18,8 @@ import type { AppContext, Listener } from '../context.js';
 import { tlsOptionsFor } from '../tls/profiles.js';
 import { acquireMqttBroker, type MqttBroker } from './broker.js';
 import { attachConnectionInfo, type Transport } from './connection-info.js';
+import { guardPacketSize } from './packet-size-guard.js';
+import { pendingConnectionsOf, transportSocketOf } from './pending-connections.js';
 
 const TLS_HANDSHAKE = 0x16;
 const WS_PATHS = new Set(['/mqtt', '/']);
@@ -31,6 +33,10 @@ function serverTlsOptions(ctx: AppContext): tls.TlsOptions {
 function handOver(broker: MqttBroker, conn: Duplex, transport: Transport, remoteAddress: string | undefined, req?: http.IncomingMessage): void {
   attachConnectionInfo(conn, { transport, remoteAddress: remoteAddress ?? '' });
   broker.aedes.handle(conn, req);
+  // Packet size limit at the fixed header; a CONNACK 0 ends the socket's count as pending.
+  const pending = pendingConnectionsOf(broker.handlerContext.app);
+  const socket = transportSocketOf(conn, req);
+  guardPacketSize(broker, conn, remoteAddress ?? '', () => pending.release(socket));
 }
 
 /** Tracks open sockets so close() does not wait for idle devices to leave. */
@@ -141,8 +147,10 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTT port');
     s.destroy();
   });
+  const pending = pendingConnectionsOf(ctx);
   const server = net.createServer((socket) => {
     tracker.add(socket);
+    if (!pending.admit(socket)) return;
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
     socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
@@ -173,7 +181,11 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
     s.setNoDelay(true);
     handOver(broker, s, 'tls', s.remoteAddress);
   });
-  server.on('connection', (s: net.Socket) => tracker.add(s));
+  const pending = pendingConnectionsOf(ctx);
+  server.on('connection', (s: net.Socket) => {
+    tracker.add(s);
+    pending.admit(s);
+  });
   server.on('tlsClientError', (err, s) => {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTTS port');
     s.destroy();
@@ -196,7 +208,11 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'MQTT over WebSocket is served on /mqtt' }));
   };
   const server = secure ? https.createServer(serverTlsOptions(ctx), notFound) : http.createServer(notFound);
-  server.on('connection', (s: net.Socket) => tracker.add(s));
+  const pending = pendingConnectionsOf(ctx);
+  server.on('connection', (s: net.Socket) => {
+    tracker.add(s);
+    pending.admit(s);
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
   const transport: Transport = secure ? 'wss' : 'ws';
   server.on('upgrade', (req, socket, head) => {

@@ -13,6 +13,7 @@
 import mqttPacket from 'mqtt-packet';
 import type { Client } from 'aedes';
 import type { Duplex } from 'node:stream';
+import { MAX_PACKET_SIZE } from './packet-limits.js';
 
 /** MQTT 3.1.1 CONNACK return code -> MQTT 5 reason code. */
 export const V5_CONNACK_REASON: Record<number, number> = {
@@ -54,6 +55,8 @@ export function adaptMqtt5Client(client: Client, connect: { protocolVersion?: nu
   v4.on('packet', (p: mqttPacket.Packet & Record<string, any>) => {
     switch (p.cmd) {
       case 'connack':
+        // The largest packet the server takes (packet-size-guard.ts closes on anything larger).
+        if (p.returnCode === 0) p.properties = { ...p.properties, maximumPacketSize: MAX_PACKET_SIZE };
         p.reasonCode = p.returnCode === 0 ? 0 : (reasonOverrides.get(client) ?? V5_CONNACK_REASON[p.returnCode as number] ?? 0x80);
         delete p.returnCode;
         break;

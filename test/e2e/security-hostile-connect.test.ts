@@ -166,10 +166,17 @@ describe('hostile CONNECT packets (raw sockets)', () => {
     });
   }
 
-  it('64 KiB ClientId + matching username: refused with a CONNACK code, not just a drop', async () => {
+  it('60,000-byte ClientId + matching username: refused with a CONNACK code, not just a drop', async () => {
+    const c = signedConnect(good);
+    const out = await rawExchange(port, handConnect({ clientId: Buffer.alloc(60_000, 0x42), username: Buffer.from(c.username), password: Buffer.from(c.password) }));
+    assert.equal(out.connack, 2);
+  });
+
+  it('64 KiB ClientId: the CONNECT is over the 64 KiB limit before login, closed without a CONNACK (issue 11 item 3)', async () => {
     const c = signedConnect(good);
     const out = await rawExchange(port, handConnect({ clientId: Buffer.alloc(65_535, 0x42), username: Buffer.from(c.username), password: Buffer.from(c.password) }));
-    assert.equal(out.connack, 2);
+    assert.equal(out.connack, undefined);
+    assert.equal(out.closed, true);
   });
 
   it('keep-alive 0 is refused with CONNACK 3 and recorded on the device (not a crash, not an accept)', async () => {
