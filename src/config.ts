@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
+import { isValidPublicHost } from './core/bootstrap.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -45,6 +46,10 @@ export interface Config {
   shutdownTimeoutSeconds: number;
   /** Smallest keep-alive a device may ask for (spec 1.5: 30 s); lower only for tests. */
   keepaliveMinSeconds: number;
+  /** MQTT host the bootstrap endpoint advertises; unset: first of hostnames, else the request's Host. */
+  publicMqttHost: string | undefined;
+  /** MQTT port the bootstrap endpoint advertises; unset: the MQTT listener's real port. */
+  publicMqttPort: number | undefined;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -77,6 +82,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
   shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
   keepaliveMinSeconds: 'THINGAUTH_KEEPALIVE_MIN_SECONDS',
+  publicMqttHost: 'THINGAUTH_PUBLIC_MQTT_HOST',
+  publicMqttPort: 'THINGAUTH_PUBLIC_MQTT_PORT',
 };
 
 export class ConfigError extends Error {
@@ -163,7 +170,13 @@ export function loadConfig(input: ConfigInput): Config {
     deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
     shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
     keepaliveMinSeconds: int('keepaliveMinSeconds', KEEPALIVE_MIN, 1, KEEPALIVE_MAX),
+    publicMqttHost: input.publicMqttHost,
+    // A device cannot connect to port 0: the advertised port is a real one.
+    publicMqttPort: input.publicMqttPort === undefined ? undefined : int('publicMqttPort', 1883, 1, 65535),
   };
+  if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
+    problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
+  }
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);
   }

@@ -18,6 +18,7 @@ import { TokenService } from './tokens.js';
 import { KeyRotationService } from './key-rotation.js';
 import type { RotatingCipher } from '../core/rotating-cipher.js';
 import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
+import { BootstrapService } from './bootstrap.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -35,6 +36,7 @@ export interface Services {
   tokens: TokenService;
   keyRotation: KeyRotationService;
   loginThrottle: LoginThrottle;
+  bootstrap: BootstrapService;
 }
 
 /** What the security services need from the composition root (main.ts). */
@@ -80,7 +82,8 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     deviceConnectRatePerMinute: config.deviceConnectRatePerMinute,
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle };
+  const bootstrap = new BootstrapService(store, events, authenticator);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, bootstrap };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */
