@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
+import { isValidPublicHost } from './core/bootstrap.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -51,6 +52,10 @@ export interface Config {
   mqttPendingPerSource: number;
   /** MQTT connections open but not logged in yet, over all MQTT listeners; 0 = no cap. */
   mqttPendingTotal: number;
+  /** MQTT host the bootstrap endpoint advertises; unset: first of hostnames, else the request's Host. */
+  publicMqttHost: string | undefined;
+  /** MQTT port the bootstrap endpoint advertises; unset: the MQTT listener's real port. */
+  publicMqttPort: number | undefined;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -86,6 +91,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   keepaliveMinSeconds: 'THINGAUTH_KEEPALIVE_MIN_SECONDS',
   mqttPendingPerSource: 'THINGAUTH_MQTT_PENDING_PER_SOURCE',
   mqttPendingTotal: 'THINGAUTH_MQTT_PENDING_TOTAL',
+  publicMqttHost: 'THINGAUTH_PUBLIC_MQTT_HOST',
+  publicMqttPort: 'THINGAUTH_PUBLIC_MQTT_PORT',
 };
 
 export class ConfigError extends Error {
@@ -176,7 +183,13 @@ export function loadConfig(input: ConfigInput): Config {
     // Reasons: docs/security.md "Maximum MQTT packet size, pending connections".
     mqttPendingPerSource: int('mqttPendingPerSource', 64, 0, 1_000_000),
     mqttPendingTotal: int('mqttPendingTotal', 10_000, 0, 10_000_000),
+    publicMqttHost: input.publicMqttHost,
+    // A device cannot connect to port 0: the advertised port is a real one.
+    publicMqttPort: input.publicMqttPort === undefined ? undefined : int('publicMqttPort', 1883, 1, 65535),
   };
+  if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
+    problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
+  }
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);
   }

@@ -12,6 +12,8 @@ export interface AppContext {
   services: Services;
   tls: TlsMaterial;
   adminToken: string;
+  /** Real ports of the listeners started so far, by listener name (main.ts fills it; port 0 configs). */
+  listenerPorts?: Record<string, number>;
 }
 
 /** A started listener: its real address and how to stop it. */

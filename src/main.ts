@@ -80,7 +80,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     certPath: config.tlsCert,
     keyPath: config.tlsKey,
   });
-  const ctx: AppContext = { config, logger, store, services, tls, adminToken: admin.token };
+  const ctx: AppContext = { config, logger, store, services, tls, adminToken: admin.token, listenerPorts: {} };
 
   const listeners: Record<string, Listener> = {};
   const started: Listener[] = [];
@@ -88,6 +88,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     for (const start of LISTENERS) {
       const l = await start(ctx);
       listeners[l.name] = l;
+      ctx.listenerPorts![l.name] = l.port;
       started.push(l);
       logger.info({ listener: l.name, url: l.url }, `listening ${l.name} on ${l.url}`);
     }

@@ -1,10 +1,11 @@
-/** `thingauth device create|list|get|enable|disable|reset|delete|secret|rotate-secret|import|export`. */
+/** `thingauth device create|list|get|enable|disable|reset|delete|secret|rotate-secret|import|export|bootstrap-notify`. */
 import { Option, type Command } from 'commander';
 import { apiPath } from './api-client.js';
 import { apiCommand, clientFor, formatRecord, formatTable, intOption, print, type ApiCommandOptions } from './common.js';
 import { addDeviceExportCommand } from './device-export.js';
 import { addDeviceImportCommand } from './device-import.js';
 import { addDeviceRotateSecretCommand } from './device-rotate-secret.js';
+import { addDeviceBootstrapNotifyCommand } from './device-bootstrap-notify.js';
 
 const STATUSES = ['UNACTIVE', 'ONLINE', 'OFFLINE', 'DISABLE'];
 
@@ -76,4 +77,5 @@ export function addDeviceCommands(program: Command): void {
   addDeviceRotateSecretCommand(device);
   addDeviceImportCommand(device);
   addDeviceExportCommand(device);
+  addDeviceBootstrapNotifyCommand(device);
 }

@@ -24,6 +24,8 @@ export interface TopicRule {
 export const TOPIC_RULES: Record<IdentityKind, TopicRule[]> = {
   device: [
     { pattern: '/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'Alink system topics: thing/*, rrpc/*, ota (spec 1.3, 1.5)' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/bootstrap/notify', access: 'sub', why: 'bootstrap: reconnect order (downlink, docs/devices.md)' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/bootstrap/notify_reply', access: 'pub', why: "bootstrap: the device's answer to the order" },
     { pattern: '/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'custom topics of the device' },
     { pattern: '/{productKey}/{deviceName}/get', access: 'sub', why: 'legacy custom topic (pre-"user" products)' },
     { pattern: '/{productKey}/{deviceName}/update', access: 'pub', why: 'legacy custom topic' },

@@ -22,6 +22,7 @@ export const AUTO_SUBSCRIBE_PATTERNS: readonly string[] = [
   '/sys/{productKey}/{deviceName}/thing/model/down_raw',
   '/sys/{productKey}/{deviceName}/thing/topo/change',
   '/sys/{productKey}/{deviceName}/thing/config/push',
+  '/sys/{productKey}/{deviceName}/thing/bootstrap/notify',
   '/sys/{productKey}/{deviceName}/rrpc/request/+',
   '/ext/error/{productKey}/{deviceName}',
 ];

@@ -32,6 +32,7 @@ import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { startTopoChangeNotices } from './handlers/topo-change.js';
+import { startBootstrapNotices } from './handlers/bootstrap-notify.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
 import { MAX_PAYLOAD_BYTES } from './packet-limits.js';
@@ -288,6 +289,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     publish,
   };
   const stopTopoChangeNotices = startTopoChangeNotices(handlerContext);
+  const stopBootstrapNotices = startBootstrapNotices(handlerContext);
 
   broker = {
     aedes,
@@ -300,6 +302,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       ctx.services.events.off('device.reset', onReset);
       applications.off('application.deleted', onAppDeleted);
       stopTopoChangeNotices();
+      stopBootstrapNotices();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

@@ -24,6 +24,21 @@ export interface RegistryEventMap {
    * a deleted sub-device) it is told with a thing/topo/change notice.
    */
   'topology.changed': [{ gateway: DeviceRef; removed: DeviceRef[]; added: DeviceRef[]; byGateway?: boolean }];
+  /**
+   * An operator asks connected devices to run bootstrap again (services/bootstrap.ts). The
+   * broker hands the message to each live session it matches and counts them in `delivered`
+   * (listeners run synchronously, so the emitter reads the count right after emit).
+   */
+  'bootstrap.notify': [BootstrapNotifyOrder];
+}
+
+export interface BootstrapNotifyOrder {
+  productKey: string;
+  /** Absent: every device of the product. */
+  deviceName?: string;
+  /** The message for a device (its own id and topic are filled per device). */
+  messageFor(deviceName: string): { topic: string; payload: string };
+  delivered: number;
 }
 
 export class RegistryEvents extends EventEmitter<RegistryEventMap> {

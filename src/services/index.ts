@@ -19,6 +19,7 @@ import { KeyRotationService } from './key-rotation.js';
 import type { RotatingCipher } from '../core/rotating-cipher.js';
 import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
 import { LogLimiter } from './log-limiter.js';
+import { BootstrapService } from './bootstrap.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -38,6 +39,7 @@ export interface Services {
   loginThrottle: LoginThrottle;
   /** Refusal log lines an outsider can trigger (CONNECT, SUBSCRIBE, registration) go through this. */
   logLimiter: LogLimiter;
+  bootstrap: BootstrapService;
 }
 
 /** Refusal log lines per (event, source) per minute before they are only counted (log-limiter.ts). */
@@ -88,7 +90,8 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     deviceConnectRatePerMinute: config.deviceConnectRatePerMinute,
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter };
+  const bootstrap = new BootstrapService(store, events, authenticator);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter, bootstrap };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

@@ -80,6 +80,21 @@ describe('config', () => {
     assert.match(problemsOf({ keepaliveMinSeconds: '1201' })[0]!, /THINGAUTH_KEEPALIVE_MIN_SECONDS/);
   });
 
+  it('the advertised bootstrap endpoint: unset by default, a host name or IP and a real port (issue 12 item 3)', () => {
+    const c = loadConfig({});
+    assert.equal(c.publicMqttHost, undefined);
+    assert.equal(c.publicMqttPort, undefined);
+    const set = loadConfig({ publicMqttHost: 'mqtt.example.com', publicMqttPort: '443' });
+    assert.equal(set.publicMqttHost, 'mqtt.example.com');
+    assert.equal(set.publicMqttPort, 443);
+    assert.equal(loadConfig({ publicMqttHost: '10.0.0.7' }).publicMqttHost, '10.0.0.7');
+    assert.equal(loadConfig({ publicMqttHost: '::1' }).publicMqttHost, '::1');
+    assert.match(problemsOf({ publicMqttHost: 'mqtt.example.com:1883' })[0]!, /THINGAUTH_PUBLIC_MQTT_HOST \(--public-mqtt-host\) must be a host name or an IP address/);
+    assert.match(problemsOf({ publicMqttHost: 'a"b' })[0]!, /THINGAUTH_PUBLIC_MQTT_HOST/);
+    assert.match(problemsOf({ publicMqttPort: '0' })[0]!, /THINGAUTH_PUBLIC_MQTT_PORT \(--public-mqtt-port\) must be a whole number from 1 to 65535/);
+    assert.match(problemsOf({ publicMqttPort: '65536' })[0]!, /THINGAUTH_PUBLIC_MQTT_PORT/);
+  });
+
   it('a short admin token, a lone TLS cert or key, or a non-SQLite database URL are refused', () => {
     assert.match(problemsOf({ adminToken: 'short' })[0]!, /THINGAUTH_ADMIN_TOKEN .*at least 16 characters/);
     assert.match(problemsOf({ tlsCert: '/x/cert.pem' })[0]!, /THINGAUTH_TLS_CERT and THINGAUTH_TLS_KEY must be set together/);

@@ -10,11 +10,12 @@ import { tlsOptionsFor } from '../../tls/profiles.js';
 import { installCanonicalHeaderNames } from './canonical-headers.js';
 import { registerRoutes } from './routes/register.js';
 import { httpChannelRoutes } from './routes/http-channel.js';
+import { bootstrapRoutes } from './routes/bootstrap.js';
 
 export type DeviceRoutePlugin = (app: FastifyInstance, ctx: AppContext) => Promise<void> | void;
 
 /** Route families registered on the device listener. Each owner appends its plugin here. */
-export const DEVICE_ROUTES: DeviceRoutePlugin[] = [registerRoutes, httpChannelRoutes];
+export const DEVICE_ROUTES: DeviceRoutePlugin[] = [registerRoutes, httpChannelRoutes, bootstrapRoutes];
 
 export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<FastifyInstance> {
   const app = Fastify({

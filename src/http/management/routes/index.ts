@@ -14,7 +14,8 @@ import { topologyRoutes } from './topology.js';
 import { auditRoutes } from './audit.js';
 import { keyRoutes } from './keys.js';
 import { tokenRoutes } from './tokens.js';
+import { bootstrapNotifyRoutes } from './bootstrap-notify.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes];
