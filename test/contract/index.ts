@@ -13,6 +13,7 @@ import { productWindowAndCountsContract } from './suites/product-window-and-coun
 import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
 import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
+import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 
 export type { MakeStore, StoreContractOptions } from './fixtures.js';
 
@@ -34,5 +35,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     rotateDeviceSecretContract(makeStore, opts);
     setDeviceTokenIfAbsentContract(makeStore);
     setProductSecretContract(makeStore);
+    subDeviceRegistrarContract(makeStore);
   });
 }
