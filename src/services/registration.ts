@@ -270,6 +270,10 @@ export class RegistrationService {
         if (device.activatedAt) {
           throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
         }
+        // Issue 11 item 8: a credential for a sub-device bound to a gateway comes through that gateway only.
+        if (boundGatewayOf(device)) {
+          throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
+        }
         if (!device.clientId || !device.deviceToken) {
           // Created through the API or reset: issue once, atomically (first writer wins).
           const issued = await this.store.setDeviceTokenIfAbsent(device.iotId, clientId, deviceToken);

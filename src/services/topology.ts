@@ -123,7 +123,9 @@ export class TopologyService {
         continue;
       }
       if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
-      const found = products.get(id.productKey) ? await this.store.getDevice(id.productKey, id.deviceName) : undefined;
+      // Read whether or not the product exists: the same store work either way.
+      const record = await this.store.getDevice(id.productKey, id.deviceName);
+      const found = products.get(id.productKey) ? record : undefined;
       // Unknown or not: the same sign work and the same answers, until the sign verified.
       const sign = checkSubDeviceSignRotating(item as Record<string, unknown>, found ?? UNKNOWN_SUB_DEVICE_SECRETS, this.now().getTime());
       if (!sign.ok && sign.reason !== 'bad-sign') {

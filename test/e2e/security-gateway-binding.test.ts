@@ -119,7 +119,7 @@ describe('a sub-device is bound to the gateway that registered it', () => {
     assert.equal(withSecret.length, 1);
   });
 
-  it('the ProductSecret is no way around it: direct registration of a bound sub-device gets 6619 (HTTPS) / CONNACK 4 (MQTT), no secret', async () => {
+  it('the ProductSecret is no way around it: direct registration of a bound sub-device gets 6619 (HTTPS) / CONNACK 4 (MQTT register, regnwl), no credential', async () => {
     const s = next();
     assert.equal((await subRegister(a, g.gateway, s)).body.code, 200);
     const https = await postRegister(server, registerForm(s.productKey, s.deviceName, g.subProductSecret, 'bound-https-1'));
@@ -127,6 +127,14 @@ describe('a sub-device is bound to the gateway that registered it', () => {
     assert.ok(!https.text.includes(s.deviceSecret));
     const mqtt = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: s.productKey, deviceName: s.deviceName, productSecret: g.subProductSecret, authType: 'register' }));
     assert.deepEqual([mqtt.accepted, mqtt.code, mqtt.messages.length], [false, 4, 0]);
+    // Nor a DeviceToken by regnwl, were the sub-product pre-registration-free.
+    assert.equal((await server.request('PATCH', `/api/v1/products/${g.subProductKey}`, { preRegistrationFree: true })).status, 200);
+    try {
+      const nwl = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: s.productKey, deviceName: s.deviceName, productSecret: g.subProductSecret, authType: 'regnwl' }));
+      assert.deepEqual([nwl.accepted, nwl.code, nwl.messages.length], [false, 4, 0]);
+    } finally {
+      assert.equal((await server.request('PATCH', `/api/v1/products/${g.subProductKey}`, { preRegistrationFree: false })).status, 200);
+    }
     // An unbound sub-device of the same product still registers directly (nothing else changed).
     const free = next();
     const ok = await postRegister(server, registerForm(free.productKey, free.deviceName, g.subProductSecret, 'free-https-1'));
