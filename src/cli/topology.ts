@@ -1,6 +1,7 @@
 /**
  * `thingauth topo list|add|remove <gatewayProductKey> <gatewayDeviceName> ...`: a gateway's
- * sub-devices through the management API. Sub-devices are named `productKey/deviceName`
+ * sub-devices through the management API; `thingauth topo release <subPk>/<subDn>` unbinds a
+ * sub-device from its gateway (issue 11 item 8). Sub-devices are named `productKey/deviceName`
  * (DeviceNames cannot contain `/`), or by bare DeviceName with `--sub-product <productKey>`.
  */
 import { InvalidArgumentError, type Command } from 'commander';
@@ -54,5 +55,16 @@ export function addTopologyCommands(program: Command): void {
       const subDevices = parseSubDeviceArgs(subs, o.subProduct);
       const r = await clientFor(o).request('DELETE', apiPath('products', pk, 'devices', dn, 'sub-devices'), { subDevices });
       print(o, r, () => `gateway ${pk}/${dn}: ${r.removed.length} removed`);
+    });
+
+  apiCommand(topo, 'release <subDevice>', 'release a sub-device (productKey/deviceName) from the gateway it is bound to, so another gateway may register or add it')
+    .option('--sub-product <productKey>', 'ProductKey when the sub-device is given by bare DeviceName')
+    .action(async (sub: string, o: SubOptions) => {
+      const [s] = parseSubDeviceArgs([sub], o.subProduct);
+      const r = await clientFor(o).request('POST', apiPath('products', s!.productKey, 'devices', s!.deviceName, 'release'));
+      print(o, r, () => {
+        const from = [r.releasedFrom.gateway, r.releasedFrom.registeredBy].filter((g) => g).map((g) => `${g.productKey}/${g.deviceName}`);
+        return from.length === 0 ? `${s!.productKey}/${s!.deviceName} was not bound to a gateway` : `${s!.productKey}/${s!.deviceName} released from ${[...new Set(from)].join(', ')}`;
+      });
     });
 }

@@ -20,6 +20,8 @@ export const ErrorKinds = {
   UNSUPPORTED_SIGN_METHOD: { http: 400, alink: 6292 },
   BAD_SIGNATURE: { http: 401, alink: 6600 },
   DEVICE_DISABLED: { http: 403, alink: 6204 },
+  /** A sub-device bound to a gateway (topology or gateway registration): spec 4.1's 6619. */
+  SUB_DEVICE_BOUND: { http: 409, alink: 6619 },
   RATE_LIMITED: { http: 429, alink: 429 },
   PAYLOAD_TOO_LARGE: { http: 413, alink: 460 },
   INTERNAL: { http: 500, alink: 500 },

@@ -53,11 +53,22 @@ export interface Device {
   lastOnlineAt: string | null;
   /** iotId of the gateway this sub-device is attached to. */
   gatewayIotId: string | null;
+  /**
+   * iotId of the gateway that received this sub-device's DeviceSecret through gateway
+   * registration (thing/sub/register, product_register); null when none did or an operator
+   * released it. The sub-device is bound to `gatewayIotId ?? registeredByGatewayIotId`.
+   */
+  registeredByGatewayIotId: string | null;
   /** Pre-registration-free credential (regnwl -> connwl). */
   clientId: string | null;
   deviceToken: string | null;
   /** Why the last login was refused, for operators (never a secret). */
   lastAuthError: string | null;
+}
+
+/** The gateway a sub-device is bound to: its topology's, else the one that registered it. */
+export function boundGatewayOf(d: Pick<Device, 'gatewayIotId' | 'registeredByGatewayIotId'>): string | null {
+  return d.gatewayIotId ?? d.registeredByGatewayIotId;
 }
 
 export function deviceStatus(d: Pick<Device, 'enabled' | 'online' | 'activatedAt'>): DeviceStatus {

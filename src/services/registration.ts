@@ -17,7 +17,7 @@ import { ThingAuthError } from '../core/errors.js';
 import { refusalOfError } from '../core/refusals.js';
 import { registrationSignPairs } from '../core/credentials.js';
 import { assertDeviceName, assertProductKey, generateDeviceSecret, generateDeviceToken, generateIotId, randomAlnum } from '../core/names.js';
-import type { Device, Product } from '../core/records.js';
+import { boundGatewayOf, type Device, type Product } from '../core/records.js';
 import { buildSignContent, constantTimeEquals, parseSignMethod, verifySignature } from '../core/sign.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
@@ -244,6 +244,11 @@ export class RegistrationService {
   registerPreRegistered(req: RegistrationRequest): Promise<PreRegistrationResult> {
     return this.run(`register.${req.transport.channel}`, req, async () => {
       const { product, deviceName, random } = await this.verifyRequest(req, 'register');
+      // Issue 11 item 10: a pre-registration-free product offers regnwl (ClientID + DeviceToken)
+      // only; handing its devices a DeviceSecret would be a second way in it never offered.
+      if (product.preRegistrationFree) {
+        throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `product ${product.productKey} is pre-registration-free: its devices register with authType=regnwl only, never for a DeviceSecret`);
+      }
       const device = await this.store.getDevice(product.productKey, deviceName);
       if (!device) {
         throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${product.productKey}; pre-registration needs the device created first`, { field: 'deviceName' });
@@ -251,6 +256,11 @@ export class RegistrationService {
       if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
       if (device.activatedAt) {
         throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
+      }
+      // Issue 11 item 8: a sub-device bound to a gateway gets its secret through that gateway
+      // only; the ProductSecret must not be a way around the binding.
+      if (boundGatewayOf(device)) {
+        throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
       }
       await this.checkReplay(product, device, random);
       return { productKey: device.productKey, deviceName: device.deviceName, deviceSecret: device.deviceSecret };
@@ -277,6 +287,10 @@ export class RegistrationService {
         if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
         if (device.activatedAt) {
           throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
+        }
+        // Issue 11 item 8: a credential for a sub-device bound to a gateway comes through that gateway only.
+        if (boundGatewayOf(device)) {
+          throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
         }
         if (!device.clientId || !device.deviceToken) {
           // Created through the API or reset: issue once, atomically (first writer wins).

@@ -7,9 +7,15 @@
  * Like the HTTPS pre-registration (services/registration.ts) the answer is the device's
  * CURRENT secret, the same on every call until the device is activated (then 6289): a lost
  * answer can never leave firmware holding a dead secret. Results are per item.
+ *
+ * Binding (issue 11 item 8): the secret goes to ONE gateway. The first gateway a sub-device's
+ * secret is issued to becomes its registrar (Store.claimSubDeviceRegistration, atomic); from
+ * then on, and while the sub-device sits in another gateway's topology, every other gateway
+ * gets 6619 until an operator releases it (TopologyService.releaseByOperator). Otherwise any
+ * gateway could harvest the secret of every unactivated sub-device and later sign topo/add.
  */
 import { registrationSignPairs } from '../core/credentials.js';
-import type { Device, Product } from '../core/records.js';
+import { boundGatewayOf, type Product } from '../core/records.js';
 import { buildSignContent, parseSignMethod, verifySignature } from '../core/sign.js';
 import {
   SubDeviceCodes as C,
@@ -29,6 +35,12 @@ import { gatewayActor, outcomeAuditEntries } from './sub-device-audit.js';
 import type { TopologyService } from './topology.js';
 
 const MAX_RANDOM_LENGTH = 128;
+
+/** Documented in README (gateway section) and docs/security.md. */
+const BOUND_ELSEWHERE = {
+  code: C.BOUND_TO_OTHER_GATEWAY,
+  message: 'sub-device is bound to another gateway; an operator must release it (POST /api/v1/products/{pk}/devices/{dn}/release) first',
+} as const;
 
 export class SubDeviceRegistrationService {
   /** Set by createServices: decisions go to the batched audit log and the registration metrics. */
@@ -130,13 +142,14 @@ export class SubDeviceRegistrationService {
     if (!product.dynamicRegistration) return { ...id, code: C.DYNAMIC_REGISTRATION_OFF, message: `dynamic registration is switched off for product ${productKey}` };
     const sub = await this.store.getDevice(productKey, deviceName);
     if (!sub) return { ...id, code: C.DEVICE_NOT_FOUND, message: 'sub-device not found; sub-devices must be created before they register' };
-    if (sub.gatewayIotId && sub.gatewayIotId !== gateway.iotId) {
-      return { ...id, code: C.BOUND_TO_OTHER_GATEWAY, message: 'sub-device is bound to another gateway' };
-    }
+    const bound = boundGatewayOf(sub);
+    if (bound && bound !== gateway.iotId) return { ...id, ...BOUND_ELSEWHERE };
     if (!sub.enabled) return { ...id, code: C.DEVICE_DISABLED, message: 'sub-device is disabled' };
     if (sub.activatedAt) {
       return { ...id, code: C.ALREADY_ACTIVATED, message: 'sub-device is already activated; an operator must reset it before it can register again' };
     }
+    // The check above read a snapshot; the claim decides atomically (a racing gateway loses).
+    if (!(await this.store.claimSubDeviceRegistration(sub.iotId, gateway.iotId))) return { ...id, ...BOUND_ELSEWHERE };
     return { ...id, code: C.SUCCESS, message: 'success', extra: { iotId: sub.iotId, deviceSecret: sub.deviceSecret } };
   }
 

@@ -13,9 +13,17 @@
  *   the latest topology wins); its login through the old gateway ends ('topology.changed'
  *   with `removed` for the old gateway, which the session service turns into a 6401 notice).
  * - At most `subDeviceLimit` sub-devices per gateway, enforced atomically by the store.
+ * - A gateway's own topo/add cannot take a sub-device from the gateway it is bound to
+ *   (issue 11 item 8; `boundGatewayOf`: its topology's gateway, else its registrar): before
+ *   activation never (its secret was issued to that gateway only), after activation not while
+ *   that gateway is connected. Both get 6619; the operator moves it or releases it.
+ * - topo/add answers an unknown sub-device (or product) exactly as a bad sign (401, one
+ *   message), and checks everything else only after the sign verified: a gateway without the
+ *   DeviceSecret learns nothing about which sub-devices exist or to whom they are bound.
  */
+import { randomBytes } from 'node:crypto';
 import { ThingAuthError, isThingAuthError } from '../core/errors.js';
-import type { Device, Product } from '../core/records.js';
+import { boundGatewayOf, type Device, type Product } from '../core/records.js';
 import {
   SubDeviceCodes as C,
   checkSubDeviceSignRotating,
@@ -42,6 +50,24 @@ export interface SubDeviceName {
   productKey: string;
   deviceName: string;
 }
+
+/** What topo/add needs to know about live connections (the broker edge answers it). */
+export interface LiveGateways {
+  /** Does this gateway (IotId) have a live MQTT session now? */
+  isConnected(gatewayIotId: string): boolean;
+}
+
+/** topo/add's one answer for "no such sub-device (or product)" and "sign does not match". */
+export const TOPO_ADD_UNVERIFIED = {
+  code: C.TOPO_SIGN_ERROR,
+  message: 'sub-device not found or sign does not match (HMAC over the entry fields with the sub-device DeviceSecret)',
+} as const;
+
+/**
+ * Signs an unknown sub-device's entry against this instead of returning early, so an unknown
+ * name costs the same HMAC work as a known one. Random per process: nothing can match it.
+ */
+const UNKNOWN_SUB_DEVICE_SECRETS = { deviceSecret: randomBytes(16).toString('hex'), previousDeviceSecret: null, previousSecretExpiresAt: null };
 
 export function refOf(d: DeviceRef): DeviceRef {
   return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName };
@@ -71,14 +97,19 @@ export class TopologyService {
 
   // ---- the gateway's own messages ----
 
-  /** `thing/topo/add`: each entry signed with the sub-device's DeviceSecret. */
-  async addSigned(gateway: DeviceRef, params: unknown): Promise<AlinkResult> {
+  /**
+   * `thing/topo/add`: each entry signed with the sub-device's DeviceSecret. `live` tells
+   * whether a gateway is connected (no edge given = none is: nothing then counts as live).
+   */
+  async addSigned(gateway: DeviceRef, params: unknown, live?: LiveGateways): Promise<AlinkResult> {
     const notGateway = await this.gatewayCheck(gateway);
     if (notGateway) return notGateway;
     const request = requestItems(params, 'params must be a non-empty list of {productKey, deviceName, clientId, timestamp, signmethod, sign}');
     if ('refusal' in request) return request.refusal;
 
     const outcomes: ItemOutcome[] = [];
+    // What the audit records instead of the reply's message (the operator may know why).
+    const auditReasons = new Map<number, string>();
     const accepted: { index: number; sub: Device }[] = [];
     const products = new Map<string, Product | undefined>();
     for (const item of request.items) {
@@ -87,14 +118,33 @@ export class TopologyService {
         outcomes.push(missingIdentity());
         continue;
       }
-      const checked = await this.checkCandidate(gateway, id, products);
+      if (id.productKey === gateway.productKey && id.deviceName === gateway.deviceName) {
+        outcomes.push({ ...id, code: C.GATEWAY_ITSELF, message: 'a gateway cannot be its own sub-device' });
+        continue;
+      }
+      if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
+      // Read whether or not the product exists: the same store work either way.
+      const record = await this.store.getDevice(id.productKey, id.deviceName);
+      const found = products.get(id.productKey) ? record : undefined;
+      // Unknown or not: the same sign work and the same answers, until the sign verified.
+      const sign = checkSubDeviceSignRotating(item as Record<string, unknown>, found ?? UNKNOWN_SUB_DEVICE_SECRETS, this.now().getTime());
+      if (!sign.ok && sign.reason !== 'bad-sign') {
+        outcomes.push({ ...id, code: C.PARAM_ERROR, message: sign.message });
+        continue;
+      }
+      if (!sign.ok || !found) {
+        if (!found) auditReasons.set(outcomes.length, products.get(id.productKey) ? 'sub-device not found' : `product ${id.productKey} not found`);
+        outcomes.push({ ...id, ...TOPO_ADD_UNVERIFIED });
+        continue;
+      }
+      const checked = await this.checkCandidate(gateway, id, products, found);
       if ('code' in checked) {
         outcomes.push({ ...id, ...checked });
         continue;
       }
-      const sign = checkSubDeviceSignRotating(item as Record<string, unknown>, checked.sub, this.now().getTime());
-      if (!sign.ok) {
-        outcomes.push({ ...id, code: sign.reason === 'bad-sign' ? C.TOPO_SIGN_ERROR : C.PARAM_ERROR, message: sign.message });
+      const taken = this.bindingRefusal(gateway, checked.sub, live);
+      if (taken) {
+        outcomes.push({ ...id, ...taken });
         continue;
       }
       accepted.push({ index: outcomes.length, sub: checked.sub });
@@ -106,8 +156,25 @@ export class TopologyService {
       const failure = await this.attach(gateway, accepted.map((a) => a.sub), true);
       if (failure) for (const a of accepted) outcomes[a.index] = { ...outcomes[a.index]!, ...failure };
     }
-    this.audit('topology.add', gateway, 'device', outcomes);
+    this.audit('topology.add', gateway, 'device', outcomes.map((o, i) => (auditReasons.has(i) ? { ...o, message: auditReasons.get(i)! } : o)));
     return foldItems(outcomes);
+  }
+
+  /**
+   * topo/add may not take a sub-device from the gateway it is bound to: before activation
+   * never (only that gateway was given its secret), after activation not while that gateway
+   * is connected (it is in use there). Operator action (move or release) is the way.
+   */
+  private bindingRefusal(gateway: DeviceRef, sub: Device, live: LiveGateways | undefined): { code: number; message: string } | undefined {
+    const bound = boundGatewayOf(sub);
+    if (!bound || bound === gateway.iotId) return undefined;
+    if (!sub.activatedAt) {
+      return { code: C.BOUND_TO_OTHER_GATEWAY, message: 'sub-device is bound to another gateway; an operator must release it (POST /api/v1/products/{pk}/devices/{dn}/release) or move it' };
+    }
+    if (sub.gatewayIotId && sub.gatewayIotId !== gateway.iotId && live?.isConnected(sub.gatewayIotId)) {
+      return { code: C.BOUND_TO_OTHER_GATEWAY, message: 'sub-device belongs to another gateway that is connected; an operator must move or release it' };
+    }
+    return undefined;
   }
 
   /** `thing/topo/delete`: params [{productKey, deviceName}]. */
@@ -217,6 +284,37 @@ export class TopologyService {
     return { gateway: gw, removed: found };
   }
 
+  /**
+   * The operator's release of a sub-device (issue 11 item 8): forgets which gateway registered
+   * it and takes it out of its gateway's topology (that gateway gets the usual 6401 notice and
+   * a topo/change). Afterwards any gateway may register it (if not activated) or add it.
+   */
+  async releaseByOperator(productKey: string, deviceName: string): Promise<{ device: Device; gateway: Device | undefined; registeredBy: Device | undefined }> {
+    const product = await this.store.getProduct(productKey);
+    if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`, { field: 'productKey' });
+    const sub = await this.store.getDevice(productKey, deviceName);
+    if (!sub) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`, { field: 'deviceName' });
+    if (product.nodeType !== 'SUB_DEVICE') {
+      throw new ThingAuthError('INVALID_ARGUMENT', `device ${productKey}/${deviceName} is not a sub-device: product nodeType is ${product.nodeType}, not SUB_DEVICE`, { field: 'deviceName' });
+    }
+    const before = await this.store.releaseSubDevice(sub.iotId);
+    if (!before) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`, { field: 'deviceName' });
+    const gateway = before.gatewayIotId ? await this.store.getDeviceByIotId(before.gatewayIotId) : undefined;
+    const registeredBy = before.registeredByGatewayIotId ? await this.store.getDeviceByIotId(before.registeredByGatewayIotId) : undefined;
+    this.events.emit('device.changed', refOf(sub));
+    if (before.gatewayIotId) {
+      const oldRef = gateway ? refOf(gateway) : { iotId: before.gatewayIotId, productKey: '', deviceName: '' };
+      this.events.emit('topology.changed', { gateway: oldRef, removed: [refOf(sub)], added: [], byGateway: false });
+    }
+    const from = [gateway, registeredBy].filter((d): d is Device => d !== undefined).map((d) => `${d.productKey}/${d.deviceName}`);
+    const at = this.now().toISOString();
+    this.store
+      .appendAudit([{ at, action: 'topology.release', actor: 'admin', productKey, deviceName, result: 'ok', reason: from.length > 0 ? `released from ${[...new Set(from)].join(', ')}` : 'was not bound' }])
+      .catch((e) => this.logger?.warn({ err: e }, 'audit append failed'));
+    const device = (await this.store.getDeviceByIotId(sub.iotId)) ?? { ...before, gatewayIotId: null, registeredByGatewayIotId: null };
+    return { device, gateway, registeredBy };
+  }
+
   // ---- shared ----
 
   /** The gateway whose topology holds this sub-device, if any. */
@@ -240,6 +338,8 @@ export class TopologyService {
     gateway: DeviceRef,
     id: SubDeviceName,
     products: Map<string, Product | undefined>,
+    /** The sub-device's record when the caller read it already. */
+    known?: Device,
   ): Promise<{ sub: Device } | { code: number; message: string }> {
     if (id.productKey === gateway.productKey && id.deviceName === gateway.deviceName) {
       return { code: C.GATEWAY_ITSELF, message: 'a gateway cannot be its own sub-device' };
@@ -247,7 +347,7 @@ export class TopologyService {
     if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
     const product = products.get(id.productKey);
     if (!product) return { code: C.DEVICE_NOT_FOUND, message: `product ${id.productKey} not found` };
-    const sub = await this.store.getDevice(id.productKey, id.deviceName);
+    const sub = known ?? (await this.store.getDevice(id.productKey, id.deviceName));
     if (!sub) return { code: C.DEVICE_NOT_FOUND, message: 'sub-device not found' };
     if (product.nodeType !== 'SUB_DEVICE') {
       return { code: C.PARAM_ERROR, message: `product ${id.productKey} has nodeType ${product.nodeType}; only SUB_DEVICE products connect through a gateway` };

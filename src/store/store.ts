@@ -180,6 +180,19 @@ export interface Store {
   attachSubDevices(gatewayIotId: string, subIotIds: string[], limit: number): Promise<void>;
   detachSubDevices(gatewayIotId: string, subIotIds: string[]): Promise<number>;
   countSubDevices(gatewayIotId: string): Promise<number>;
+  /**
+   * Gateway registration's binding, atomically: when the sub-device is bound to no gateway
+   * (gatewayIotId and registeredByGatewayIotId both null) or to this one (boundGatewayOf),
+   * records this gateway as its registrar and returns true; false when it is bound to another
+   * gateway or does not exist. Racing gateways: exactly one wins.
+   */
+  claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean>;
+  /**
+   * The operator's release, atomically: forgets the registrar and detaches the sub-device
+   * from its gateway. Returns the device as it was before (so the caller can tell the old
+   * gateway); undefined when it does not exist.
+   */
+  releaseSubDevice(subIotId: string): Promise<Device | undefined>;
 
   // applications
   createApplication(app: Application): Promise<void>;

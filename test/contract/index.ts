@@ -14,6 +14,7 @@ import { productWindowAndCountsContract } from './suites/product-window-and-coun
 import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
 import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
+import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
@@ -36,5 +37,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     setDeviceTokenIfAbsentContract(makeStore);
     setProductSecretContract(makeStore);
     boundSecretsContract(makeStore, opts);
+    subDeviceRegistrarContract(makeStore);
   });
 }

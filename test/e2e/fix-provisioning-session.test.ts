@@ -22,20 +22,22 @@ const PS = 'PsFixProv123456789';
 
 describe('provisioning connections never disturb the device session', () => {
   let server: TestServer;
-  let pk: string;
+  // A pre-registration-free product registers with regnwl only (issue 11 item 10): one product per kind.
+  const pks = { register: '', regnwl: '' };
 
   before(async () => {
     server = await startTestServer();
-    pk = (await server.running.ctx.services.registry.createProduct({ productName: 'fix provisioning', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS })).productKey;
+    pks.regnwl = (await server.running.ctx.services.registry.createProduct({ productName: 'fix provisioning', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS })).productKey;
+    pks.register = (await server.running.ctx.services.registry.createProduct({ productName: 'fix provisioning pre', dynamicRegistration: true, productSecret: PS })).productKey;
   });
   after(async () => {
     await server.stop();
   });
 
-  const apiDevice = async (dn: string) => (await server.request('GET', `/api/v1/products/${pk}/devices/${dn}`)).body;
-
   for (const authType of ['register', 'regnwl'] as const) {
     it(`${authType} while the device is connected: the device keeps its session and goes OFFLINE when it leaves`, async () => {
+      const pk = pks[authType];
+      const apiDevice = async (dn: string) => (await server.request('GET', `/api/v1/products/${pk}/devices/${dn}`)).body;
       let exercised = 0;
       for (let attempt = 0; attempt < 8 && exercised === 0; attempt++) {
         const [d] = await server.running.ctx.services.registry.createDevices(pk, { count: 1 });

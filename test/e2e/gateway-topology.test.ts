@@ -67,7 +67,7 @@ describe('gateway topology over MQTT', () => {
     await request(gw, sysTopic(g.gateway, 'thing/topo/delete'), { params: [{ productKey: c.productKey, deviceName: c.deviceName }] });
   });
 
-  it('refuses per item: bad sign 401, unknown 6100, the gateway itself 6402, others still added', async () => {
+  it('refuses per item: bad sign and unknown alike 401 (issue 11 item 8), the gateway itself 6402, others still added', async () => {
     const [, , c] = g.subs;
     const r = await request(gw, sysTopic(g.gateway, 'thing/topo/add'), {
       params: [
@@ -81,8 +81,9 @@ describe('gateway topology over MQTT', () => {
     assert.match(r.body.message, /3 of 4 failed/);
     assert.deepEqual(
       r.body.data.map((d: { code?: number }) => d.code ?? 200),
-      [401, 6100, 6402, 200],
+      [401, 401, 6402, 200],
     );
+    assert.equal(r.body.data[0].message, r.body.data[1].message, 'unknown and bad sign read the same');
     const sub = await server.request('GET', `/api/v1/products/${c!.productKey}/devices/${c!.deviceName}`);
     assert.equal(sub.body.gateway?.iotId, g.gateway.iotId);
   });
@@ -151,7 +152,7 @@ describe('gateway topology over MQTT', () => {
     assert.match(JSON.stringify(r.body.data), /SUB_DEVICE/);
   });
 
-  it('adding a sub-device under another gateway moves it; its login through the old gateway ends with 6401', async () => {
+  it('the operator adding a sub-device under another gateway moves it; its login through the old gateway ends with 6401', async () => {
     const first = await setupGateway(server, { subCount: 1 });
     const registry = server.running.ctx.services.registry;
     const [gw2dev] = await registry.createDevices(first.gateway.productKey, { count: 1 });
@@ -164,8 +165,12 @@ describe('gateway topology over MQTT', () => {
       const login = await request(c1, sessionTopic(first.gateway, 'login'), { params: loginParams(sub) });
       assert.equal(login.body.code, 200);
       const notices = collect(c1, errorTopic(first.gateway));
-      const moved = await request(c2, sysTopic(gw2, 'thing/topo/add'), { params: [topoEntry(sub)] });
-      assert.equal(moved.body.code, 200);
+      // The other gateway's own topo/add cannot take it from a connected gateway (issue 11
+      // item 8, test/e2e/security-gateway-binding.test.ts); the operator can.
+      const taken = await request(c2, sysTopic(gw2, 'thing/topo/add'), { params: [topoEntry(sub)] });
+      assert.equal(taken.body.code, 6619);
+      const moved = await attachByApi(server, gw2, [sub]);
+      assert.equal(moved.moved.length, 1);
       await eventually(() => notices.messages.length > 0);
       notices.stop();
       assert.equal(notices.messages[0].code, 6401);

@@ -117,7 +117,12 @@ describe('an imported fleet logs in with the keys it already holds', () => {
   it('HTTPS dynamic registration with the imported ProductSecret returns the imported DeviceSecret', async () => {
     const reg = samples.find((s) => s.kind === 'mqtt-register')!;
     const { productKey, deviceName } = identityOf(reg.connect!.username);
+    // The product was imported pre-registration-free, which offers regnwl only (issue 11 item 10):
+    // switch it to pre-registration for this request, and back.
+    const registry = server.running.ctx.services.registry;
+    await registry.updateProduct(productKey, { preRegistrationFree: false });
     const res = await postRegister(server, registerForm(productKey, deviceName, reg.productSecret!, 'import-random-1'));
+    await registry.updateProduct(productKey, { preRegistrationFree: true });
     assert.equal(res.json.code, 200, res.text);
     assert.deepEqual(res.json.data, { productKey, deviceName, deviceSecret: 'NewDev01PreRegisteredSecret00001' });
     // Signed with anything but the imported ProductSecret: refused.
@@ -128,6 +133,8 @@ describe('an imported fleet logs in with the keys it already holds', () => {
   it('the captured MQTT registration CONNECTs (register, regnwl) are accepted with the imported ProductSecret', async () => {
     for (const s of samples.filter((x) => x.kind === 'mqtt-register')) {
       const authType = /authType=(\w+)/.exec(s.connect!.clientId)![1];
+      // One product offers one kind (issue 11 item 10): switch it to the kind the sample uses.
+      await server.running.ctx.services.registry.updateProduct(identityOf(s.connect!.username).productKey, { preRegistrationFree: authType === 'regnwl' });
       const r = await mqttRegistration(server, 'mqtts', { clientId: s.connect!.clientId, username: s.connect!.username, password: s.connect!.password }, {
         keepalive: s.connect!.keepalive,
         protocolVersion: s.connect!.protocolVersion,

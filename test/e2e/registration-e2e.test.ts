@@ -17,6 +17,8 @@ const PS = 'PsRegE2E12345678';
 describe('dynamic registration end to end', () => {
   let server: TestServer;
   let pk: string;
+  /** Pre-registration (authType=register, HTTPS): a pre-registration-free product offers regnwl only (issue 11 item 10). */
+  let prePk: string;
 
   before(async () => {
     // One test opens 100 logins at once from 127.0.0.1, standing for 100 devices: over the
@@ -25,27 +27,29 @@ describe('dynamic registration end to end', () => {
     const p = await server.running.ctx.services.registry.createProduct({ productName: 'dynreg e2e', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS });
     pk = p.productKey;
     await server.running.ctx.services.registry.createDevices(pk, { deviceNames: ['pre-001', 'sdk-001'] });
+    prePk = (await server.running.ctx.services.registry.createProduct({ productName: 'dynreg e2e pre', dynamicRegistration: true, productSecret: PS })).productKey;
+    await server.running.ctx.services.registry.createDevices(prePk, { deviceNames: ['pre-001', 'sdk-001'] });
   });
   after(async () => {
     await server.stop();
   });
 
-  const statusOf = async (dn: string) => (await server.request('GET', `/api/v1/products/${pk}/devices/${dn}`)).body.status as string;
+  const statusOf = async (dn: string, productKey = pk) => (await server.request('GET', `/api/v1/products/${productKey}/devices/${dn}`)).body.status as string;
 
   it('register over MQTTS -> log in with the pushed DeviceSecret -> ONLINE; registering again is refused', async () => {
-    const r = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'pre-001', authType: 'register' }));
+    const r = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: prePk, productSecret: PS, deviceName: 'pre-001', authType: 'register' }));
     const { deviceSecret } = JSON.parse(r.messages[0]!.payload);
-    assert.equal(await statusOf('pre-001'), 'UNACTIVE');
-    const client = await connectClient(server, 'mqtts', signedConnect({ productKey: pk, deviceName: 'pre-001', deviceSecret, securemode: '2' }));
+    assert.equal(await statusOf('pre-001', prePk), 'UNACTIVE');
+    const client = await connectClient(server, 'mqtts', signedConnect({ productKey: prePk, deviceName: 'pre-001', deviceSecret, securemode: '2' }));
     try {
-      await eventually(async () => (await statusOf('pre-001')) === 'ONLINE');
-      const again = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'pre-001', authType: 'register' }));
+      await eventually(async () => (await statusOf('pre-001', prePk)) === 'ONLINE');
+      const again = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: prePk, productSecret: PS, deviceName: 'pre-001', authType: 'register' }));
       assert.deepEqual([again.accepted, again.code], [false, 4]);
       assert.equal(client.connected, true, 'the refused registration did not disturb the live session');
     } finally {
       await endClient(client);
     }
-    await eventually(async () => (await statusOf('pre-001')) === 'OFFLINE');
+    await eventually(async () => (await statusOf('pre-001', prePk)) === 'OFFLINE');
   });
 
   it('regnwl -> connwl with the DeviceToken -> ONLINE; then the device is a normal device (ACL, disable, reset)', async () => {
@@ -103,7 +107,7 @@ describe('dynamic registration end to end', () => {
     const script = `
       const iot = require(${JSON.stringify(sdkPath)});
       const t = setTimeout(() => { process.stdout.write('timeout\\n'); process.exit(1); }, 15000);
-      iot.register({ productKey: ${JSON.stringify(pk)}, productSecret: ${JSON.stringify(PS)}, deviceName: 'sdk-001',
+      iot.register({ productKey: ${JSON.stringify(prePk)}, productSecret: ${JSON.stringify(PS)}, deviceName: 'sdk-001',
           registerURL: 'https://localhost:${httpsPort}/auth/register/device' }, (res) => {
         if (!res || res.code !== 200) { process.stdout.write('register failed ' + JSON.stringify(res && res.code) + '\\n'); process.exit(1); }
         const d = iot.device({ productKey: res.data.productKey, deviceName: res.data.deviceName, deviceSecret: res.data.deviceSecret,
@@ -129,12 +133,12 @@ describe('dynamic registration end to end', () => {
         });
         child.once('exit', (code) => reject(new Error(`SDK child exited ${code}: ${out} ${err}`)));
       });
-      await eventually(async () => (await statusOf('sdk-001')) === 'ONLINE');
+      await eventually(async () => (await statusOf('sdk-001', prePk)) === 'ONLINE');
     } finally {
       child.stdin.end();
       await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     }
-    await eventually(async () => (await statusOf('sdk-001')) === 'OFFLINE');
+    await eventually(async () => (await statusOf('sdk-001', prePk)) === 'OFFLINE');
   });
 
   it('100 simultaneous regnwl of one new name create one device, and every answer carries the same credential', async (t) => {

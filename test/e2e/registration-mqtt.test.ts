@@ -16,8 +16,11 @@ const PS = 'PsRegMqtt1234567';
 describe('MQTT dynamic registration (authType=register / regnwl)', () => {
   let server: TestServer;
   let pk: string;
+  /** authType=register runs against a pre-registration product: a pre-registration-free one offers regnwl only (issue 11 item 10). */
+  let prePk: string;
+  const pkOf = (authType: 'register' | 'regnwl') => (authType === 'register' ? prePk : pk);
   const base = (over: Partial<RegistrationConnectInput> & { deviceName: string; authType: 'register' | 'regnwl' }): RegistrationConnectInput => ({
-    productKey: pk,
+    productKey: pkOf(over.authType),
     productSecret: PS,
     ...over,
   });
@@ -27,12 +30,14 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
     const p = await server.running.ctx.services.registry.createProduct({ productName: 'dynreg mqtt', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS });
     pk = p.productKey;
     await server.running.ctx.services.registry.createDevices(pk, { deviceNames: ['dev-001', 'dev-002', 'dev-act', 'dev-off', 'dev-sub'] });
+    prePk = (await server.running.ctx.services.registry.createProduct({ productName: 'dynreg mqtt pre', dynamicRegistration: true, productSecret: PS })).productKey;
+    await server.running.ctx.services.registry.createDevices(prePk, { deviceNames: ['dev-001', 'dev-002', 'dev-act', 'dev-off', 'dev-sub'] });
   });
   after(async () => {
     await server.stop();
   });
 
-  const secretOf = async (dn: string) => (await server.running.ctx.services.registry.getDeviceSecret(pk, dn)).deviceSecret;
+  const secretOf = async (dn: string) => (await server.running.ctx.services.registry.getDeviceSecret(prePk, dn)).deviceSecret;
 
   for (const securemode of ['2', '-2']) {
     it(`register with securemode=${securemode}: pushes /ext/register {productKey,deviceName,deviceSecret} unsolicited, then closes`, async () => {
@@ -40,7 +45,7 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
       assert.equal(r.accepted, true);
       assert.equal(r.messages.length, 1, JSON.stringify(r.messages.map((m) => m.topic)));
       assert.equal(r.messages[0]!.topic, '/ext/register');
-      assert.deepEqual(JSON.parse(r.messages[0]!.payload), { productKey: pk, deviceName: 'dev-001', deviceSecret: await secretOf('dev-001') });
+      assert.deepEqual(JSON.parse(r.messages[0]!.payload), { productKey: prePk, deviceName: 'dev-001', deviceSecret: await secretOf('dev-001') });
       assert.ok(r.closedAfterMs !== undefined, 'the server closed the connection');
     });
   }
@@ -94,7 +99,7 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
     const r = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'never-created', authType: 'register' })));
     assert.equal(r.accepted, false);
     assert.equal(r.code, 4);
-    const dev = await server.request('GET', `/api/v1/products/${pk}/devices/never-created`);
+    const dev = await server.request('GET', `/api/v1/products/${prePk}/devices/never-created`);
     assert.equal(dev.status, 404);
   });
 
@@ -104,7 +109,7 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
       assert.deepEqual([r.accepted, r.code], [false, 2]);
       const ws = await mqttRegistration(server, 'mqtt-ws', registrationConnect(base({ deviceName: 'plain-ws-dev', authType })));
       assert.deepEqual([ws.accepted, ws.code], [false, 2]);
-      assert.equal((await server.request('GET', `/api/v1/products/${pk}/devices/plain-ws-dev`)).status, 404);
+      assert.equal((await server.request('GET', `/api/v1/products/${pkOf(authType)}/devices/plain-ws-dev`)).status, 404);
     });
 
     it(`${authType} with a wrong sign is refused with CONNACK 4`, async () => {
@@ -130,19 +135,19 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
     });
 
     it(`${authType} for an activated device is refused with CONNACK 4 until reset`, async () => {
-      const { iotId } = await server.running.ctx.services.registry.getDeviceSecret(pk, 'dev-act');
+      const { iotId } = await server.running.ctx.services.registry.getDeviceSecret(pkOf(authType), 'dev-act');
       await server.running.ctx.store.markOnline(iotId, new Date().toISOString());
       await server.running.ctx.store.markOffline([iotId], new Date().toISOString());
       const r = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'dev-act', authType })));
       assert.deepEqual([r.accepted, r.code], [false, 4]);
-      assert.equal((await server.request('POST', `/api/v1/products/${pk}/devices/dev-act/reset`)).status, 200);
+      assert.equal((await server.request('POST', `/api/v1/products/${pkOf(authType)}/devices/dev-act/reset`)).status, 200);
       const again = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'dev-act', authType })));
       assert.equal(again.accepted, true);
       assert.equal(again.messages[0]?.topic, `/ext/${authType}`);
     });
 
     it(`${authType} for a disabled device is refused with CONNACK 4`, async () => {
-      assert.equal((await server.request('POST', `/api/v1/products/${pk}/devices/dev-off/disable`)).status, 200);
+      assert.equal((await server.request('POST', `/api/v1/products/${pkOf(authType)}/devices/dev-off/disable`)).status, 200);
       const r = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'dev-off', authType })));
       assert.deepEqual([r.accepted, r.code], [false, 4]);
     });
@@ -183,10 +188,12 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
   it('replay protection: a reused random is refused (CONNACK 4) when the product asks for it, accepted otherwise', async () => {
     const reg = server.running.ctx.services.registry;
     const strict = await reg.createProduct({ productName: 'dynreg replay mqtt', dynamicRegistration: true, preRegistrationFree: true, replayProtection: true, productSecret: PS });
-    await reg.createDevices(strict.productKey, { deviceNames: ['dev-001'] });
+    const strictPre = await reg.createProduct({ productName: 'dynreg replay mqtt pre', dynamicRegistration: true, replayProtection: true, productSecret: PS });
+    await reg.createDevices(strictPre.productKey, { deviceNames: ['dev-001'] });
     for (const authType of ['register', 'regnwl'] as const) {
       const dn = authType === 'register' ? 'dev-001' : 'nwl-replay';
-      const c = registrationConnect({ productKey: strict.productKey, productSecret: PS, deviceName: dn, authType, random: `fixed-${authType}` });
+      const productKey = authType === 'register' ? strictPre.productKey : strict.productKey;
+      const c = registrationConnect({ productKey, productSecret: PS, deviceName: dn, authType, random: `fixed-${authType}` });
       assert.equal((await mqttRegistration(server, 'mqtts', c)).messages[0]?.topic, `/ext/${authType}`);
       const replay = await mqttRegistration(server, 'mqtts', c);
       assert.deepEqual([replay.accepted, replay.code], [false, 4]);
@@ -199,13 +206,13 @@ describe('MQTT dynamic registration (authType=register / regnwl)', () => {
 
   it('a registration connection has no topic access besides its reply topic', async () => {
     const r = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'dev-sub', authType: 'register' })), {
-      subscribe: ['/ext/register', '#', `/sys/${pk}/dev-sub/#`, `/${pk}/dev-sub/user/get`],
+      subscribe: ['/ext/register', '#', `/sys/${prePk}/dev-sub/#`, `/${prePk}/dev-sub/user/get`],
     });
     assert.equal(r.messages.filter((m) => m.topic === '/ext/register').length, 1, 'exactly one reply even when subscribed');
     if (r.granted) assert.deepEqual(r.granted, [0, 128, 128, 128]);
     // Publishing anything is refused by the ACL, which ends the connection before a reply can be sent (or right after).
     const p = await mqttRegistration(server, 'mqtts', registrationConnect(base({ deviceName: 'dev-sub', authType: 'register' })), {
-      publish: { topic: `/sys/${pk}/dev-sub/thing/event/property/post`, payload: '{}' },
+      publish: { topic: `/sys/${prePk}/dev-sub/thing/event/property/post`, payload: '{}' },
     });
     assert.ok(p.messages.every((m) => m.topic === '/ext/register'));
   });
@@ -237,6 +244,8 @@ describe('MQTT dynamic registration: captured C Link SDK samples (test/fixtures/
     await reg.createDevices('a1BenchPK01', { deviceNames: ['newdev01'] });
     for (const s of samples) {
       const authType = /authType=(\w+)/.exec(s.connect.clientId)![1];
+      // One product offers one kind (issue 11 item 10): switch it to the kind the sample uses.
+      await reg.updateProduct('a1BenchPK01', { preRegistrationFree: authType === 'regnwl' });
       const r = await mqttRegistration(server, 'mqtts', { clientId: s.connect.clientId, username: s.connect.username, password: s.connect.password }, {
         keepalive: s.connect.keepalive,
         protocolVersion: s.connect.protocolVersion,

@@ -194,7 +194,10 @@ describe('crash safety (SIGKILL, child process, synchronous=FULL)', () => {
     const PS = 'PsCrashRegist123';
     const p = await server.request('POST', '/api/v1/products', { productName: 'crash regnwl', dynamicRegistration: true, preRegistrationFree: true, replayProtection: true, productSecret: PS });
     const pk = p.body.productKey as string;
-    const pre = await server.request('POST', `/api/v1/products/${pk}/devices/batch`, { deviceNames: Array.from({ length: 50 }, (_, i) => `pre-${i}`) });
+    // HTTPS pre-registration needs a pre-registration product: a pre-registration-free one offers regnwl only (issue 11 item 10).
+    const pp = await server.request('POST', '/api/v1/products', { productName: 'crash pre', dynamicRegistration: true, replayProtection: true, productSecret: PS });
+    const prePk = pp.body.productKey as string;
+    const pre = await server.request('POST', `/api/v1/products/${prePk}/devices/batch`, { deviceNames: Array.from({ length: 50 }, (_, i) => `pre-${i}`) });
     const preSecrets = new Map<string, string>((pre.body.devices as { deviceName: string; deviceSecret: string }[]).map((d) => [d.deviceName, d.deviceSecret]));
 
     const answers = new Map<string, { clientId?: string; deviceToken?: string; error?: string }>();
@@ -207,7 +210,7 @@ describe('crash safety (SIGKILL, child process, synchronous=FULL)', () => {
         const i = next++;
         if (i % 10 === 0) {
           const name = `pre-${(i / 10) % 50}`;
-          const r = await httpsRegister(server, pk, name, PS, `rnd-${i}`);
+          const r = await httpsRegister(server, prePk, name, PS, `rnd-${i}`);
           if (r.code === 200) httpsAnswers.set(name, r.data.deviceSecret);
           continue;
         }
@@ -241,7 +244,7 @@ describe('crash safety (SIGKILL, child process, synchronous=FULL)', () => {
           unansweredButStored.push(name);
         }
       }
-      for (const [name, secret] of httpsAnswers) assert.equal((await store.getDevice(pk, name))!.deviceSecret, secret);
+      for (const [name, secret] of httpsAnswers) assert.equal((await store.getDevice(prePk, name))!.deviceSecret, secret);
       assert.equal(secretsMatch(preSecrets, httpsAnswers), true);
     } finally {
       await store.close();

@@ -97,8 +97,11 @@ describe('secrets never leak into logs, audit or the database', () => {
     // Dynamic registration over HTTPS (pre-registered) and MQTT (regnwl), good and bad.
     const form = registerForm(pk, 'leak-pre', p.body.productSecret, 'random-12345');
     keep('HTTPS registration sign', new URLSearchParams(form).get('sign'));
+    // A pre-registration-free product offers regnwl only (issue 11 item 10): pre-registration for this request.
+    assert.equal((await srv.request('PATCH', `/api/v1/products/${pk}`, { preRegistrationFree: false })).status, 200);
     const reg = await postRegister(srv, form);
     assert.equal(reg.json.code, 200, reg.text);
+    assert.equal((await srv.request('PATCH', `/api/v1/products/${pk}`, { preRegistrationFree: true })).status, 200);
     const badForm = registerForm(pk, 'leak-pre', 'WrongProductSecret99', 'random-6789');
     keep('HTTPS registration sign (bad)', new URLSearchParams(badForm).get('sign'));
     await postRegister(srv, badForm);

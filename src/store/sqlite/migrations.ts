@@ -128,4 +128,14 @@ ALTER TABLE devices ADD COLUMN previous_expires_at TEXT;
     sql: '',
     bindSecrets: true,
   },
+  {
+    version: 7,
+    name: 'sub-device registrar',
+    // The gateway that received a sub-device's DeviceSecret through thing/sub/register or
+    // product_register: the sub-device stays bound to it (another gateway gets 6619) until an
+    // operator releases it. Deleting that gateway frees the sub-device (ON DELETE SET NULL).
+    sql: `
+ALTER TABLE devices ADD COLUMN registered_by_gateway_iot_id TEXT REFERENCES devices(iot_id) ON DELETE SET NULL;
+`,
+  },
 ];

@@ -187,6 +187,7 @@ export class SqliteStore implements Store {
       activatedAt: (r.activated_at as string | null) ?? null,
       lastOnlineAt: (r.last_online_at as string | null) ?? null,
       gatewayIotId: (r.gateway_iot_id as string | null) ?? null,
+      registeredByGatewayIotId: (r.registered_by_gateway_iot_id as string | null) ?? null,
       clientId: (r.client_id as string | null) ?? null,
       deviceToken: r.device_token ? openSecret(this.cipher, 'devices', 'device_token', ids, r.device_token as string) : null,
       lastAuthError: (r.last_auth_error as string | null) ?? null,
@@ -343,6 +344,7 @@ export class SqliteStore implements Store {
       activatedAt: d.activatedAt ?? null,
       lastOnlineAt: null,
       gatewayIotId: null,
+      registeredByGatewayIotId: null,
       clientId: d.clientId ?? null,
       deviceToken: d.deviceToken ?? null,
       lastAuthError: null,
@@ -604,6 +606,26 @@ export class SqliteStore implements Store {
 
   async countSubDevices(gatewayIotId: string): Promise<number> {
     return (this.s.countSubs.get(gatewayIotId) as { n: number }).n;
+  }
+
+  async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean> {
+    // One statement: the bound gateway is read and the registrar written under the same lock.
+    const r = this.db
+      .prepare(
+        `UPDATE devices SET registered_by_gateway_iot_id = @gw
+           WHERE iot_id = @sub AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, @gw) = @gw`,
+      )
+      .run({ sub: subIotId, gw: gatewayIotId });
+    return r.changes === 1;
+  }
+
+  async releaseSubDevice(subIotId: string): Promise<Device | undefined> {
+    return this.db.transaction(() => {
+      const r = this.s.getDeviceById.get(subIotId) as Row | undefined;
+      if (!r) return undefined;
+      this.db.prepare('UPDATE devices SET gateway_iot_id = NULL, registered_by_gateway_iot_id = NULL WHERE iot_id = ?').run(subIotId);
+      return this.toDevice(r);
+    }).immediate();
   }
 
   // ---- applications ----

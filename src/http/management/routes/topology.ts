@@ -104,6 +104,31 @@ export async function topologyRoutes(app: ManagementApp, ctx: AppContext): Promi
     },
   );
 
+  // Issue 11 item 8: a sub-device is bound to the gateway that registered it (or whose
+  // topology holds it); other gateways get 6619 until the operator releases it here.
+  app.post(
+    '/products/:productKey/devices/:deviceName/release',
+    {
+      schema: {
+        tags,
+        summary:
+          'Release a sub-device from its gateway: forget which gateway registered it and take it out of its topology (that gateway gets a 6401 notice). Afterwards another gateway may register or add it.',
+        params: DeviceParams,
+        response: {
+          200: Type.Object({ device: PublicDeviceSchema, releasedFrom: Type.Object({ gateway: Type.Union([DeviceRefSchema, Type.Null()]), registeredBy: Type.Union([DeviceRefSchema, Type.Null()]) }) }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const r = await topology.releaseByOperator(req.params.productKey, req.params.deviceName);
+      return {
+        device: await registry.toPublic(r.device),
+        releasedFrom: { gateway: r.gateway ? ref(r.gateway) : null, registeredBy: r.registeredBy ? ref(r.registeredBy) : null },
+      };
+    },
+  );
+
   app.delete(
     `${base}/:subProductKey/:subDeviceName`,
     {
