@@ -56,7 +56,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     dataDir: config.dataDir,
     keySource: security.keySource,
   });
-  const events = new RegistryEvents();
+  const events = new RegistryEvents(logger);
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
   const registration = new RegistrationService(store, events, {
     ratePerSecond: config.registrationRatePerSecond,
