@@ -4,8 +4,18 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generateMasterKey, parseMasterKey } from './core/secret-cipher.js';
 
-export function ensureDataDir(dataDir: string): void {
+/**
+ * Creates the data dir 0700, and tightens an existing one to 0700: it holds the master key,
+ * the admin token and the database, and a dir others may list or enter (0755 from a manual
+ * mkdir, an image, an older version) lets them read whatever file is not 0600 itself.
+ * Returns the mode it had when that was looser, so the caller can say it changed it.
+ */
+export function ensureDataDir(dataDir: string): { tightenedFrom?: number } {
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const mode = fs.statSync(dataDir).mode & 0o777;
+  if ((mode & 0o077) === 0) return {};
+  fs.chmodSync(dataDir, mode & 0o700);
+  return { tightenedFrom: mode };
 }
 
 export const MASTER_KEY_FILE = 'master.key';

@@ -1,7 +1,8 @@
 /** The process logger: pino with secrets redacted by path, whatever object they ride in. */
 import { pino, type Logger } from 'pino';
 
-export const REDACT_PATHS = [
+/** Keys that hold a secret wherever they appear. */
+export const SECRET_KEYS = [
   'password',
   'secret',
   'sign',
@@ -13,16 +14,16 @@ export const REDACT_PATHS = [
   'appSecret',
   'adminToken',
   'authorization',
-  '*.password',
-  '*.secret',
-  '*.sign',
-  '*.token',
-  '*.deviceSecret',
-  '*.previousDeviceSecret',
-  '*.productSecret',
-  '*.deviceToken',
-  '*.appSecret',
-  '*.authorization',
+];
+
+/**
+ * Every secret key at the top level and up to three levels down: a record that rides inside
+ * another object (`{ decision: { device: { deviceSecret } } }`, an error's `details.device`)
+ * is redacted too. Code logs references (productKey, deviceName, iotId), never records
+ * (issue 11 item 17); this is the net under that rule.
+ */
+export const REDACT_PATHS = [
+  ...SECRET_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `*.*.*.${k}`]),
   'req.headers.authorization',
   'req.headers.password',
 ];

@@ -2,12 +2,13 @@
  * The composition root: config -> data dir -> store -> services -> servers.
  * `startThingAuth` is what `thingauth serve` and the end-to-end tests run.
  */
+import path from 'node:path';
 import type { Config } from './config.js';
 import { sqlitePath } from './config.js';
 import type { AppContext, Listener } from './context.js';
 import { RotatingCipher } from './core/rotating-cipher.js';
 import { KeyringCipher, type SecretCipher } from './core/secret-cipher.js';
-import { ensureDataDir, loadAdminToken, loadKeyring } from './data-dir.js';
+import { ADMIN_TOKEN_FILE, ensureDataDir, loadAdminToken, loadKeyring } from './data-dir.js';
 import { startDeviceHttps } from './http/device/server.js';
 import { startManagementApi } from './http/management/server.js';
 import { startMqttTcp, startMqtts, startMqttWs, startMqttWss } from './mqtt/listeners.js';
@@ -52,14 +53,18 @@ export async function openStore(config: Config, masterKey: Buffer | SecretCipher
 
 export async function startThingAuth(config: Config, opts: { logger?: Logger } = {}): Promise<RunningThingAuth> {
   const logger = opts.logger ?? createLogger(config.logLevel);
-  ensureDataDir(config.dataDir);
+  const dir = ensureDataDir(config.dataDir);
+  if (dir.tightenedFrom !== undefined) {
+    logger.warn({ dataDir: config.dataDir, was: dir.tightenedFrom.toString(8), now: '700' }, 'data dir was open to other users; tightened to 0700');
+  }
   const keyring = loadKeyring(config.dataDir, config.masterKey, config.masterKeyPrevious);
   // One cipher for the store's whole life: key rotation swaps the keyring inside it.
   const cipher = new RotatingCipher(keyring.keys);
   const admin = loadAdminToken(config.dataDir, config.adminToken);
   if (admin.created) {
-    // Printed once, on the start that generated it; later starts read it from the data dir.
-    process.stderr.write(`thingauth: generated admin token (saved in ${config.dataDir}/admin-token, mode 0600): ${admin.token}\n`);
+    // Where it is, never the token itself: a start log ends up in terminals, journals and
+    // log shipping (issue 11 item 13).
+    process.stderr.write(`thingauth: generated an admin token in ${path.join(config.dataDir, ADMIN_TOKEN_FILE)} (mode 0600); use it with --token, THINGAUTH_ADMIN_TOKEN or --data-dir\n`);
   }
   const store = await openStore(config, cipher);
   await store.markAllOffline(new Date().toISOString());

@@ -1,7 +1,8 @@
 /**
  * `thingauth device export <productKey> --format csv`: the production-line credentials
  * (ProductKey,DeviceName,DeviceSecret) streamed from the server to stdout or a file. The
- * file is created with mode 0600: it holds every secret of the product.
+ * file is mode 0600 whatever it was before (an existing 0644 file is tightened before the
+ * first byte is written): it holds every secret of the product.
  */
 import fs from 'node:fs';
 import { Transform } from 'node:stream';
@@ -30,7 +31,15 @@ export function addDeviceExportCommand(device: Command): void {
         },
       });
       if (o.out) {
-        await pipeline(body, counter, fs.createWriteStream(o.out, { mode: 0o600 }));
+        // The open mode only applies to a new file: fchmod the descriptor before writing.
+        const fd = fs.openSync(o.out, 'w', 0o600);
+        try {
+          fs.fchmodSync(fd, 0o600);
+        } catch (e) {
+          fs.closeSync(fd);
+          throw e;
+        }
+        await pipeline(body, counter, fs.createWriteStream(o.out, { fd }));
         const devices = Math.max(0, o.format === 'jsonl' ? lines : lines - 1);
         print(o, { productKey: pk, file: o.out, devices }, () => `exported ${devices} devices of ${pk} to ${o.out}`);
       } else {

@@ -7,6 +7,8 @@
  *   CRLF, RFC 4180 quoting (embedded commas, quotes, newlines), blank lines skipped.
  *   Products may also come as CSV with camelCase-named columns (productKey, productSecret...).
  * - JSON lines of our own: one object per line, exactly what our export writes.
+ * - CSV we write (the credentials export) goes through `csvCell`, which neutralises formula
+ *   triggers with a leading `'`; reading CSV undoes that for identifier columns (see there).
  *
  * Pure: no I/O. `readImportRows` adapts any async iterable of bytes (an HTTP request, a file
  * stream) to batches of parsed rows.
@@ -55,6 +57,36 @@ export type ParsedRow<T> = { row: T; error?: undefined } | { row?: undefined; er
 
 function fileError(line: number, message: string): ThingAuthError {
   return new ThingAuthError('INVALID_ARGUMENT', `line ${line}: ${message}`, { field: 'body', line });
+}
+
+// ---------------------------------------------------------------------------------------
+// CSV cells we write
+
+/**
+ * First characters a spreadsheet reads as the start of a formula (OWASP "CSV injection"):
+ * `=`, `+`, `-`, `@`, tab and carriage return. DeviceNames may start with `-` or `@`
+ * (names.ts), and a pre-registration-free device or a gateway chooses its own name.
+ */
+const FORMULA_TRIGGER = /^[=+\-@\t\r]/;
+
+/**
+ * One CSV cell as we write it: a value starting with a formula trigger gets a leading `'`
+ * (OWASP's advice: spreadsheets then show it as text), then RFC 4180 quoting when needed.
+ */
+export function csvCell(v: string): string {
+  const safe = FORMULA_TRIGGER.test(v) ? `'${v}` : v;
+  return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
+}
+
+/**
+ * Columns whose values can never contain `'` (names.ts): there a leading `'` before a formula
+ * trigger can only be csvCell's (or a spreadsheet's) neutralisation, so reading removes it and
+ * export -> import round-trips. Free-text columns (names, descriptions) keep what they hold.
+ */
+const NEUTRALISED_COLUMNS: ReadonlySet<string> = new Set(['productKey', 'deviceName', 'deviceSecret', 'productSecret', 'iotId']);
+
+function withoutNeutralisation(field: string, value: string): string {
+  return NEUTRALISED_COLUMNS.has(field) && value.startsWith("'") && FORMULA_TRIGGER.test(value.slice(1)) ? value.slice(1) : value;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -468,7 +500,7 @@ export class ImportRowReader<T extends DeviceImportRow | ProductImportRow> {
       const cols = this.columns;
       for (let i = 0; i < cols.length; i++) {
         const f = cols[i];
-        if (f !== undefined && i < rec.fields.length) raw[f] = rec.fields[i]!.trim();
+        if (f !== undefined && i < rec.fields.length) raw[f] = withoutNeutralisation(f, rec.fields[i]!.trim());
       }
       if (rec.fields.length > cols.length && rec.fields.slice(cols.length).some((v) => v.trim() !== '')) {
         out.push({ error: { line: rec.line, message: `row has ${rec.fields.length} fields but the header has ${cols.length}` } });

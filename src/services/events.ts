@@ -1,8 +1,14 @@
 /**
  * Changes other parts react to: the broker kicks sessions of disabled/deleted devices, the
  * authenticator drops cached records. Emitted by services after the store committed.
+ *
+ * The change is already committed when an event is emitted, so a listener's failure must not
+ * reach the emitter: it would turn a done change into an HTTP 500 (or a failed MQTT reply) and
+ * skip the listeners after it (a cache never dropped). `emit` calls every listener, catches
+ * what one throws or rejects, and logs it (references only, never a record).
  */
 import { EventEmitter } from 'node:events';
+import type { Logger } from '../logger.js';
 
 export interface DeviceRef {
   iotId: string;
@@ -41,9 +47,43 @@ export interface BootstrapNotifyOrder {
   delivered: number;
 }
 
+/** productKey/deviceName/iotId of whatever the event names: what a log line may carry. */
+function refsOf(args: unknown[]): unknown[] {
+  const ref = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object') return v;
+    const o = v as Record<string, unknown>;
+    if (typeof o.deviceName === 'string' || typeof o.iotId === 'string') return { productKey: o.productKey, deviceName: o.deviceName, iotId: o.iotId };
+    if (typeof o.productKey === 'string') return { productKey: o.productKey };
+    if (o.gateway !== undefined) return { gateway: ref(o.gateway) };
+    return undefined;
+  };
+  return args.map(ref);
+}
+
 export class RegistryEvents extends EventEmitter<RegistryEventMap> {
-  constructor() {
+  constructor(private readonly logger?: Logger) {
     super();
     this.setMaxListeners(100);
+  }
+
+  override emit<K extends keyof RegistryEventMap>(eventName: K, ...args: RegistryEventMap[K]): boolean {
+    // rawListeners keeps once() wrappers, which remove themselves when called.
+    const listeners = this.rawListeners(eventName) as ((...a: unknown[]) => unknown)[];
+    for (const listener of listeners) {
+      try {
+        const r = listener.apply(this, args);
+        if (r !== null && typeof r === 'object' && typeof (r as Promise<unknown>).then === 'function') {
+          (r as Promise<unknown>).then(undefined, (err: unknown) => this.listenerFailed(eventName, args, err));
+        }
+      } catch (err) {
+        this.listenerFailed(eventName, args, err);
+      }
+    }
+    return listeners.length > 0;
+  }
+
+  private listenerFailed(eventName: string, args: unknown[], err: unknown): void {
+    const e = err instanceof Error ? { name: err.name, message: err.message, stack: err.stack } : { message: String(err) };
+    this.logger?.error({ event: eventName, refs: refsOf(args), err: e }, 'registry event listener failed; the change itself is committed');
   }
 }

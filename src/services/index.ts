@@ -64,7 +64,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     dataDir: config.dataDir,
     keySource: security.keySource,
   });
-  const events = new RegistryEvents();
+  const events = new RegistryEvents(logger);
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });
   const logLimiter = new LogLimiter(logger, { perInterval: REFUSAL_LOG_LINES_PER_MINUTE, intervalMs: 60_000 });
   const registration = new RegistrationService(store, events, {

@@ -6,6 +6,7 @@ import {
   ImportRowReader,
   JsonLinesReader,
   MAX_RECORD_CHARS,
+  csvCell,
   formatFromContentType,
   formatFromFileName,
   readImportRows,
@@ -293,5 +294,35 @@ describe('format detection', () => {
     assert.equal(formatFromFileName('fleet.jsonl'), 'jsonl');
     assert.equal(formatFromFileName('fleet.ndjson'), 'jsonl');
     assert.equal(formatFromFileName('fleet.txt'), undefined);
+  });
+});
+
+describe('CSV formula injection (issue 11 item 15)', () => {
+  it('csvCell prefixes every formula trigger (=, +, -, @, tab, CR) with a quote, and quotes what needs it', () => {
+    assert.equal(csvCell('=1+1'), "'=1+1");
+    assert.equal(csvCell('+41'), "'+41");
+    assert.equal(csvCell('-dev-0001'), "'-dev-0001");
+    assert.equal(csvCell('@SUM(A1)'), "'@SUM(A1)");
+    assert.equal(csvCell('\tcmd'), "'\tcmd");
+    assert.equal(csvCell('\rcmd'), '"\'\rcmd"');
+    assert.equal(csvCell('=HYPERLINK("http://x","y")'), '"\'=HYPERLINK(""http://x"",""y"")"');
+    assert.equal(csvCell('dev-0001'), 'dev-0001');
+    assert.equal(csvCell('a,b'), '"a,b"');
+    assert.equal(csvCell(S1), S1);
+  });
+
+  it('export -> import: a neutralised DeviceName reads back as the name; free text keeps its quote', () => {
+    const csv = `ProductKey,DeviceName,DeviceSecret,Nickname\na1BenchPK01,${csvCell('-dev-0001')},${S1},'=not-a-name\na1BenchPK01,${csvCell('@dev-0002')},${S2},\n`;
+    const rows = devices(csv);
+    assert.deepEqual(
+      rows.map((r) => [r.row?.deviceName, r.row?.nickname, r.error?.message]),
+      [
+        ['-dev-0001', "'=not-a-name", undefined],
+        ['@dev-0002', null, undefined],
+      ],
+    );
+    // A quote not followed by a trigger is not ours: the name stays invalid.
+    const bad = devices(`ProductKey,DeviceName,DeviceSecret\na1BenchPK01,'dev-0003,${S1}\n`);
+    assert.match(bad[0]!.error?.message ?? '', /DeviceName|deviceName/);
   });
 });

@@ -1,15 +1,20 @@
 /**
  * Who may call the management API, and the audit record of what they changed.
  *
- * onRequest: every /api route and /metrics needs `Authorization: Bearer <token>`: the
- * bootstrap admin token or a token made with /api/v1/tokens (services/tokens.ts). A `read`
- * token may only GET/HEAD; routes with `config: { adminOnly: true }` (tokens, keys) need an
- * `admin` token even to read. The caller is kept on the request (req.caller).
+ * Deny by default. onRequest: every request needs `Authorization: Bearer <token>` (the
+ * bootstrap admin token or a token made with /api/v1/tokens, services/tokens.ts) unless the
+ * route it MATCHED is in PUBLIC_ROUTES. The decision is taken on the matched route pattern
+ * (req.routeOptions.url), never on the raw URL: the router decodes and normalises the path
+ * (`/%61pi/v1/...` matches `/api/v1/...`), so any test on the raw text can be spelled around
+ * (issue 11 item 1). A request that matched no route is not public either: without a token it
+ * gets 401, never the 404 body. A `read` token may only GET/HEAD; routes with
+ * `config: { adminOnly: true }` (tokens, keys) need an `admin` token even to read. The caller
+ * is kept on the request (req.caller).
  *
- * onResponse: every change (any method but GET/HEAD) and every refused credential is
- * appended to the audit: who (token id and name), the route pattern, its path parameters
- * and the status. Never the body or the query string, which may carry secrets (imports,
- * migration ProductSecrets).
+ * onResponse: every change (any method but GET/HEAD) and every refused credential on a
+ * non-public route is appended to the audit: who (token id and name), the matched route
+ * pattern, its path parameters and the status. Never the body or the query string, which may
+ * carry secrets (imports, migration ProductSecrets).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
@@ -23,10 +28,29 @@ declare module 'fastify' {
     /** Even GET needs an admin token (token and key management). */
     adminOnly?: boolean;
   }
+  interface FastifyInstance {
+    /** Every route registered after installCallerAuth, as `METHOD pattern` (tests cover each one). */
+    routeTable: ManagementRoute[];
+  }
 }
 
-function needsToken(url: string): boolean {
-  return url.startsWith('/api/') || url === '/metrics' || url.startsWith('/metrics?');
+export interface ManagementRoute {
+  method: string;
+  url: string;
+  public: boolean;
+}
+
+/**
+ * The only route patterns anyone may call without a token (with their automatic HEAD). Compared
+ * with the matched route pattern; everything else, matched or not, needs a token.
+ */
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/openapi.json']);
+
+/** True only for a request that matched a route on the public list. */
+export function isPublicRequest(req: FastifyRequest): boolean {
+  if (req.is404) return false;
+  const pattern = req.routeOptions.url;
+  return pattern !== undefined && PUBLIC_ROUTES.has(pattern);
 }
 
 function bearerOf(req: FastifyRequest): string {
@@ -37,7 +61,7 @@ function bearerOf(req: FastifyRequest): string {
 
 /** `api.post /products/:productKey/devices`: the route pattern, never the concrete path or query. */
 export function auditActionOf(req: FastifyRequest): string {
-  const pattern = req.routeOptions.url ?? '(unknown route)';
+  const pattern = req.is404 ? '(no route)' : req.routeOptions.url ?? '(no route)';
   return `api.${req.method.toLowerCase()} ${pattern.replace(/^\/api\/v1/, '')}`;
 }
 
@@ -45,11 +69,19 @@ export function actorOf(caller: Caller | undefined): string {
   return caller ? `token:${caller.tokenId} (${caller.name})` : 'anonymous';
 }
 
+/** Installed before any route is declared, so the route table holds every route. */
 export function installCallerAuth(app: FastifyInstance, ctx: AppContext): void {
   const { tokens, audit } = ctx.services;
 
+  const routeTable: ManagementRoute[] = [];
+  app.decorate('routeTable', routeTable);
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) routeTable.push({ method, url: route.url, public: PUBLIC_ROUTES.has(route.url) });
+  });
+
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!needsToken(req.url)) return;
+    if (isPublicRequest(req)) return;
     const caller = await tokens.authenticate(bearerOf(req));
     if (!caller) {
       return reply.code(401).send({ code: 'UNAUTHENTICATED', message: 'missing or invalid bearer token (Authorization: Bearer <token>)' });
@@ -61,7 +93,7 @@ export function installCallerAuth(app: FastifyInstance, ctx: AppContext): void {
   });
 
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!req.url.startsWith('/api/')) return;
+    if (isPublicRequest(req)) return;
     const status = reply.statusCode;
     const denied = status === 401 || status === 403;
     const change = req.method !== 'GET' && req.method !== 'HEAD';

@@ -50,6 +50,13 @@ const STATUS_CODES: Record<number, ErrorKind | 'UNSUPPORTED_MEDIA_TYPE' | 'METHO
   429: 'RATE_LIMITED',
 };
 
+/** The request stream failed because the client closed or reset the connection. */
+function isClientAbort(err: FastifyError | undefined, req?: FastifyRequest): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNRESET' || code === 'ECONNABORTED' || code === 'ERR_STREAM_PREMATURE_CLOSE') return true;
+  return req?.raw.readableAborted === true;
+}
+
 export function toErrorReply(err: unknown, logger: Logger, req?: FastifyRequest): { status: number; body: ErrorBody } {
   if (isThingAuthError(err)) {
     const body: ErrorBody = { code: err.kind, message: err.message };
@@ -64,6 +71,12 @@ export function toErrorReply(err: unknown, logger: Logger, req?: FastifyRequest)
   }
   const fe = err as FastifyError;
   if (fe && Array.isArray(fe.validation)) return { status: 400, body: validationBody(fe) };
+  if (isClientAbort(fe, req)) {
+    // The client went away mid-request (an upload cut off): its doing, not a server failure, so
+    // no error-level line and no stack for anyone who can open a connection (issue 11 item 15).
+    logger.info({ url: req?.routeOptions?.url, remote: req?.ip, reason: fe.message }, 'management request aborted by the client');
+    return { status: 400, body: { code: 'INVALID_ARGUMENT', message: 'the request was cut off before its body ended', field: 'body' } };
+  }
   const status = typeof fe?.statusCode === 'number' ? fe.statusCode : 500;
   if (status >= 400 && status < 500) {
     if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

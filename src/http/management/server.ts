@@ -1,6 +1,7 @@
 /**
- * The management API listener (plain HTTP). Every /api route (and /metrics) sits behind a
- * bearer token with a scope (caller-auth.ts); /healthz and /openapi.json do not. Route
+ * The management API listener (plain HTTP). Every route sits behind a bearer token with a
+ * scope (caller-auth.ts, deny by default, decided on the matched route); only /healthz and
+ * /openapi.json (PUBLIC_ROUTES) do not. Route
  * plugins live in routes/, one per resource, listed in routes/index.ts (MANAGEMENT_ROUTES)
  * and mounted under /api/v1.
  */
@@ -28,11 +29,20 @@ export type ManagementApp = FastifyInstance<
 
 /** Builds the app with every route registered, without listening (tests and tools use inject or their own listen). */
 export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp> {
-  const app = Fastify({ logger: false, bodyLimit: MANAGEMENT_BODY_LIMIT }).withTypeProvider<TypeBoxTypeProvider>();
+  // One spelling per route: the router's defaults, stated so nobody loosens them by accident
+  // (caller-auth decides on the matched route anyway, so a looser router would not open a hole).
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MANAGEMENT_BODY_LIMIT,
+    routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, caseSensitive: true },
+  }).withTypeProvider<TypeBoxTypeProvider>();
   // TypeBox's compiler never coerces or strips a body: wrong types and unknown fields are
   // refused, not silently fixed. Query strings and params are converted (they arrive as text).
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   installErrorHandling(app, ctx.logger);
+  // Bearer token with scopes (read: GET only), deny by default, and the audit of every change:
+  // caller-auth.ts. Installed before any route so its route table sees every one.
+  installCallerAuth(app, ctx);
   app.addSchema(ErrorBody);
   // A JSON `null` body skips schema validation (fastify validates only a present body), so a
   // create route whose fields are all optional would act on it: refuse it like any non-object.
@@ -58,8 +68,6 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  // Bearer token with scopes (read: GET only) and the audit of every change: caller-auth.ts.
-  installCallerAuth(app, ctx);
   await metricsRoute(app, ctx);
 
   for (const plugin of MANAGEMENT_ROUTES) {

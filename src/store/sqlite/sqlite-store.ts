@@ -3,6 +3,7 @@
  * synchronous, so every transaction here runs to completion without interleaving; writes
  * that check a limit use BEGIN IMMEDIATE so a second process on the same file waits.
  */
+import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { ThingAuthError } from '../../core/errors.js';
 import type { Device, NodeType, Product } from '../../core/records.js';
@@ -64,6 +65,26 @@ function deviceIds(iotId: unknown, productKey: unknown, deviceName: unknown): un
   return [iotId, productKey, deviceName];
 }
 
+/**
+ * The database file, and its WAL and shared-memory files, readable by the owner only (0600):
+ * they hold every record (secrets encrypted, but names, audit and token hashes not). The file
+ * is created 0600 before SQLite opens it, and an existing one (or WAL/SHM left by an older
+ * version) is tightened. SQLite creates the -wal and -shm files lazily and gives them the mode
+ * of the database file (unix VFS, findCreateFileMode), so they follow; after the journal mode
+ * is set they are tightened once more in case the file system or a build does otherwise.
+ */
+export function restrictDatabaseFiles(filename: string): void {
+  if (filename === '' || filename === ':memory:' || filename.startsWith('file:')) return;
+  fs.closeSync(fs.openSync(filename, 'a', 0o600));
+  for (const f of [filename, `${filename}-wal`, `${filename}-shm`]) {
+    try {
+      if ((fs.statSync(f).mode & 0o777) !== 0o600) fs.chmodSync(f, 0o600);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
+}
+
 export class SqliteStore implements Store {
   readonly db: Database.Database;
   private readonly cipher: SecretCipher;
@@ -71,9 +92,11 @@ export class SqliteStore implements Store {
   private prepared?: ReturnType<SqliteStore['prepareAll']>;
 
   constructor(opts: SqliteStoreOptions) {
+    restrictDatabaseFiles(opts.filename);
     this.db = new Database(opts.filename);
     this.cipher = opts.cipher;
     this.db.pragma('journal_mode = WAL');
+    restrictDatabaseFiles(opts.filename);
     this.db.pragma(`synchronous = ${opts.synchronous ?? 'FULL'}`);
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');

@@ -152,6 +152,8 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         return send(reply, HTTP_CHANNEL_CODES.PARAM, 'topic is not valid URL encoding');
       }
       if (topic.length < 2 || topic.includes('+') || topic.includes('#')) return send(reply, HTTP_CHANNEL_CODES.PARAM, 'topic must be a full topic without wildcards');
+      // MQTT forbids U+0000 in topic names (MQTT 3.1.1 1.5.3); it must not reach the broker or the ACL.
+      if (topic.includes('\u0000')) return send(reply, HTTP_CHANNEL_CODES.PARAM, 'topic must not contain U+0000');
       const token = req.headers.password;
       if (typeof token !== 'string' || token === '') return send(reply, HTTP_CHANNEL_CODES.TOKEN_MISSING, 'token is null: send the /auth token in the "password" header');
       const check = await tokens.check(token);

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../../context.js';
 import type { Device } from '../../../core/records.js';
+import { csvCell } from '../../../core/import-formats.js';
 import { MAX_BATCH } from '../../../services/registry.js';
 import { DeviceParams, DeviceStatusSchema, Nullable, PagingQuery, ProductKeyParams, errorResponses, pageOf } from '../schemas.js';
 import type { ManagementApp } from '../server.js';
@@ -72,10 +73,6 @@ function credentials(d: Device) {
   return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret };
 }
 
-/** CSV cell: quote only when needed. DeviceNames and secrets never need it, but stay safe. */
-function csvCell(v: string): string {
-  return /[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v;
-}
 
 export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise<void> {
   const registry = ctx.services.registry;
