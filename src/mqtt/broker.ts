@@ -32,6 +32,7 @@ import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { startTopoChangeNotices } from './handlers/topo-change.js';
+import { startSlotRevocationKicks } from './slot-revocation.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
 /** Spec 1.5: MQTT payload at most 256 KB. */
@@ -282,6 +283,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     publish,
   };
   const stopTopoChangeNotices = startTopoChangeNotices(handlerContext);
+  const stopSlotRevocationKicks = startSlotRevocationKicks(ctx, sessions, logger);
 
   broker = {
     aedes,
@@ -294,6 +296,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       ctx.services.events.off('device.reset', onReset);
       applications.off('application.deleted', onAppDeleted);
       stopTopoChangeNotices();
+      stopSlotRevocationKicks();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

@@ -27,6 +27,8 @@ export interface EncryptedTable {
 export const ENCRYPTED_COLUMNS: EncryptedTable[] = [
   { table: 'products', identity: ['product_key'], columns: ['product_secret'] },
   { table: 'devices', identity: ['iot_id', 'product_key', 'device_name'], columns: ['device_secret', 'device_token', 'previous_device_secret'] },
+  // regnwl slots (migration 7): a token copied to another slot or device does not decrypt.
+  { table: 'device_tokens', identity: ['iot_id', 'product_key', 'device_name', 'slot'], columns: ['device_token'] },
   { table: 'applications', identity: ['app_key'], columns: ['app_secret'] },
   { table: 'secret_settings', identity: ['key'], columns: ['value'] },
 ];
@@ -88,6 +90,9 @@ type Row = Record<string, unknown>;
 export function bindUnboundSecrets(db: Database.Database, cipher: SecretCipher, batchSize = 2000): number {
   let rewritten = 0;
   for (const { table, identity, columns } of ENCRYPTED_COLUMNS) {
+    // A table a later migration creates does not exist yet when this runs on an older file
+    // (and everything ever written to it is bound already).
+    if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table)) continue;
     const select = db.prepare(
       `SELECT rowid AS rid, ${[...identity, ...columns].join(', ')} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
     );
