@@ -12,7 +12,7 @@ import { managementTokensContract, reencryptContract, secretSettingsContract } f
 import { markOnlineManyContract } from './suites/mark-online-many.js';
 import { productWindowAndCountsContract } from './suites/product-window-and-counts.js';
 import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
-import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
+import { deviceTokenSlotsContract } from './suites/device-token-slots.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
@@ -33,7 +33,7 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     markOnlineManyContract(makeStore);
     productWindowAndCountsContract(makeStore, opts);
     rotateDeviceSecretContract(makeStore, opts);
-    setDeviceTokenIfAbsentContract(makeStore);
+    deviceTokenSlotsContract(makeStore, opts);
     setProductSecretContract(makeStore);
     boundSecretsContract(makeStore, opts);
   });
