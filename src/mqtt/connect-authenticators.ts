@@ -152,7 +152,7 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
 }
 
 /** Refusal reasons that are not a wrong credential: they must not count towards throttling. */
-const NOT_CREDENTIAL_FAILURES = new Set(['disabled', 'tls_required', 'throttled', 'rate_limited', 'server_error']);
+const NOT_CREDENTIAL_FAILURES = new Set(['disabled', 'tls_required', 'throttled', 'rate_limited', 'server_error', 'slots_full']);
 
 /** A wrong secret, signature, token or identity (CONNACK 4 or 5), as opposed to a setting or a limit. */
 function isCredentialFailure(d: ConnectDeny): boolean {

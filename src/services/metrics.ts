@@ -27,6 +27,7 @@ export type LoginResult = 'accepted' | 'refused';
  */
 const REASON_LABELS: [RegExp, string][] = [
   [/^bad signature|^sign does not match/i, 'bad_signature'],
+  [/pre-registration-free slots .* are activated/i, 'slots_full'],
   [/^signMethod must be/i, 'unsupported_sign_method'],
   [/^sub-device not found/i, 'unknown_device'],
   [/topology/i, 'not_in_topology'],

@@ -8,6 +8,7 @@ import type { ManagementApp } from '../server.js';
 import { applicationRoutes } from './applications.js';
 import { deviceRoutes } from './devices.js';
 import { deviceSecretRotationRoutes } from './device-secret-rotation.js';
+import { deviceSlotRoutes } from './device-slots.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
 import { topologyRoutes } from './topology.js';
@@ -17,4 +18,4 @@ import { tokenRoutes } from './tokens.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, deviceSlotRoutes];
