@@ -68,9 +68,12 @@ describe('dynamic registration end to end', () => {
     assert.deepEqual(await subscribe(client, `/sys/${pk}/pre-001/thing/service/property/set`), [128]);
     assert.deepEqual(await subscribe(client, '/ext/regnwl'), [128]);
 
-    // Activated: regnwl now refused.
+    // Activated: slot 1 is no longer handed out; the next regnwl is another physical device and
+    // gets slot 2 (up to five: registration-slots.test.ts).
     const again = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: dn, authType: 'regnwl' }));
-    assert.deepEqual([again.accepted, again.code], [false, 4]);
+    assert.equal(again.messages[0]?.topic, '/ext/regnwl');
+    const slot2 = JSON.parse(again.messages[0]!.payload) as { clientId: string; deviceToken: string };
+    assert.ok(slot2.deviceToken !== cred.deviceToken && slot2.clientId !== cred.clientId);
 
     // Disable: the live session is closed and connwl refused.
     assert.equal((await server.request('POST', `/api/v1/products/${pk}/devices/${dn}/disable`)).status, 200);
