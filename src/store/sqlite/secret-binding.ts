@@ -27,10 +27,11 @@ export interface EncryptedTable {
 export const ENCRYPTED_COLUMNS: EncryptedTable[] = [
   { table: 'products', identity: ['product_key'], columns: ['product_secret'] },
   { table: 'devices', identity: ['iot_id', 'product_key', 'device_name'], columns: ['device_secret', 'device_token', 'previous_device_secret'] },
-  // regnwl slots (migration 7): a token copied to another slot or device does not decrypt.
-  { table: 'device_tokens', identity: ['iot_id', 'product_key', 'device_name', 'slot'], columns: ['device_token'] },
   { table: 'applications', identity: ['app_key'], columns: ['app_secret'] },
   { table: 'secret_settings', identity: ['key'], columns: ['value'] },
+  // regnwl slots (migration 7): a token copied to another slot or device does not decrypt.
+  // Appended, not inserted: a key-rotation cursor names a table by its index in this list.
+  { table: 'device_tokens', identity: ['iot_id', 'product_key', 'device_name', 'slot'], columns: ['device_token'] },
 ];
 
 /** The context a value of `table.column` in the row with this identity is encrypted under. */
