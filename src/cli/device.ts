@@ -1,4 +1,4 @@
-/** `thingauth device create|list|get|enable|disable|reset|delete|secret|rotate-secret|import|export|bootstrap-notify`. */
+/** `thingauth device create|list|get|enable|disable|reset|delete|secret|rotate-secret|slots|revoke-slot|import|export|bootstrap-notify`. */
 import { Option, type Command } from 'commander';
 import { apiPath } from './api-client.js';
 import { apiCommand, clientFor, formatRecord, formatTable, intOption, print, type ApiCommandOptions } from './common.js';
@@ -6,6 +6,7 @@ import { addDeviceExportCommand } from './device-export.js';
 import { addDeviceImportCommand } from './device-import.js';
 import { addDeviceRotateSecretCommand } from './device-rotate-secret.js';
 import { addDeviceBootstrapNotifyCommand } from './device-bootstrap-notify.js';
+import { addDeviceSlotCommands } from './device-slots.js';
 
 const STATUSES = ['UNACTIVE', 'ONLINE', 'OFFLINE', 'DISABLE'];
 
@@ -60,7 +61,7 @@ export function addDeviceCommands(program: Command): void {
   const switches: [string, string][] = [
     ['enable', 'enable a device'],
     ['disable', 'disable a device: logins refused, sessions closed'],
-    ['reset', 'back to UNACTIVE so dynamic registration can run again (secret kept)'],
+    ['reset', 'back to UNACTIVE so dynamic registration can run again (secret kept, regnwl slots cleared)'],
   ];
   for (const [action, description] of switches) {
     apiCommand(device, `${action} <productKey> <deviceName>`, description).action(async (pk: string, dn: string, o: ApiCommandOptions) => {
@@ -75,6 +76,7 @@ export function addDeviceCommands(program: Command): void {
   });
 
   addDeviceRotateSecretCommand(device);
+  addDeviceSlotCommands(device);
   addDeviceImportCommand(device);
   addDeviceExportCommand(device);
   addDeviceBootstrapNotifyCommand(device);

@@ -17,6 +17,8 @@ export const ErrorKinds = {
   SUB_DEVICE_LIMIT_REACHED: { http: 422, alink: 6400 },
   DYNAMIC_REGISTRATION_OFF: { http: 403, alink: 6288 },
   DEVICE_ALREADY_ACTIVATED: { http: 409, alink: 6289 },
+  /** All regnwl slots of a DeviceName are activated (spec 3.2: at most 5 physical devices). */
+  REGNWL_SLOTS_FULL: { http: 409, alink: 6289 },
   UNSUPPORTED_SIGN_METHOD: { http: 400, alink: 6292 },
   BAD_SIGNATURE: { http: 401, alink: 6600 },
   DEVICE_DISABLED: { http: 403, alink: 6204 },

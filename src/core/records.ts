@@ -59,9 +59,6 @@ export interface Device {
    * released it. The sub-device is bound to `gatewayIotId ?? registeredByGatewayIotId`.
    */
   registeredByGatewayIotId: string | null;
-  /** Pre-registration-free credential (regnwl -> connwl). */
-  clientId: string | null;
-  deviceToken: string | null;
   /** Why the last login was refused, for operators (never a secret). */
   lastAuthError: string | null;
 }
@@ -75,6 +72,30 @@ export function deviceStatus(d: Pick<Device, 'enabled' | 'online' | 'activatedAt
   if (!d.enabled) return 'DISABLE';
   if (d.online) return 'ONLINE';
   return d.activatedAt ? 'OFFLINE' : 'UNACTIVE';
+}
+
+/**
+ * Pre-registration-free credentials (spec 3.2): up to this many physical devices may activate
+ * per (ProductKey, ProductSecret, DeviceName) through regnwl, each with its own slot.
+ */
+export const MAX_REGNWL_SLOTS = 5;
+
+/** One regnwl credential slot as operators see it: never the DeviceToken. */
+export interface DeviceTokenSlot {
+  /** 1..MAX_REGNWL_SLOTS. */
+  slot: number;
+  /** The issued ClientID (not a secret: devices send it in clear in every CONNECT). */
+  clientId: string;
+  createdAt: string;
+  /** First connwl login with this slot's token; null = issued, not yet used. */
+  activatedAt: string | null;
+  /** Set by an operator's revoke; the token is destroyed and refused from then on. */
+  revokedAt: string | null;
+}
+
+/** A live slot with its token, for the connwl check and the regnwl answer only. */
+export interface DeviceTokenCredential extends DeviceTokenSlot {
+  deviceToken: string;
 }
 
 /** A device as the API shows it: no secret, no token. */

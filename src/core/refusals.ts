@@ -39,6 +39,8 @@ export type RefusalKind =
   | 'registration-off'
   | 'already-activated'
   | 'device-limit'
+  /** A pre-registration-free device name whose five regnwl slots are all activated (spec 3.2, issue 12 item 2). */
+  | 'slots-full'
   /** A sub-device bound to another gateway (spec 4.1 code 6619, issue 11 item 8). */
   | 'sub-device-bound'
   | 'forbidden'
@@ -108,6 +110,8 @@ export const REFUSALS: Readonly<Record<RefusalKind, RefusalInfo>> = {
   'registration-off': { connack: 5, registrationConnack: 4, alink: 6288, httpChannel: HTTP_AUTH_FAILED, label: 'registration_off', throttle: 'always' },
   'already-activated': { connack: 5, registrationConnack: 4, alink: 6289, httpChannel: HTTP_AUTH_FAILED, label: 'already_activated', throttle: 'always' },
   'device-limit': { connack: 5, registrationConnack: 4, alink: 6606, httpChannel: HTTP_AUTH_FAILED, label: 'device_limit', throttle: 'registration' },
+  // The signature was right: a full name is a limit, not a failed credential.
+  'slots-full': { connack: 4, registrationConnack: 4, alink: 6289, httpChannel: HTTP_AUTH_FAILED, label: 'slots_full', throttle: 'never' },
   'sub-device-bound': { connack: 5, registrationConnack: 4, alink: 6619, httpChannel: HTTP_AUTH_FAILED, label: 'sub_device_bound', throttle: 'registration' },
   'forbidden': { connack: 5, registrationConnack: 4, alink: 403, httpChannel: HTTP_AUTH_FAILED, label: 'forbidden', throttle: 'registration' },
   'conflict': { connack: 5, registrationConnack: 4, alink: 409, httpChannel: HTTP_AUTH_FAILED, label: 'conflict', throttle: 'registration' },
@@ -149,6 +153,7 @@ const BY_ERROR_KIND: Readonly<Record<ErrorKind, RefusalKind>> = {
   DEVICE_LIMIT_REACHED: 'device-limit',
   SUB_DEVICE_LIMIT_REACHED: 'device-limit',
   SUB_DEVICE_BOUND: 'sub-device-bound',
+  REGNWL_SLOTS_FULL: 'slots-full',
   DYNAMIC_REGISTRATION_OFF: 'registration-off',
   DEVICE_ALREADY_ACTIVATED: 'already-activated',
   UNSUPPORTED_SIGN_METHOD: 'unsupported-sign-method',

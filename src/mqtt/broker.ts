@@ -33,6 +33,7 @@ import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { startTopoChangeNotices } from './handlers/topo-change.js';
 import { startBootstrapNotices } from './handlers/bootstrap-notify.js';
+import { startSlotRevocationKicks } from './slot-revocation.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 
 import { MAX_PAYLOAD_BYTES } from './packet-limits.js';
@@ -290,6 +291,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   };
   const stopTopoChangeNotices = startTopoChangeNotices(handlerContext);
   const stopBootstrapNotices = startBootstrapNotices(handlerContext);
+  const stopSlotRevocationKicks = startSlotRevocationKicks(ctx, sessions, logger);
 
   broker = {
     aedes,
@@ -303,6 +305,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       applications.off('application.deleted', onAppDeleted);
       stopTopoChangeNotices();
       stopBootstrapNotices();
+      stopSlotRevocationKicks();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

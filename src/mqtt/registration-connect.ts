@@ -156,7 +156,7 @@ export const authenticateConnwl: ConnectAuthenticator = async (attempt, ctx: App
   }
   const clientId = attempt.parsed?.clientId ?? '';
   try {
-    const device = await ctx.services.registration.verifyConnwl({
+    const { device, slot } = await ctx.services.registration.verifyConnwl({
       productKey: user.productKey,
       deviceName: user.deviceName,
       clientId,
@@ -166,9 +166,32 @@ export const authenticateConnwl: ConnectAuthenticator = async (attempt, ctx: App
     if (product?.requireTls && !isTlsTransport(attempt.transport)) {
       return refuseConnect('tls-required', 'login', 'product requires TLS', { device: { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName } });
     }
-    return { ok: true, identity: { kind: 'device', productKey: device.productKey, deviceName: device.deviceName, iotId: device.iotId } };
+    return {
+      ok: true,
+      // One session per DeviceName whatever the slot (a login on another slot takes over); the
+      // slot is kept so revoking it closes exactly this session (regnwl-slots.ts).
+      identity: { kind: 'device', productKey: device.productKey, deviceName: device.deviceName, iotId: device.iotId, slot },
+      onSessionReady: (session) => connwlSessionStarted(session, clientId, ctx),
+    };
   } catch (e) {
     // Spec 1.7: unknown product/device, bad credential, disabled -> 5 (core/refusals.ts).
     return denyError(e, user, 'login');
   }
 };
+
+/**
+ * A connwl session is live: its slot counts as activated from now on, and if a revoke or reset
+ * removed the slot between the check at CONNECT and now, the session ends at once.
+ */
+function connwlSessionStarted(session: Session, clientId: string, ctx: AppContext): void {
+  const { iotId, slot } = session.identity;
+  if (slot === undefined) return;
+  ctx.services.registration.slots.sessionStarted(iotId, slot, clientId).then(
+    (live) => {
+      if (live || session.client.closed) return;
+      session.closeReason = 'credential slot revoked';
+      session.client.close();
+    },
+    (err) => ctx.logger.error({ err, productKey: session.identity.productKey, deviceName: session.identity.deviceName }, 'recording a regnwl slot login failed'),
+  );
+}

@@ -30,6 +30,8 @@ export interface SessionIdentity {
   iotId: string;
   /** Applications only: the products whose device topics they may use. */
   productKeys?: readonly string[];
+  /** Devices logged in with connwl: the regnwl credential slot whose token opened the session. */
+  slot?: number;
 }
 
 export interface Session {

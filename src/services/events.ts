@@ -23,6 +23,8 @@ export interface RegistryEventMap {
   'device.enabled': [DeviceRef];
   'device.deleted': [DeviceRef];
   'device.reset': [DeviceRef];
+  /** An operator revoked one regnwl credential slot: a session running on it must end. */
+  'device.slot.revoked': [DeviceRef & { slot: number }];
   'product.changed': [{ productKey: string }];
   /**
    * `byGateway`: the gateway named here made the change itself (its own thing/topo/add or

@@ -9,9 +9,9 @@
  *   call before activation: a device whose answer was lost, or two racing requests, can never
  *   end up holding a dead secret.
  * - registerWithoutPreRegistration: MQTT `authType=regnwl`. Creates the device if needed
- *   (within the product's device limit) and issues ClientID + DeviceToken once; repeating
- *   before activation returns the same pair.
- * - verifyConnwl: the `authType=connwl` login that follows regnwl.
+ *   (within the product's device limit) and answers with a credential slot (regnwl-slots.ts:
+ *   up to 5 physical devices per name; an unactivated slot is answered again).
+ * - verifyConnwl: the `authType=connwl` login that follows regnwl (any live slot).
  */
 import { ThingAuthError } from '../core/errors.js';
 import { refusalOfError } from '../core/refusals.js';
@@ -27,6 +27,9 @@ import { sourceKey } from './login-throttle.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { AuditLog } from './audit.js';
 import type { Metrics } from './metrics.js';
+import { RegnwlSlots, type ConnwlMatch } from './regnwl-slots.js';
+
+export { generateIssuedClientId } from './regnwl-slots.js';
 
 export type RegistrationChannel = 'https' | 'mqtt';
 
@@ -87,14 +90,6 @@ export interface RegistrationOptions {
 export const MAX_RANDOM_LENGTH = 128;
 const MAX_SIGN_LENGTH = 128;
 
-/**
- * The issued ClientID: the DeviceName (readable in logs) plus 12 random alphanumerics, so a
- * reset device gets a new one. At most 32 + 1 + 12 = 45 characters, never a `|` (spec 3.2).
- */
-export function generateIssuedClientId(deviceName: string): string {
-  return `${deviceName}.${randomAlnum(12)}`;
-}
-
 function requireString(value: unknown, field: string, max: number): string {
   if (typeof value !== 'string' || value === '') {
     throw new ThingAuthError('INVALID_ARGUMENT', `${field} is required`, { field });
@@ -117,6 +112,8 @@ export type ProductSource = (productKey: string) => Promise<Product | undefined>
 export class RegistrationService {
   private readonly limiter: KeyedTokenBucket;
   private readonly sourceLimiter: KeyedTokenBucket | undefined;
+  /** The pre-registration-free credential slots (also the operator's list/revoke). */
+  readonly slots: RegnwlSlots;
   /** Set by createServices: decisions go to the batched audit log and the registration metrics; refusal lines through the log limiter. */
   observers?: { audit: AuditLog; metrics: Metrics; logLimiter?: LogLimiter };
   /**
@@ -136,6 +133,7 @@ export class RegistrationService {
   ) {
     this.limiter = new KeyedTokenBucket({ ratePerSecond: opts.ratePerSecond });
     this.sourceLimiter = opts.ratePerSourcePerSecond ? new KeyedTokenBucket({ ratePerSecond: opts.ratePerSourcePerSecond }) : undefined;
+    this.slots = new RegnwlSlots(store, events, now);
   }
 
   private ts(): string {
@@ -267,66 +265,22 @@ export class RegistrationService {
     });
   }
 
-  /** Pre-registration-free (spec 3.1 `regnwl`): creates the device if needed, issues ClientID + DeviceToken once. */
+  /** Pre-registration-free (spec 3.1 `regnwl`): creates the device if needed, answers with a credential slot. */
   registerWithoutPreRegistration(req: RegistrationRequest): Promise<PreRegistrationFreeResult> {
     return this.run(`regnwl.${req.transport.channel}`, req, async () => {
       const { product, deviceName, random } = await this.verifyRequest(req, 'regnwl');
-      const limit = product.deviceLimit ?? this.opts.defaultDeviceLimit;
-      // The credential is generated up front and written with the device: when this call
-      // creates it, creation and issuance are one atomic step, so racing callers agree.
-      const clientId = generateIssuedClientId(deviceName);
-      const deviceToken = generateDeviceToken();
-      const { device: found, created } = await this.store.getOrCreateDevice(
-        product.productKey,
-        { iotId: generateIotId(), deviceName, deviceSecret: generateDeviceSecret(), clientId, deviceToken },
-        limit,
-        this.ts(),
-      );
-      let device = found;
-      if (!created) {
-        if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
-        if (device.activatedAt) {
-          throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
-        }
-        // Issue 11 item 8: a credential for a sub-device bound to a gateway comes through that gateway only.
-        if (boundGatewayOf(device)) {
-          throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
-        }
-        if (!device.clientId || !device.deviceToken) {
-          // Created through the API or reset: issue once, atomically (first writer wins).
-          const issued = await this.store.setDeviceTokenIfAbsent(device.iotId, clientId, deviceToken);
-          if (!issued) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} was deleted during registration`);
-          device = issued;
-          this.events.emit('device.changed', { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName });
-        }
-      } else {
-        this.events.emit('device.changed', { iotId: device.iotId, productKey: device.productKey, deviceName: device.deviceName });
-      }
-      await this.checkReplay(product, device, random);
-      return { productKey: device.productKey, deviceName: device.deviceName, clientId: device.clientId!, deviceToken: device.deviceToken! };
+      const issued = await this.slots.issue(product, deviceName, product.deviceLimit ?? this.opts.defaultDeviceLimit);
+      await this.checkReplay(product, issued.device, random);
+      return { productKey: issued.device.productKey, deviceName: issued.device.deviceName, clientId: issued.clientId, deviceToken: issued.deviceToken };
     });
   }
 
   /**
    * The `connwl` login: the token must be the one issued to (pk, dn) together with that
-   * ClientID. Works whatever the product's registration switches say now: devices already in
-   * the field keep working when an operator closes registration.
+   * ClientID in one live slot. Works whatever the product's registration switches say now:
+   * devices already in the field keep working when an operator closes registration.
    */
-  async verifyConnwl(req: ConnwlRequest): Promise<Device> {
-    const product = await this.product(req.productKey);
-    if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${req.productKey} not found`);
-    const device = await this.store.getDevice(req.productKey, req.deviceName);
-    if (!device) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${req.deviceName} not found in product ${req.productKey}`);
-    if (!device.clientId || !device.deviceToken) {
-      throw new ThingAuthError('UNAUTHENTICATED', 'no pre-registration-free credential is issued for this device; register with authType=regnwl first');
-    }
-    // Both compared in constant time; evaluate both so timing does not tell which one failed.
-    const clientOk = constantTimeEquals(device.clientId, req.clientId);
-    const tokenOk = constantTimeEquals(device.deviceToken, req.deviceToken);
-    if (!clientOk || !tokenOk) {
-      throw new ThingAuthError('UNAUTHENTICATED', 'clientId and deviceToken do not match the credential issued by regnwl');
-    }
-    if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${req.deviceName} is disabled`);
-    return device;
+  async verifyConnwl(req: ConnwlRequest): Promise<ConnwlMatch> {
+    return this.slots.verifyConnwl(req, await this.product(req.productKey));
   }
 }

@@ -5,7 +5,7 @@
  * device limit, the per-gateway sub-device limit, one gateway per sub-device.
  * Secrets cross this port in plaintext; adapters keep them encrypted with the SecretCipher.
  */
-import type { Device, DeviceStatus, Product } from '../core/records.js';
+import type { Device, DeviceStatus, DeviceTokenCredential, DeviceTokenSlot, Product } from '../core/records.js';
 
 export interface Page<T> {
   items: T[];
@@ -20,8 +20,6 @@ export interface NewDevice {
   deviceSecret: string;
   nickname?: string | null;
   activatedAt?: string | null;
-  clientId?: string | null;
-  deviceToken?: string | null;
 }
 
 export interface DeviceFilter {
@@ -43,7 +41,7 @@ export type ProductPatch = Partial<
 };
 
 export type DevicePatch = Partial<
-  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'clientId' | 'deviceToken' | 'lastAuthError'>
+  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'lastAuthError'>
 >;
 
 export interface ImportRow {
@@ -146,14 +144,34 @@ export interface Store {
   updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined>;
   /** Deletes the device and detaches its sub-devices. */
   deleteDevice(iotId: string): Promise<boolean>;
-  /** Back to UNACTIVE: clears activation and the pre-registration-free credential; keeps the secret. */
+  /** Back to UNACTIVE: clears activation and every pre-registration-free slot; keeps the secret. */
   resetDevice(iotId: string): Promise<Device | undefined>;
+
+  // pre-registration-free credential slots (spec 3.2: up to 5 physical devices per name)
   /**
-   * Sets the pre-registration-free credential (clientId + deviceToken) only if the device has
-   * none yet, atomically, and returns the device as stored: racing callers all get the one
-   * credential that won. undefined when the device does not exist.
+   * The regnwl answer, atomically (racing callers agree): the live slot not yet activated if
+   * there is one, as stored ('existing'); else, when fewer than `maxSlots` slots are live (not
+   * revoked), `candidate` in a new slot at the lowest free number, a revoked slot's number
+   * included ('new'); else 'full'. undefined when the device does not exist.
    */
-  setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined>;
+  issueDeviceTokenSlot(
+    iotId: string,
+    candidate: { clientId: string; deviceToken: string },
+    maxSlots: number,
+    at: string,
+  ): Promise<{ outcome: 'existing' | 'new'; credential: DeviceTokenCredential } | { outcome: 'full'; live: number } | undefined>;
+  /** Every slot of the device (revoked ones included), by slot number, without tokens. */
+  listDeviceTokenSlots(iotId: string): Promise<DeviceTokenSlot[]>;
+  /** The live (not revoked) slots with their tokens, by slot number: the connwl check. */
+  getLiveDeviceTokens(iotId: string): Promise<DeviceTokenCredential[]>;
+  /** Records the slot's first connwl login; false when it was already activated, revoked or is gone. */
+  activateDeviceTokenSlot(iotId: string, slot: number, at: string): Promise<boolean>;
+  /**
+   * Revokes a slot: its token is destroyed (refused from now on) and `revokedAt` set; the slot
+   * number becomes free for a later regnwl. Revoking a revoked slot changes nothing. undefined
+   * when the device has no such slot.
+   */
+  revokeDeviceTokenSlot(iotId: string, slot: number, at: string): Promise<DeviceTokenSlot | undefined>;
   /**
    * Secret rotation, atomically: the current secret becomes the previous one, valid until
    * `previousExpiresAt` (null = not kept at all: the old secret stops working at once), and

@@ -34,7 +34,9 @@ export interface StoreContractOptions {
 /** Where one encrypted secret is stored, named through the Store's own identities. */
 export type StoredSecretRef =
   | { kind: 'productSecret'; productKey: string }
-  | { kind: 'deviceSecret' | 'deviceToken' | 'previousDeviceSecret'; productKey: string; deviceName: string }
+  | { kind: 'deviceSecret' | 'previousDeviceSecret'; productKey: string; deviceName: string }
+  /** The DeviceToken of one regnwl credential slot. */
+  | { kind: 'deviceToken'; productKey: string; deviceName: string; slot: number }
   | { kind: 'appSecret'; appKey: string }
   | { kind: 'secretSetting'; key: string };
 

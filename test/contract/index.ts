@@ -12,7 +12,7 @@ import { managementTokensContract, reencryptContract, secretSettingsContract } f
 import { markOnlineManyContract } from './suites/mark-online-many.js';
 import { productWindowAndCountsContract } from './suites/product-window-and-counts.js';
 import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
-import { setDeviceTokenIfAbsentContract } from './suites/set-device-token-if-absent.js';
+import { deviceTokenSlotsContract } from './suites/device-token-slots.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
 import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 
@@ -34,7 +34,7 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     markOnlineManyContract(makeStore);
     productWindowAndCountsContract(makeStore, opts);
     rotateDeviceSecretContract(makeStore, opts);
-    setDeviceTokenIfAbsentContract(makeStore);
+    deviceTokenSlotsContract(makeStore, opts);
     setProductSecretContract(makeStore);
     boundSecretsContract(makeStore, opts);
     subDeviceRegistrarContract(makeStore);

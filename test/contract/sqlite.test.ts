@@ -16,8 +16,10 @@ function placeOf(ref: StoredSecretRef): { table: string; column: string; where: 
       return { table: 'applications', column: 'app_secret', where: 'app_key = ?', args: [ref.appKey] };
     case 'secretSetting':
       return { table: 'secret_settings', column: 'value', where: 'key = ?', args: [ref.key] };
+    case 'deviceToken':
+      return { table: 'device_tokens', column: 'device_token', where: 'product_key = ? AND device_name = ? AND slot = ?', args: [ref.productKey, ref.deviceName, String(ref.slot)] };
     default: {
-      const column = { deviceSecret: 'device_secret', deviceToken: 'device_token', previousDeviceSecret: 'previous_device_secret' }[ref.kind];
+      const column = { deviceSecret: 'device_secret', previousDeviceSecret: 'previous_device_secret' }[ref.kind];
       return { table: 'devices', column, where: 'product_key = ? AND device_name = ?', args: [ref.productKey, ref.deviceName] };
     }
   }

@@ -22,8 +22,8 @@ describe('dynamic registration end to end', () => {
 
   before(async () => {
     // One test opens 100 logins at once from 127.0.0.1, standing for 100 devices: over the
-    // default cap of 64 connections per source not logged in yet.
-    server = await startTestServer({ mqttPendingPerSource: '0' });
+    // default caps per source (64 connections not logged in yet, 20 registrations/s).
+    server = await startTestServer({ mqttPendingPerSource: '0', registrationRatePerSourcePerSecond: '0' });
     const p = await server.running.ctx.services.registry.createProduct({ productName: 'dynreg e2e', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS });
     pk = p.productKey;
     await server.running.ctx.services.registry.createDevices(pk, { deviceNames: ['pre-001', 'sdk-001'] });
@@ -74,9 +74,12 @@ describe('dynamic registration end to end', () => {
     assert.deepEqual(await subscribe(client, `/sys/${pk}/pre-001/thing/service/property/set`), [128]);
     assert.deepEqual(await subscribe(client, '/ext/regnwl'), [128]);
 
-    // Activated: regnwl now refused.
+    // Activated: slot 1 is no longer handed out; the next regnwl is another physical device and
+    // gets slot 2 (up to five: registration-slots.test.ts).
     const again = await mqttRegistration(server, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: dn, authType: 'regnwl' }));
-    assert.deepEqual([again.accepted, again.code], [false, 4]);
+    assert.equal(again.messages[0]?.topic, '/ext/regnwl');
+    const slot2 = JSON.parse(again.messages[0]!.payload) as { clientId: string; deviceToken: string };
+    assert.ok(slot2.deviceToken !== cred.deviceToken && slot2.clientId !== cred.clientId);
 
     // Disable: the live session is closed and connwl refused.
     assert.equal((await server.request('POST', `/api/v1/products/${pk}/devices/${dn}/disable`)).status, 200);
@@ -155,8 +158,8 @@ describe('dynamic registration end to end', () => {
     assert.equal(list.body.total, 1);
     const stored = await server.running.ctx.store.getDevice(pk, dn);
     const answer = JSON.parse(answers[0]!);
-    assert.equal(stored?.deviceToken, answer.deviceToken);
-    assert.equal(stored?.clientId, answer.clientId);
+    const slots = await server.running.ctx.store.getLiveDeviceTokens(stored!.iotId);
+    assert.deepEqual(slots.map((s) => [s.slot, s.clientId, s.deviceToken]), [[1, answer.clientId, answer.deviceToken]], 'one slot, the one every answer carried');
     // Every connection that got CONNACK 0 was answered, unless a newer registration of the same
     // name took its session over first (the new connection wins, spec 1.5).
     const accepted = results.filter((r) => r.accepted).length;

@@ -21,7 +21,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { startThingAuth } from '../../src/main.js';
 import { SQLITE_MIGRATIONS } from '../../src/store/sqlite/migrations.js';
-import { connectClient, connectRefusal, createDevice, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { connectClient, connectRefusal, createDevice, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { encryptV1 } from '../helpers/v1-cipher.js';
 
@@ -49,6 +49,7 @@ const SECRET_COLUMNS: [string, string][] = [
   ['devices', 'device_secret'],
   ['devices', 'device_token'],
   ['devices', 'previous_device_secret'],
+  ['device_tokens', 'device_token'],
   ['applications', 'app_secret'],
   ['secret_settings', 'value'],
 ];
@@ -58,6 +59,8 @@ function storedForms(file: string): Record<string, number> {
   try {
     const out: Record<string, number> = {};
     for (const [t, c] of SECRET_COLUMNS) {
+      // device_tokens arrives with migration 7: absent from a data dir of the previous versions.
+      if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(t)) continue;
       for (const { v } of db.prepare(`SELECT ${c} AS v FROM ${t} WHERE ${c} IS NOT NULL`).all() as { v: string }[]) {
         const form = v.split('.')[0]!;
         out[form] = (out[form] ?? 0) + 1;
@@ -163,7 +166,17 @@ describe('secrets at rest are bound to their row (issue 11 item 14)', () => {
       await login(srv, { ...v1.devices[1]!, deviceSecret: 'LegacyPreviousSecret0000000001' }); // the rotation grace survives
       const store = srv.running.ctx.store;
       assert.equal((await store.getProduct(v1.productKey))!.productSecret, 'LegacyProductSecret1');
-      assert.equal((await store.getDevice(v1.productKey, 'legacy3'))!.deviceToken, 'LegacyToken3');
+      // Migration 7 moved each regnwl credential into slot 1 (unactivated, as the device was),
+      // re-bound to its new place; devices.client_id/device_token are emptied.
+      const slots = await store.getLiveDeviceTokens('iotLegacy3');
+      assert.deepEqual(slots.map((s) => [s.slot, s.clientId, s.deviceToken, s.activatedAt]), [[1, 'cid3', 'LegacyToken3', null]]);
+      const leftover = (srv.running.ctx.store as unknown as { db: Database.Database }).db
+        .prepare('SELECT COUNT(*) AS n FROM devices WHERE client_id IS NOT NULL OR device_token IS NOT NULL')
+        .get() as { n: number };
+      assert.equal(leftover.n, 0);
+      // ...and the device logs in with it (connwl), which activates slot 1.
+      await (await connectClient(srv, 'mqtts', { clientId: 'cid3|securemode=-2,authType=connwl|', username: `legacy3&${v1.productKey}`, password: 'LegacyToken3' })).endAsync();
+      await eventually(async () => (await store.listDeviceTokenSlots('iotLegacy3'))[0]?.activatedAt);
       assert.equal((await store.getApplication('appLegacy'))!.appSecret, 'LegacyAppSecret001');
       assert.equal(await store.getSecretSetting('http-channel-token-key'), 'ab'.repeat(32));
 

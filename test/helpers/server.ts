@@ -50,7 +50,10 @@ async function recordSecrets(running: RunningThingAuth, file: string): Promise<v
   for (const p of products.items) {
     out.push(p.productSecret);
     const devices = await store.listDevices(p.productKey, {}, 0, 2000);
-    for (const d of devices.items) out.push(d.deviceSecret, ...(d.deviceToken ? [d.deviceToken] : []), ...(d.previousDeviceSecret ? [d.previousDeviceSecret] : []));
+    for (const d of devices.items) {
+      out.push(d.deviceSecret, ...(d.previousDeviceSecret ? [d.previousDeviceSecret] : []));
+      for (const t of await store.getLiveDeviceTokens(d.iotId)) out.push(t.deviceToken);
+    }
   }
   for (const a of await store.listApplications()) out.push(a.appSecret);
   const channelKey = await store.getSecretSetting('http-channel-token-key');

@@ -2,8 +2,10 @@
  * Versioned schema for the SQLite adapter. Append only: never edit a released migration.
  * `bindSecrets`: after the SQL, re-encrypt every v1 secret as v2, bound to its row
  * (secret-binding.ts), in the same transaction.
+ * `moveTokensToSlots`: after the SQL, move each device's single regnwl credential into slot 1
+ * of device_tokens (device-token-slots.ts), in the same transaction.
  */
-export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string; bindSecrets?: true }[] = [
+export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string; bindSecrets?: true; moveTokensToSlots?: true }[] = [
   {
     version: 1,
     name: 'registry',
@@ -137,5 +139,30 @@ ALTER TABLE devices ADD COLUMN previous_expires_at TEXT;
     sql: `
 ALTER TABLE devices ADD COLUMN registered_by_gateway_iot_id TEXT REFERENCES devices(iot_id) ON DELETE SET NULL;
 `,
+  },
+  {
+    version: 8,
+    name: 'regnwl credential slots',
+    // Spec 3.2: up to 5 physical devices may activate per DeviceName through regnwl, each with
+    // its own ClientID and DeviceToken (issue 12 item 2). One row per slot; the token is
+    // ciphertext bound to (iot_id, product_key, device_name, slot) and NULL once revoked.
+    // devices.client_id/device_token are emptied by moveTokensToSlots and no longer used
+    // (kept: migration 6 of an older file still reads them).
+    sql: `
+CREATE TABLE device_tokens (
+  iot_id TEXT NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
+  product_key TEXT NOT NULL,
+  device_name TEXT NOT NULL,
+  slot INTEGER NOT NULL CHECK (slot >= 1),
+  client_id TEXT NOT NULL,
+  device_token TEXT,
+  created_at TEXT NOT NULL,
+  activated_at TEXT,
+  revoked_at TEXT,
+  PRIMARY KEY (iot_id, slot),
+  CHECK ((revoked_at IS NULL) = (device_token IS NOT NULL))
+);
+`,
+    moveTokensToSlots: true,
   },
 ];

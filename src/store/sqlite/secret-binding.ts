@@ -29,6 +29,9 @@ export const ENCRYPTED_COLUMNS: EncryptedTable[] = [
   { table: 'devices', identity: ['iot_id', 'product_key', 'device_name'], columns: ['device_secret', 'device_token', 'previous_device_secret'] },
   { table: 'applications', identity: ['app_key'], columns: ['app_secret'] },
   { table: 'secret_settings', identity: ['key'], columns: ['value'] },
+  // regnwl slots (migration 7): a token copied to another slot or device does not decrypt.
+  // Appended, not inserted: a key-rotation cursor names a table by its index in this list.
+  { table: 'device_tokens', identity: ['iot_id', 'product_key', 'device_name', 'slot'], columns: ['device_token'] },
 ];
 
 /** The context a value of `table.column` in the row with this identity is encrypted under. */
@@ -88,6 +91,9 @@ type Row = Record<string, unknown>;
 export function bindUnboundSecrets(db: Database.Database, cipher: SecretCipher, batchSize = 2000): number {
   let rewritten = 0;
   for (const { table, identity, columns } of ENCRYPTED_COLUMNS) {
+    // A table a later migration creates does not exist yet when this runs on an older file
+    // (and everything ever written to it is bound already).
+    if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table)) continue;
     const select = db.prepare(
       `SELECT rowid AS rid, ${[...identity, ...columns].join(', ')} FROM ${table} WHERE rowid > ? ORDER BY rowid LIMIT ?`,
     );

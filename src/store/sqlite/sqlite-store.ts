@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { ThingAuthError } from '../../core/errors.js';
-import type { Device, NodeType, Product } from '../../core/records.js';
+import type { Device, DeviceTokenCredential, DeviceTokenSlot, NodeType, Product } from '../../core/records.js';
 import type { SecretCipher } from '../../core/secret-cipher.js';
 import type {
   Application,
@@ -25,6 +25,7 @@ import type {
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
+import { moveDeviceTokensToSlots } from './device-token-slots.js';
 
 export { ENCRYPTED_COLUMNS } from './secret-binding.js';
 
@@ -55,8 +56,6 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
   deviceSecret: 'device_secret',
   nickname: 'nickname',
   activatedAt: 'activated_at',
-  clientId: 'client_id',
-  deviceToken: 'device_token',
   lastAuthError: 'last_auth_error',
 };
 
@@ -127,13 +126,16 @@ export class SqliteStore implements Store {
       getDevice: db.prepare('SELECT * FROM devices WHERE product_key = ? AND device_name = ?'),
       getDeviceById: db.prepare('SELECT * FROM devices WHERE iot_id = ?'),
       getDeviceIds: db.prepare('SELECT iot_id, product_key, device_name FROM devices WHERE iot_id = ?'),
-      insertDevice: db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, nickname, created_at, activated_at, client_id, device_token)
-        VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @nickname, @createdAt, @activatedAt, @clientId, @deviceToken)`),
+      insertDevice: db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, nickname, created_at, activated_at)
+        VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @nickname, @createdAt, @activatedAt)`),
       existingDeviceNames: db.prepare('SELECT device_name FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))'),
       deleteDevice: db.prepare('DELETE FROM devices WHERE iot_id = ?'),
       detachAllSubs: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE gateway_iot_id = ?'),
       resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL WHERE iot_id = ?'),
       clearRandoms: db.prepare('DELETE FROM registration_randoms WHERE iot_id = ?'),
+      clearSlots: db.prepare('DELETE FROM device_tokens WHERE iot_id = ?'),
+      listSlots: db.prepare('SELECT * FROM device_tokens WHERE iot_id = ? ORDER BY slot'),
+      liveSlots: db.prepare('SELECT * FROM device_tokens WHERE iot_id = ? AND revoked_at IS NULL ORDER BY slot'),
       markOnline: db.prepare('UPDATE devices SET online = 1, last_online_at = @at, activated_at = COALESCE(activated_at, @at) WHERE iot_id = @iotId RETURNING activated_at'),
       markOffline: db.prepare('UPDATE devices SET online = 0, last_online_at = ? WHERE iot_id = ? AND online = 1'),
       markAllOffline: db.prepare('UPDATE devices SET online = 0, last_online_at = ? WHERE online = 1'),
@@ -164,6 +166,7 @@ export class SqliteStore implements Store {
       this.db.transaction(() => {
         if (m.sql) this.db.exec(m.sql);
         if (m.bindSecrets) bindUnboundSecrets(this.db, this.cipher);
+        if (m.moveTokensToSlots) moveDeviceTokensToSlots(this.db, this.cipher);
         this.db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(m.version, m.name, new Date().toISOString());
       }).immediate();
     }
@@ -211,14 +214,12 @@ export class SqliteStore implements Store {
       lastOnlineAt: (r.last_online_at as string | null) ?? null,
       gatewayIotId: (r.gateway_iot_id as string | null) ?? null,
       registeredByGatewayIotId: (r.registered_by_gateway_iot_id as string | null) ?? null,
-      clientId: (r.client_id as string | null) ?? null,
-      deviceToken: r.device_token ? openSecret(this.cipher, 'devices', 'device_token', ids, r.device_token as string) : null,
       lastAuthError: (r.last_auth_error as string | null) ?? null,
     };
   }
 
   /** Encrypts a device's secret-bearing column for its row; null stays null. */
-  private sealDevice(column: 'device_secret' | 'device_token' | 'previous_device_secret', ids: unknown[], v: string | null | undefined): string | null {
+  private sealDevice(column: 'device_secret' | 'previous_device_secret', ids: unknown[], v: string | null | undefined): string | null {
     return v === null || v === undefined ? null : sealSecret(this.cipher, 'devices', column, ids, v);
   }
 
@@ -313,8 +314,6 @@ export class SqliteStore implements Store {
       nickname: d.nickname ?? null,
       createdAt,
       activatedAt: d.activatedAt ?? null,
-      clientId: d.clientId ?? null,
-      deviceToken: this.sealDevice('device_token', ids, d.deviceToken),
     });
   }
 
@@ -368,8 +367,6 @@ export class SqliteStore implements Store {
       lastOnlineAt: null,
       gatewayIotId: null,
       registeredByGatewayIotId: null,
-      clientId: d.clientId ?? null,
-      deviceToken: d.deviceToken ?? null,
       lastAuthError: null,
     };
   }
@@ -488,7 +485,7 @@ export class SqliteStore implements Store {
   }
 
   async updateDevice(iotId: string, patch: DevicePatch): Promise<Device | undefined> {
-    const setsSecret = (patch.deviceSecret !== undefined && patch.deviceSecret !== null) || (patch.deviceToken !== undefined && patch.deviceToken !== null);
+    const setsSecret = patch.deviceSecret !== undefined && patch.deviceSecret !== null;
     const update = (): Device | undefined => {
       // A secret is encrypted for its row: read the row's identity first (same transaction).
       const ids = setsSecret ? this.deviceIdsOf(iotId) : undefined;
@@ -500,7 +497,7 @@ export class SqliteStore implements Store {
         if (!col || v === undefined) continue;
         let value: unknown = v;
         if (typeof v === 'boolean') value = v ? 1 : 0;
-        if ((k === 'deviceSecret' || k === 'deviceToken') && v !== null) value = this.sealDevice(col as 'device_secret' | 'device_token', ids!, v as string);
+        if (k === 'deviceSecret' && v !== null) value = this.sealDevice('device_secret', ids!, v as string);
         sets.push(`${col} = ?`);
         values.push(value);
         // Setting the secret outright ends any rotation grace (rotateDeviceSecret keeps one).
@@ -531,20 +528,78 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       this.s.resetDevice.run(iotId);
       this.s.clearRandoms.run(iotId);
+      this.s.clearSlots.run(iotId);
       const r = this.s.getDeviceById.get(iotId) as Row | undefined;
       return r ? this.toDevice(r) : undefined;
     }).immediate();
   }
 
-  async setDeviceTokenIfAbsent(iotId: string, clientId: string, deviceToken: string): Promise<Device | undefined> {
+  // ---- regnwl credential slots ----
+
+  private toSlot(r: Row): DeviceTokenSlot {
+    return {
+      slot: r.slot as number,
+      clientId: r.client_id as string,
+      createdAt: r.created_at as string,
+      activatedAt: (r.activated_at as string | null) ?? null,
+      revokedAt: (r.revoked_at as string | null) ?? null,
+    };
+  }
+
+  private toCredential(r: Row): DeviceTokenCredential {
+    const ids = [r.iot_id, r.product_key, r.device_name, r.slot];
+    return { ...this.toSlot(r), deviceToken: openSecret(this.cipher, 'device_tokens', 'device_token', ids, r.device_token as string) };
+  }
+
+  async issueDeviceTokenSlot(iotId: string, candidate: { clientId: string; deviceToken: string }, maxSlots: number, at: string) {
     return this.db.transaction(() => {
       const ids = this.deviceIdsOf(iotId);
       if (!ids) return undefined;
+      const rows = this.s.listSlots.all(iotId) as Row[];
+      const live = rows.filter((r) => r.revoked_at === null);
+      // Unactivated = not told apart from a retry of the device it was issued to: same answer.
+      const pending = live.find((r) => r.activated_at === null);
+      if (pending) return { outcome: 'existing' as const, credential: this.toCredential(pending) };
+      if (live.length >= maxSlots) return { outcome: 'full' as const, live: live.length };
+      const taken = new Set(live.map((r) => r.slot as number));
+      let slot = 1;
+      while (taken.has(slot)) slot++;
+      const token = sealSecret(this.cipher, 'device_tokens', 'device_token', [...ids, slot], candidate.deviceToken);
+      // A revoked slot's row is reused in place: same identity, so the new token binds the same way.
       this.db
-        .prepare('UPDATE devices SET client_id = ?, device_token = ? WHERE iot_id = ? AND client_id IS NULL AND device_token IS NULL')
-        .run(clientId, this.sealDevice('device_token', ids, deviceToken), iotId);
-      const r = this.s.getDeviceById.get(iotId) as Row | undefined;
-      return r ? this.toDevice(r) : undefined;
+        .prepare(
+          `INSERT INTO device_tokens (iot_id, product_key, device_name, slot, client_id, device_token, created_at, activated_at, revoked_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)
+           ON CONFLICT (iot_id, slot) DO UPDATE SET client_id = excluded.client_id, device_token = excluded.device_token,
+             created_at = excluded.created_at, activated_at = NULL, revoked_at = NULL`,
+        )
+        .run(...ids, slot, candidate.clientId, token, at);
+      return { outcome: 'new' as const, credential: { slot, clientId: candidate.clientId, deviceToken: candidate.deviceToken, createdAt: at, activatedAt: null, revokedAt: null } };
+    }).immediate();
+  }
+
+  async listDeviceTokenSlots(iotId: string): Promise<DeviceTokenSlot[]> {
+    return (this.s.listSlots.all(iotId) as Row[]).map((r) => this.toSlot(r));
+  }
+
+  async getLiveDeviceTokens(iotId: string): Promise<DeviceTokenCredential[]> {
+    return (this.s.liveSlots.all(iotId) as Row[]).map((r) => this.toCredential(r));
+  }
+
+  async activateDeviceTokenSlot(iotId: string, slot: number, at: string): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE device_tokens SET activated_at = ? WHERE iot_id = ? AND slot = ? AND activated_at IS NULL AND revoked_at IS NULL')
+        .run(at, iotId, slot).changes === 1
+    );
+  }
+
+  async revokeDeviceTokenSlot(iotId: string, slot: number, at: string): Promise<DeviceTokenSlot | undefined> {
+    return this.db.transaction(() => {
+      // The token itself is dropped, not just flagged: nothing is left that could log in.
+      this.db.prepare('UPDATE device_tokens SET device_token = NULL, revoked_at = ? WHERE iot_id = ? AND slot = ? AND revoked_at IS NULL').run(at, iotId, slot);
+      const r = this.db.prepare('SELECT * FROM device_tokens WHERE iot_id = ? AND slot = ?').get(iotId, slot) as Row | undefined;
+      return r ? this.toSlot(r) : undefined;
     }).immediate();
   }
 

@@ -32,12 +32,18 @@ async function twoDevices(store: Store, pk: string): Promise<void> {
   await store.createDevices(
     pk,
     [
-      { iotId: `${pk}-iotA`, deviceName: 'devA', deviceSecret: SECRET_A, clientId: 'cidA', deviceToken: 'DeviceTokenOfA000001' },
-      { iotId: `${pk}-iotB`, deviceName: 'devB', deviceSecret: SECRET_B, clientId: 'cidB', deviceToken: 'DeviceTokenOfB000002' },
+      { iotId: `${pk}-iotA`, deviceName: 'devA', deviceSecret: SECRET_A },
+      { iotId: `${pk}-iotB`, deviceName: 'devB', deviceSecret: SECRET_B },
     ],
     10,
     at,
   );
+  await store.issueDeviceTokenSlot(`${pk}-iotA`, { clientId: 'cidA', deviceToken: 'DeviceTokenOfA000001' }, 5, at);
+  await store.issueDeviceTokenSlot(`${pk}-iotB`, { clientId: 'cidB', deviceToken: 'DeviceTokenOfB000002' }, 5, at);
+}
+
+async function tokenOf(store: Store, iotId: string, slot = 1): Promise<string | undefined> {
+  return (await store.getLiveDeviceTokens(iotId)).find((c) => c.slot === slot)?.deviceToken;
 }
 
 export function boundSecretsContract(makeStore: MakeStore, opts: StoreContractOptions): void {
@@ -53,14 +59,14 @@ export function boundSecretsContract(makeStore: MakeStore, opts: StoreContractOp
       assert.equal((await store.getDevice('a1Bound1', 'devA'))!.deviceSecret, SECRET_A);
       const repaired = await store.updateDevice('a1Bound1-iotB', { deviceSecret: 'FreshSecretForB0000000000000003' });
       assert.equal(repaired!.deviceSecret, 'FreshSecretForB0000000000000003');
-      assert.equal((await store.getDevice('a1Bound1', 'devB'))!.deviceToken, 'DeviceTokenOfB000002');
+      assert.equal(await tokenOf(store, 'a1Bound1-iotB'), 'DeviceTokenOfB000002');
     }));
 
     it('a value moved to another column or table is refused: ProductSecret into a DeviceSecret, a DeviceToken into the DeviceSecret, the current secret into the previous one', { skip: noHook }, withStore(makeStore, async (store) => {
       await twoDevices(store, 'a1Bound2');
       await copy!(store, { kind: 'productSecret', productKey: 'a1Bound2' }, { kind: 'deviceSecret', productKey: 'a1Bound2', deviceName: 'devA' });
       await refusedAsTampered(store.getDevice('a1Bound2', 'devA'), 'ProductSecretBound01');
-      await copy!(store, { kind: 'deviceToken', productKey: 'a1Bound2', deviceName: 'devB' }, { kind: 'deviceSecret', productKey: 'a1Bound2', deviceName: 'devB' });
+      await copy!(store, { kind: 'deviceToken', productKey: 'a1Bound2', deviceName: 'devB', slot: 1 }, { kind: 'deviceSecret', productKey: 'a1Bound2', deviceName: 'devB' });
       await refusedAsTampered(store.getDevice('a1Bound2', 'devB'), 'DeviceTokenOfB000002');
       // A rotated device: its current secret written over the previous one (or the reverse).
       await store.createDevices('a1Bound2', [{ iotId: 'a1Bound2-iotC', deviceName: 'devC', deviceSecret: 'DeviceSecretOfC0000000000000004' }], 10, at);
@@ -69,6 +75,17 @@ export function boundSecretsContract(makeStore: MakeStore, opts: StoreContractOp
       assert.equal(c.previousDeviceSecret, 'DeviceSecretOfC0000000000000004', 'rotation re-binds the old secret to the previous column');
       await copy!(store, { kind: 'deviceSecret', productKey: 'a1Bound2', deviceName: 'devC' }, { kind: 'previousDeviceSecret', productKey: 'a1Bound2', deviceName: 'devC' });
       await refusedAsTampered(store.getDevice('a1Bound2', 'devC'), 'DeviceSecretOfC0000000000000005');
+    }));
+
+    it('a regnwl slot token copied to another device\'s slot or to another slot of the same device is refused; the source still reads', { skip: noHook }, withStore(makeStore, async (store) => {
+      await twoDevices(store, 'a1Bound5');
+      await copy!(store, { kind: 'deviceToken', productKey: 'a1Bound5', deviceName: 'devA', slot: 1 }, { kind: 'deviceToken', productKey: 'a1Bound5', deviceName: 'devB', slot: 1 });
+      await refusedAsTampered(store.getLiveDeviceTokens('a1Bound5-iotB'), 'DeviceTokenOfA000001');
+      assert.equal(await tokenOf(store, 'a1Bound5-iotA'), 'DeviceTokenOfA000001');
+      await store.activateDeviceTokenSlot('a1Bound5-iotA', 1, at);
+      await store.issueDeviceTokenSlot('a1Bound5-iotA', { clientId: 'cidA2', deviceToken: 'DeviceTokenOfA2000003' }, 5, at);
+      await copy!(store, { kind: 'deviceToken', productKey: 'a1Bound5', deviceName: 'devA', slot: 1 }, { kind: 'deviceToken', productKey: 'a1Bound5', deviceName: 'devA', slot: 2 });
+      await refusedAsTampered(store.getLiveDeviceTokens('a1Bound5-iotA'), 'DeviceTokenOfA000001');
     }));
 
     it('an appSecret or a server-side key copied to another row is refused', { skip: noHook }, withStore(makeStore, async (store) => {
@@ -97,7 +114,7 @@ export function boundSecretsContract(makeStore: MakeStore, opts: StoreContractOp
         while (cursor !== undefined);
         cipher.use([k2]);
         assert.equal((await store.getDevice('a1Bound4', 'devA'))!.deviceSecret, SECRET_A);
-        assert.equal((await store.getDevice('a1Bound4', 'devB'))!.deviceToken, 'DeviceTokenOfB000002');
+        assert.equal(await tokenOf(store, 'a1Bound4-iotB'), 'DeviceTokenOfB000002');
         assert.equal((await store.getProduct('a1Bound4'))!.productSecret, 'ProductSecretBound01');
         await copy!(store, { kind: 'deviceSecret', productKey: 'a1Bound4', deviceName: 'devA' }, { kind: 'deviceSecret', productKey: 'a1Bound4', deviceName: 'devB' });
         await refusedAsTampered(store.getDevice('a1Bound4', 'devB'), SECRET_A);

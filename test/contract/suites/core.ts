@@ -308,10 +308,10 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         assert.deepEqual(await store.markOnline('iotMissing', T1), { activated: false });
       }));
 
-      it('resetDevice: back to UNACTIVE, credential and randoms cleared, secret kept', withStore(async (store) => {
+      it('resetDevice: back to UNACTIVE, credential slots and randoms cleared, secret kept', withStore(async (store) => {
         const { devices } = await seeded(store, 1);
         const d = devices[0]!;
-        await store.updateDevice(d.iotId, { clientId: 'dev-000.cid', deviceToken: 'TokenTokenTokenToken' });
+        await store.issueDeviceTokenSlot(d.iotId, { clientId: 'dev-000.cid', deviceToken: 'TokenTokenTokenToken' }, 5, T1);
         await store.markOnline(d.iotId, T1);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T1), true);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T1), false, 'a random is single-use');
@@ -320,8 +320,7 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         assert.equal(deviceStatus(r), 'UNACTIVE');
         assert.equal(r.activatedAt, null);
         assert.equal(r.online, false);
-        assert.equal(r.clientId, null);
-        assert.equal(r.deviceToken, null);
+        assert.deepEqual(await store.listDeviceTokenSlots(d.iotId), []);
         assert.equal(r.deviceSecret, d.deviceSecret);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T2), true, 'randoms are forgotten on reset');
         assert.equal(await store.resetDevice('iotMissing'), undefined);
@@ -421,7 +420,7 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         await store.createDevices(p.productKey, [makeDevice('sec-dev', { deviceSecret: 'PlainDeviceSecretQ7x9Kk2' })], 10, T0);
         await store.importDevices(p.productKey, [{ deviceName: 'sec-imp', deviceSecret: 'PlainImportedSecretW3', iotId: uid('iot') }], 10, false, T0);
         const d = (await store.getDevice(p.productKey, 'sec-dev'))!;
-        await store.updateDevice(d.iotId, { clientId: 'sec-dev.cid', deviceToken: 'PlainDeviceTokenV8m2' });
+        await store.issueDeviceTokenSlot(d.iotId, { clientId: 'sec-dev.cid', deviceToken: 'PlainDeviceTokenV8m2' }, 5, T0);
         await store.createApplication({ appKey: uid('app'), appSecret: 'PlainAppSecretJ5n', name: 'App', productKeys: [], createdAt: T0 });
         const dumped = await raw(store);
         assert.ok(dumped.includes(p.productKey), 'the dump is real (it holds the ProductKey)');
@@ -431,7 +430,7 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         }
         // ...and they still read back.
         assert.equal((await store.getProduct(p.productKey))!.productSecret, 'PlainProductSecretZ1');
-        assert.equal((await store.getDevice(p.productKey, 'sec-dev'))!.deviceToken, 'PlainDeviceTokenV8m2');
+        assert.equal((await store.getLiveDeviceTokens(d.iotId))[0]!.deviceToken, 'PlainDeviceTokenV8m2');
       }));
     }
   });

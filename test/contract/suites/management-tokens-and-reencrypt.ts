@@ -51,10 +51,10 @@ export function reencryptContract(makeStore: MakeStore): void {
           iotId: `iot-${i}`,
           deviceName: `dev${i}`,
           deviceSecret: `DeviceSecret${i}`,
-          deviceToken: i % 2 === 0 ? `DeviceToken${i}` : null,
-          clientId: i % 2 === 0 ? `cid${i}` : null,
         }));
         await store.createDevices('a1Rot', devices, 1000, at);
+        // Every other device holds a regnwl slot token, encrypted like every other secret.
+        for (let i = 0; i < 25; i += 2) await store.issueDeviceTokenSlot(`iot-${i}`, { clientId: `cid${i}`, deviceToken: `DeviceToken${i}` }, 5, at);
         await store.createApplication({ appKey: 'app1', appSecret: 'AppSecret1', name: 'a', productKeys: ['a1Rot'], createdAt: at });
         await store.setSecretSettingIfAbsent('server-key', 'ServerSideKey123');
         const secretsBefore = 1 + 25 + 13 + 1 + 1;
@@ -85,8 +85,8 @@ export function reencryptContract(makeStore: MakeStore): void {
         assert.equal((await store.getProduct('a1Rot'))!.productSecret, 'ProductSecretRot1');
         const d0 = (await store.getDevice('a1Rot', 'dev0'))!;
         assert.equal(d0.deviceSecret, 'DeviceSecret0');
-        assert.equal(d0.deviceToken, 'DeviceToken0');
-        assert.equal((await store.getDevice('a1Rot', 'dev1'))!.deviceToken, null);
+        assert.equal((await store.getLiveDeviceTokens(d0.iotId))[0]!.deviceToken, 'DeviceToken0');
+        assert.deepEqual(await store.getLiveDeviceTokens('iot-1'), []);
         assert.equal((await store.getDevice('a1Rot', 'dev3'))!.deviceSecret, 'ChangedDuringRotation');
         assert.equal((await store.getDevice('a1Rot', 'dev24'))!.deviceSecret, 'DeviceSecret24');
         assert.equal((await store.getApplication('app1'))!.appSecret, 'AppSecret1');

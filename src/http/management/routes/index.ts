@@ -8,6 +8,7 @@ import type { ManagementApp } from '../server.js';
 import { applicationRoutes } from './applications.js';
 import { deviceRoutes } from './devices.js';
 import { deviceSecretRotationRoutes } from './device-secret-rotation.js';
+import { deviceSlotRoutes } from './device-slots.js';
 import { importRoutes } from './import.js';
 import { productRoutes } from './products.js';
 import { topologyRoutes } from './topology.js';
@@ -18,4 +19,4 @@ import { bootstrapNotifyRoutes } from './bootstrap-notify.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes];
