@@ -42,6 +42,14 @@ export interface Config {
   deviceConnectRatePerMinute: number;
   /** On SIGTERM: how long in-flight work may take before the process exits anyway. */
   shutdownTimeoutSeconds: number;
+  /** Retained messages one identity may hold (distinct topics); 0 = retain refused. Issue 11 item 4. */
+  retainedPerIdentity: number;
+  /** Retained payload bytes one identity may hold. */
+  retainedBytesPerIdentity: number;
+  /** Retained messages the whole broker holds. */
+  retainedTotal: number;
+  /** Retained payload bytes the whole broker holds. */
+  retainedBytesTotal: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -73,6 +81,10 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   loginCooldownSeconds: 'THINGAUTH_LOGIN_COOLDOWN_SECONDS',
   deviceConnectRatePerMinute: 'THINGAUTH_DEVICE_CONNECT_RATE_PER_MINUTE',
   shutdownTimeoutSeconds: 'THINGAUTH_SHUTDOWN_TIMEOUT_SECONDS',
+  retainedPerIdentity: 'THINGAUTH_RETAINED_PER_IDENTITY',
+  retainedBytesPerIdentity: 'THINGAUTH_RETAINED_BYTES_PER_IDENTITY',
+  retainedTotal: 'THINGAUTH_RETAINED_TOTAL',
+  retainedBytesTotal: 'THINGAUTH_RETAINED_BYTES_TOTAL',
 };
 
 export class ConfigError extends Error {
@@ -158,6 +170,10 @@ export function loadConfig(input: ConfigInput): Config {
     loginCooldownSeconds: int('loginCooldownSeconds', 60, 1, 86_400),
     deviceConnectRatePerMinute: int('deviceConnectRatePerMinute', 30, 0, 100_000),
     shutdownTimeoutSeconds: int('shutdownTimeoutSeconds', 10, 1, 600),
+    retainedPerIdentity: int('retainedPerIdentity', 16, 0, 10_000),
+    retainedBytesPerIdentity: int('retainedBytesPerIdentity', 1_048_576, 0, 1_073_741_824),
+    retainedTotal: int('retainedTotal', 10_000, 0, 10_000_000),
+    retainedBytesTotal: int('retainedBytesTotal', 67_108_864, 0, 17_179_869_184),
   };
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);

@@ -40,6 +40,11 @@ export interface GatewayLink {
   stopActingFor(sub: DeviceRef, reason: string): void;
   /** Delivers a message to this gateway connection even if it did not subscribe. */
   send(topic: string, payload: string): void;
+  /**
+   * Whether the connection is still the gateway's live session. A login checked while the
+   * gateway disconnected, was kicked or disabled must not leave a sub-device ONLINE.
+   */
+  isLive?(): boolean;
 }
 
 /**
@@ -150,6 +155,7 @@ export class SubDeviceSessionService {
       this.audit('session.sub.login', link.gateway, [{ ...id, ...capacity }]);
       return fail(capacity.code, capacity.message, id);
     }
+    if (link.isLive && !link.isLive()) return fail(C.NO_SESSION, 'the gateway session ended', id);
     this.commit(link, [checked.sub]);
     // The reply waits for the write: a gateway (or operator) reading status next sees ONLINE.
     await this.presence.flush();
@@ -200,6 +206,7 @@ export class SubDeviceSessionService {
         offenders.map((o) => ({ productKey: o.productKey, deviceName: o.deviceName, code: o.code, message: o.message })),
       );
     }
+    if (link.isLive && !link.isLive()) return fail(C.NO_SESSION, 'the gateway session ended');
     // The presence writer turns the batch into one transaction (markOnlineMany): with
     // synchronous=FULL a commit per sub-device would make 1,500 logins cost 1,500 fsyncs.
     this.commit(link, subs);
