@@ -147,7 +147,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
             },
             'mqtt connect refused',
           );
-          if (decision.device) authenticator.recordAuthError(decision.device, decision.reason);
+          if (decision.device) authenticator.recordAuthError(decision.device, decision.reason, `mqtt/${info.transport} ${info.remoteAddress}`);
           if (decision.v5ReasonCode !== undefined) setV5ConnackReason(client, decision.v5ReasonCode);
           done(refusal(decision.returnCode, decision.reason), false);
         },

@@ -43,7 +43,7 @@ export type ProductPatch = Partial<
 };
 
 export type DevicePatch = Partial<
-  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'clientId' | 'deviceToken' | 'lastAuthError'>
+  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'clientId' | 'deviceToken' | 'lastAuthError' | 'lastAuthErrorAt' | 'lastAuthErrorSource'>
 >;
 
 export interface ImportRow {

@@ -54,6 +54,8 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
   clientId: 'client_id',
   deviceToken: 'device_token',
   lastAuthError: 'last_auth_error',
+  lastAuthErrorAt: 'last_auth_error_at',
+  lastAuthErrorSource: 'last_auth_error_source',
 };
 
 /**
@@ -112,7 +114,7 @@ export class SqliteStore implements Store {
       existingDeviceNames: db.prepare('SELECT device_name FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))'),
       deleteDevice: db.prepare('DELETE FROM devices WHERE iot_id = ?'),
       detachAllSubs: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE gateway_iot_id = ?'),
-      resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL WHERE iot_id = ?'),
+      resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL, last_auth_error_at = NULL, last_auth_error_source = NULL WHERE iot_id = ?'),
       clearRandoms: db.prepare('DELETE FROM registration_randoms WHERE iot_id = ?'),
       markOnline: db.prepare('UPDATE devices SET online = 1, last_online_at = @at, activated_at = COALESCE(activated_at, @at) WHERE iot_id = @iotId RETURNING activated_at'),
       markOffline: db.prepare('UPDATE devices SET online = 0, last_online_at = ? WHERE iot_id = ? AND online = 1'),
@@ -191,6 +193,8 @@ export class SqliteStore implements Store {
       clientId: (r.client_id as string | null) ?? null,
       deviceToken: r.device_token ? this.cipher.decrypt(r.device_token as string) : null,
       lastAuthError: (r.last_auth_error as string | null) ?? null,
+      lastAuthErrorAt: (r.last_auth_error_at as string | null) ?? null,
+      lastAuthErrorSource: (r.last_auth_error_source as string | null) ?? null,
     };
   }
 
@@ -339,6 +343,8 @@ export class SqliteStore implements Store {
       clientId: d.clientId ?? null,
       deviceToken: d.deviceToken ?? null,
       lastAuthError: null,
+      lastAuthErrorAt: null,
+      lastAuthErrorSource: null,
     };
   }
 

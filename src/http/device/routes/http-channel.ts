@@ -110,7 +110,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
         ctx.services.metrics.login('https', 'refused', result.refusal);
         log.info({ event: 'http.auth.deny', productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
-        if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`);
+        if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`, `${req.protocol} ${req.ip}`);
         if (result.refusal === 'unsupported_sign_method') return send(reply, HTTP_CHANNEL_CODES.PARAM, 'unsupported signmethod');
         return send(reply, HTTP_CHANNEL_CODES.AUTH_FAILED, 'auth check error');
       }
