@@ -133,7 +133,13 @@ describe('downlink topics are subscribe-only for the device (issue 11 item 4)', 
   it('official SDK: publishing on its own property/set (a downlink) closes the connection', async () => {
     const device = await sdkConnect(server, dev);
     try {
-      const closed = new Promise<void>((resolve) => device.once('close', resolve));
+      const closed = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the connection was not closed')), 10_000);
+        device.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
       device.publish(sys(dev, 'thing/service/property/set'), JSON.stringify({ id: '9', params: { LightSwitch: 1 } }));
       await closed;
     } finally {
