@@ -297,6 +297,9 @@ export class SubDeviceSessionService {
     if (productKey === link.gateway.productKey && deviceName === link.gateway.deviceName) return false;
     const sub = await this.store.getDevice(productKey, deviceName);
     if (!sub || sub.gatewayIotId !== link.gateway.iotId) return false;
+    // Logged in through this gateway: the topic itself is refused (a downlink the device may
+    // only subscribe to), not the session; the publish is refused like the device's own.
+    if (this.isLoggedIn(link, sub.iotId)) return false;
     this.notify(link, { productKey, deviceName }, C.NO_SESSION, 'device session error: the sub-device is not logged in through this gateway', requestId);
     return true;
   }

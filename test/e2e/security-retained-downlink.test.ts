@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import mqtt, { type MqttClient } from 'mqtt';
 import { connectClient, createDevice, endClient, eventually, listenerUrl, nextMessage, signedConnect, subscribe, waitForClose, type DeviceCredentials } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
-import { connectApp } from './gateway-helpers.js';
+import { attachByApi, connectApp, connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic } from './gateway-helpers.js';
 
 type Dev = DeviceCredentials & { iotId: string };
 
@@ -204,6 +204,34 @@ describe('downlink topics are subscribe-only for the device (issue 11 item 4)', 
       assert.ok(c.connected);
     } finally {
       await endClient(c);
+    }
+  });
+});
+
+describe('a gateway for its logged-in sub-device: same directions (issue 11 item 4)', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it("answers on the sub-device's set_reply / {id}_reply, uplinks and topo requests pass; its property/set is refused", async () => {
+    const g = await setupGateway(server, { subCount: 1 });
+    const s = g.subs[0]!;
+    await attachByApi(server, g.gateway, [s]);
+    const gw = await connectGateway(server, g.gateway);
+    try {
+      assert.equal((await request(gw, sessionTopic(g.gateway, 'login'), { params: loginParams(s) })).body.code, 200);
+      assert.equal((await request(gw, sysTopic(g.gateway, 'thing/topo/get'), { params: {} })).body.code, 200);
+      for (const tail of ['thing/service/property/set_reply', 'thing/service/reboot_reply', 'thing/event/property/post']) {
+        await publishAcked(gw, sysTopic(s, tail), '{"id":"1","code":200,"data":{}}');
+      }
+      await refusedPublish(gw, sysTopic(s, 'thing/service/property/set'), '{"id":"2","params":{}}');
+    } finally {
+      await endClient(gw);
     }
   });
 });
