@@ -56,6 +56,14 @@ export interface Config {
   publicMqttHost: string | undefined;
   /** MQTT port the bootstrap endpoint advertises; unset: the MQTT listener's real port. */
   publicMqttPort: number | undefined;
+  /** Retained messages one identity may hold (distinct topics); 0 = retain refused. Issue 11 item 4. */
+  retainedPerIdentity: number;
+  /** Retained payload bytes one identity may hold. */
+  retainedBytesPerIdentity: number;
+  /** Retained messages the whole broker holds. */
+  retainedTotal: number;
+  /** Retained payload bytes the whole broker holds. */
+  retainedBytesTotal: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -93,6 +101,10 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   mqttPendingTotal: 'THINGAUTH_MQTT_PENDING_TOTAL',
   publicMqttHost: 'THINGAUTH_PUBLIC_MQTT_HOST',
   publicMqttPort: 'THINGAUTH_PUBLIC_MQTT_PORT',
+  retainedPerIdentity: 'THINGAUTH_RETAINED_PER_IDENTITY',
+  retainedBytesPerIdentity: 'THINGAUTH_RETAINED_BYTES_PER_IDENTITY',
+  retainedTotal: 'THINGAUTH_RETAINED_TOTAL',
+  retainedBytesTotal: 'THINGAUTH_RETAINED_BYTES_TOTAL',
 };
 
 export class ConfigError extends Error {
@@ -186,6 +198,10 @@ export function loadConfig(input: ConfigInput): Config {
     publicMqttHost: input.publicMqttHost,
     // A device cannot connect to port 0: the advertised port is a real one.
     publicMqttPort: input.publicMqttPort === undefined ? undefined : int('publicMqttPort', 1883, 1, 65535),
+    retainedPerIdentity: int('retainedPerIdentity', 16, 0, 10_000),
+    retainedBytesPerIdentity: int('retainedBytesPerIdentity', 1_048_576, 0, 1_073_741_824),
+    retainedTotal: int('retainedTotal', 10_000, 0, 10_000_000),
+    retainedBytesTotal: int('retainedBytesTotal', 67_108_864, 0, 17_179_869_184),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);

@@ -61,6 +61,10 @@ export interface Device {
   registeredByGatewayIotId: string | null;
   /** Why the last login was refused, for operators (never a secret). */
   lastAuthError: string | null;
+  /** When that refusal happened (ISO time). */
+  lastAuthErrorAt: string | null;
+  /** Where it came from: transport and source address, e.g. `mqtt/tcp 203.0.113.7`. */
+  lastAuthErrorSource: string | null;
 }
 
 /** The gateway a sub-device is bound to: its topology's, else the one that registered it. */
@@ -110,6 +114,8 @@ export interface PublicDevice {
   lastOnlineAt: string | null;
   gateway: { productKey: string; deviceName: string; iotId: string } | null;
   lastAuthError: string | null;
+  lastAuthErrorAt: string | null;
+  lastAuthErrorSource: string | null;
 }
 
 /** Product settings a create call or an import row may give: absent = default on create, not compared on re-import. */

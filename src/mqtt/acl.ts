@@ -1,14 +1,21 @@
 /**
  * The topic ACL, written as data: each identity kind has a list of topic patterns with the
  * placeholders `{productKey}` and `{deviceName}` (substituted from the identity) and the MQTT
- * wildcards `+` / `#` (kept as wildcards). A publish is allowed when its topic matches a
- * pattern with publish access; a subscription when every topic its filter can match lies
- * inside one pattern with subscribe access (so `#`, `/sys/+/...` and other devices' topics
- * are refused). A session is checked for its own identity and every identity it acts for
- * (a gateway's logged-in sub-devices, see sessions.ts).
+ * wildcards `+` / `#` (kept as wildcards). One more level form exists for rules only:
+ * `+suffix` (e.g. `+_reply`) matches one level that ends with `suffix` and is longer than it.
  *
- * Extension point: append rules to TOPIC_RULES[kind] (e.g. engineer C for provisioning
- * sessions). Rules are compiled once per identity at login, not per packet.
+ * Semantics (issue 11 item 4):
+ * - Publish: the rules of an identity are read IN ORDER and the FIRST rule whose pattern
+ *   matches the topic decides: publish is allowed iff that rule grants `pub`. So a narrow
+ *   `sub` rule placed before a broad `pubsub` one makes a downlink subscribe-only.
+ * - Subscribe: allowed when every topic the filter can match lies inside one rule granting
+ *   `sub` (so `#`, `/sys/+/...` and other devices' topics are refused; a device may still
+ *   subscribe `/sys/{pk}/{dn}/#`).
+ * A session is checked for its own identity and every identity it acts for (a gateway's
+ * logged-in sub-devices, see sessions.ts): allowed when one of them allows it.
+ *
+ * Extension point: add rules to TOPIC_RULES[kind] (mind the order for publish). Rules are
+ * compiled once per identity at login, not per packet.
  */
 import type { IdentityKind, Session, SessionIdentity } from './sessions.js';
 
@@ -23,21 +30,46 @@ export interface TopicRule {
 
 export const TOPIC_RULES: Record<IdentityKind, TopicRule[]> = {
   device: [
-    { pattern: '/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'Alink system topics: thing/*, rrpc/*, ota (spec 1.3, 1.5)' },
+    // 1. The device's own answers to what the platform sends it: publishable, every SDK uses
+    //    them (Node SDK serve()/onService: thing/service/{id}_reply, property/set_reply).
+    { pattern: '/sys/{productKey}/{deviceName}/thing/service/+/+_reply', access: 'pubsub', why: 'device answers property set/get (property/set_reply, property/get_reply)' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/service/+_reply', access: 'pubsub', why: 'device answers a service call: thing/service/{identifier}_reply' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/model/down_raw_reply', access: 'pubsub', why: 'device answers a raw downlink' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/topo/change_reply', access: 'pubsub', why: 'gateway acknowledges a topology change notice' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/topo/add/notify_reply', access: 'pubsub', why: 'gateway answers a topology add notice' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/config/push_reply', access: 'pubsub', why: 'device acknowledges a config push' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/+_reply', access: 'pubsub', why: 'device answers thing/disable, thing/enable, thing/delete' },
+    { pattern: '/sys/{productKey}/{deviceName}/rrpc/response/+', access: 'pubsub', why: 'device answers an RRPC request (spec 1.3)' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/bootstrap/notify_reply', access: 'pubsub', why: "bootstrap: the device's answer to the reconnect order (docs/devices.md)" },
+    // 2. What the platform publishes TO the device: subscribe-only, so nothing (retained or
+    //    queued) can be planted there for the device or the next holder of its name.
+    { pattern: '/sys/{productKey}/{deviceName}/thing/service/#', access: 'sub', why: 'downlink requests: property/set, property/get, thing/service/{identifier}' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/model/down_raw', access: 'sub', why: 'raw downlink' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/topo/change', access: 'sub', why: 'topology change notice to a gateway (spec 4.4)' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/topo/add/notify', access: 'sub', why: 'topology add notice to a gateway' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/config/push', access: 'sub', why: 'config push' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/+', access: 'sub', why: 'thing/disable, thing/enable, thing/delete notices' },
+    { pattern: '/sys/{productKey}/{deviceName}/rrpc/request/+', access: 'sub', why: 'RRPC request (spec 1.3)' },
     { pattern: '/sys/{productKey}/{deviceName}/thing/bootstrap/notify', access: 'sub', why: 'bootstrap: reconnect order (downlink, docs/devices.md)' },
-    { pattern: '/sys/{productKey}/{deviceName}/thing/bootstrap/notify_reply', access: 'pub', why: "bootstrap: the device's answer to the order" },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/+/+_reply', access: 'sub', why: 'platform replies: thing/topo/add_reply, thing/sub/register_reply, thing/config/get_reply, ...' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/+/+/+_reply', access: 'sub', why: 'platform replies: thing/event/property/post_reply, thing/event/{id}/post_reply, ...' },
+    { pattern: '/sys/{productKey}/{deviceName}/thing/+/+/+/+_reply', access: 'sub', why: 'platform replies: thing/event/property/pack/post_reply, thing/proxy/provisioning/product_register_reply, ...' },
+    // 3. Everything else of the device: its requests and uplinks.
+    { pattern: '/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'Alink uplinks: thing/event/*/post, thing/topo/*, thing/sub/register, ota (spec 1.3, 1.5)' },
     { pattern: '/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'custom topics of the device' },
     { pattern: '/{productKey}/{deviceName}/get', access: 'sub', why: 'legacy custom topic (pre-"user" products)' },
     { pattern: '/{productKey}/{deviceName}/update', access: 'pub', why: 'legacy custom topic' },
     { pattern: '/{productKey}/{deviceName}/update/error', access: 'pub', why: 'legacy custom topic' },
     { pattern: '/shadow/update/{productKey}/{deviceName}', access: 'pub', why: 'device shadow (Node SDK)' },
     { pattern: '/shadow/get/{productKey}/{deviceName}', access: 'sub', why: 'device shadow (Node SDK subscribes it)' },
-    { pattern: '/ext/session/{productKey}/{deviceName}/#', access: 'pubsub', why: 'gateway sub-device login/logout (spec 4.3)' },
+    { pattern: '/ext/session/{productKey}/{deviceName}/combine/+_reply', access: 'sub', why: 'platform replies to sub-device login/logout (spec 4.5)' },
+    { pattern: '/ext/session/{productKey}/{deviceName}/#', access: 'pubsub', why: 'gateway sub-device login/logout requests (spec 4.3)' },
     { pattern: '/ext/error/{productKey}/{deviceName}', access: 'sub', why: 'platform error notices (spec 4.7)' },
     { pattern: '/ext/ntp/{productKey}/{deviceName}/request', access: 'pub', why: 'NTP time sync request' },
     { pattern: '/ext/ntp/{productKey}/{deviceName}/response', access: 'sub', why: 'NTP time sync response' },
-    { pattern: '/ext/rrpc/+/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'RRPC on system topics' },
-    { pattern: '/ext/rrpc/+/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'RRPC on custom topics' },
+    // RRPC on /ext/rrpc: the device answers on the very topic the request came on, so both ways.
+    { pattern: '/ext/rrpc/+/sys/{productKey}/{deviceName}/#', access: 'pubsub', why: 'RRPC on system topics (answer on the request topic)' },
+    { pattern: '/ext/rrpc/+/{productKey}/{deviceName}/user/#', access: 'pubsub', why: 'RRPC on custom topics (answer on the request topic)' },
     { pattern: '/ota/device/upgrade/{productKey}/{deviceName}', access: 'sub', why: 'OTA firmware push' },
     { pattern: '/ota/device/inform/{productKey}/{deviceName}', access: 'pub', why: 'OTA version report' },
     { pattern: '/ota/device/progress/{productKey}/{deviceName}', access: 'pub', why: 'OTA progress' },
@@ -109,10 +141,15 @@ export function compileAclFor(identity: SessionIdentity): CompiledIdentityAcl {
   };
 }
 
+/** A rule level `+suffix`: one level ending with `suffix` (and longer than it). */
+function suffixLevelMatches(r: string, actual: string): boolean {
+  return r.length > 1 && r.charCodeAt(0) === 43 /* + */ && actual.length > r.length - 1 && actual.endsWith(r.slice(1));
+}
+
 function bindLevel(r: string, acl: CompiledIdentityAcl, actual: string): boolean {
   if (r === PK) return typeof acl.productKeys === 'string' ? actual === acl.productKeys : acl.productKeys.has(actual);
   if (r === DN) return actual === acl.deviceName;
-  return r === actual;
+  return r === actual || suffixLevelMatches(r, actual);
 }
 
 function topicMatchesFor(rule: readonly string[], topic: readonly string[], acl: CompiledIdentityAcl): boolean {
@@ -235,20 +272,42 @@ export class IdentityAclMap extends Map<string, CompiledIdentityAcl> {
 /** Below this many identities trying each one is as fast as the index. */
 const INDEX_FROM_IDENTITIES = 8;
 
+/** Publish, first match decides: the first rule of the identity that matches the topic says yes or no. */
+function identityMayPublishLevels(acl: CompiledIdentityAcl, levels: string[]): boolean {
+  for (const rule of templatesFor(acl.kind)) {
+    if (topicMatchesFor(rule.levels, levels, acl)) return rule.pub;
+  }
+  return false;
+}
+
+function identityMaySubscribeLevels(acl: CompiledIdentityAcl, levels: string[]): boolean {
+  for (const rule of templatesFor(acl.kind)) {
+    if (rule.sub && filterWithinFor(rule.levels, levels, acl)) return true;
+  }
+  return false;
+}
+
+function identityAllows(acl: CompiledIdentityAcl, levels: string[], mode: 'pub' | 'sub'): boolean {
+  return mode === 'pub' ? identityMayPublishLevels(acl, levels) : identityMaySubscribeLevels(acl, levels);
+}
+
 /**
  * A gateway acts for up to 1,500 sub-devices: trying every identity against every rule made
  * each check O(sub-devices), and logging 1,500 sub-devices in (8 auto-subscriptions each)
- * quadratic. A device rule names its identity in the topic itself, so look that one up.
+ * quadratic. A device rule names its identity in the topic itself, so look that one up and
+ * check it against its whole rule list (publish is first-match per identity).
  * Only ever says yes; a no falls through to the full scan below, which stays the reference.
  */
 function indexedDeviceMatch(acls: IdentityAclMap, levels: string[], mode: 'pub' | 'sub'): boolean {
-  for (const { rule, pkAt, dnAt } of indexedDeviceTemplates()) {
-    if (mode === 'pub' ? !rule.pub : !rule.sub) continue;
+  let tried: CompiledIdentityAcl | undefined;
+  for (const { pkAt, dnAt } of indexedDeviceTemplates()) {
     const pk = levels[pkAt];
     const dn = levels[dnAt];
     if (pk === undefined || dn === undefined) continue;
     const acl = acls.device(pk, dn);
-    if (acl && (mode === 'pub' ? topicMatchesFor(rule.levels, levels, acl) : filterWithinFor(rule.levels, levels, acl))) return true;
+    if (!acl || acl === tried) continue;
+    tried = acl;
+    if (identityAllows(acl, levels, mode)) return true;
   }
   return false;
 }
@@ -257,11 +316,7 @@ function anyIdentity(session: Session, levels: string[], mode: 'pub' | 'sub'): b
   const acls = session.acl;
   if (acls.size >= INDEX_FROM_IDENTITIES && acls instanceof IdentityAclMap && indexedDeviceMatch(acls, levels, mode)) return true;
   for (const acl of session.acl.values()) {
-    for (const rule of templatesFor(acl.kind)) {
-      if (mode === 'pub' ? rule.pub && topicMatchesFor(rule.levels, levels, acl) : rule.sub && filterWithinFor(rule.levels, levels, acl)) {
-        return true;
-      }
-    }
+    if (identityAllows(acl, levels, mode)) return true;
   }
   return false;
 }
@@ -277,7 +332,5 @@ export function maySubscribe(session: Session, filter: string): boolean {
 
 /** The publish check for an identity without a live session (the HTTP device channel). */
 export function identityMayPublish(identity: SessionIdentity, topic: string): boolean {
-  const levels = topic.split('/');
-  const acl = compileAclFor(identity);
-  return templatesFor(identity.kind).some((r) => r.pub && topicMatchesFor(r.levels, levels, acl));
+  return identityMayPublishLevels(compileAclFor(identity), topic.split('/'));
 }

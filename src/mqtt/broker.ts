@@ -28,13 +28,15 @@ import { routeToAutoSubscribed } from './auto-subscribe.js';
 import { connectionInfoOf } from './connection-info.js';
 import { recordConnectDecision } from './connect-audit.js';
 import { authenticateConnect, type ConnectAllow, type ConnectAttempt, type ConnackRefusal } from './connect-authenticators.js';
-import { adaptMqtt5Client, setV5ConnackReason } from './mqtt5-adapter.js';
+import { adaptMqtt5Client, setV5ConnackReason, setV5DisconnectReason } from './mqtt5-adapter.js';
 import { dispatchToHandlers, type HandlerContext, type PublishOptions } from './handlers/index.js';
 import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-link.js';
 import { startTopoChangeNotices } from './handlers/topo-change.js';
 import { startBootstrapNotices } from './handlers/bootstrap-notify.js';
 import { startSlotRevocationKicks } from './slot-revocation.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
+import { RetainedQuota } from './retained-quota.js';
+import { isLiveSession, isSystemTopic, mayReceive } from './session-liveness.js';
 
 import { MAX_PAYLOAD_BYTES } from './packet-limits.js';
 
@@ -73,6 +75,16 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   ctx.services.metrics.useSessionSource(sessions);
   const facts = new WeakMap<Client, ConnectFacts>();
   const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
+  const retained = new RetainedQuota({
+    perIdentity: ctx.config.retainedPerIdentity,
+    bytesPerIdentity: ctx.config.retainedBytesPerIdentity,
+    total: ctx.config.retainedTotal,
+    bytesTotal: ctx.config.retainedBytesTotal,
+  });
+  /** MQTT 5 clients learn why they are disconnected (aedes itself speaks 3.1.1 and just closes). */
+  const v5Disconnect = (client: Client, reasonCode: number) => {
+    if (facts.get(client)?.protocolVersion === 5) setV5DisconnectReason(client, reasonCode);
+  };
   let broker: MqttBroker;
 
   const aedes = await Aedes.createBroker({
@@ -143,7 +155,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
             },
             'mqtt connect refused',
           );
-          if (decision.device) authenticator.recordAuthError(decision.device, decision.reason);
+          if (decision.device) authenticator.recordAuthError(decision.device, decision.reason, `mqtt/${info.transport} ${info.remoteAddress}`);
           if (decision.v5ReasonCode !== undefined) setV5ConnackReason(client, decision.v5ReasonCode);
           done(refusal(decision.returnCode, decision.reason), false);
         },
@@ -159,15 +171,30 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       if (!client) return callback(null); // the broker's own publishes
       const session = sessionOf(client);
       if (!session) return callback(new Error('no session'));
+      if (client.closed && isSystemTopic(packet.topic)) {
+        // A will message (or a publish that raced the disconnect): the session is over, so it
+        // may not log sub-devices in, report properties or anything else a system topic does.
+        logger.info({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish after the session ended (will) on a system topic dropped');
+        return callback(new Error('session ended'));
+      }
       const size = packet.payload ? packet.payload.length : 0;
       if (size > MAX_PAYLOAD_BYTES) {
         logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200), size }, 'publish refused: payload too large');
         return callback(new Error('payload too large'));
       }
-      if (mayPublish(session, packet.topic)) return callback(null);
+      if (mayPublish(session, packet.topic)) {
+        if (!packet.retain) return callback(null);
+        const admission = retained.admit(retainedOwner(session, packet.topic), packet.topic, size);
+        if (admission.ok) return callback(null);
+        // MQTT 3.1.1 has no negative PUBACK: the connection closes; MQTT 5 learns why.
+        logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200), reason: admission.reason }, 'retained publish refused; disconnecting');
+        v5Disconnect(client, admission.retainUnsupported ? 0x9a : 0x97);
+        return callback(new Error('retained publish refused: ' + admission.reason));
+      }
       const refuse = () => {
         // MQTT 3.1.1 has no negative PUBACK: refusing the publish closes the connection.
         logger.warn({ event: 'mqtt.publish.deny', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish refused by topic ACL; disconnecting');
+        v5Disconnect(client, 0x87);
         callback(new Error('publish not authorized'));
       };
       // A gateway's own sub-device that is not logged in: 520 on /ext/error, the message is
@@ -190,7 +217,22 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       const session = sessionOf(client);
       if (session && maySubscribe(session, sub.topic)) return callback(null, sub);
       ctx.services.logLimiter.log('warn', 'mqtt.subscribe.deny', session?.remoteAddress ?? connectionInfoOf(client.conn)?.remoteAddress, { ...(session ? who(session) : {}), topic: sub.topic.slice(0, 200) }, 'subscription refused by topic ACL');
+      // A stored subscription of a persistent session (clean=false) restored at reconnect
+      // that is no longer allowed (e.g. a sub-device that moved to another gateway) is
+      // removed from the store, so it neither comes back nor queues messages while offline.
+      if (client && client.clean === false) {
+        persistenceOf(aedes).removeSubscriptions(client, [sub.topic]).catch((err: Error) => logger.debug({ err: err.message }, 'stale subscription not removed'));
+      }
       callback(null, null); // SUBACK failure 0x80 for this filter
+    },
+
+    // Checked for every message at delivery time, including QoS 1 messages queued for an
+    // offline persistent session and delivered when it reconnects: a session that no longer
+    // acts for the identity a topic belongs to does not get it (issue 11 item 5).
+    authorizeForward(client, packet) {
+      const session = sessionOf(client);
+      if (!session) return packet;
+      return mayReceive(session, packet.topic) ? packet : null;
     },
 
     published(packet, client, callback) {
@@ -199,6 +241,12 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       if (!client) return;
       const session = sessionOf(client);
       if (!session || session.identity.kind === 'application') return;
+      // A will, or a request that raced its connection's end: the session is over (or was
+      // taken over), so nothing may act for it any more (issue 11 item 9).
+      if (!isLiveSession(sessions, session)) {
+        logger.info({ event: 'mqtt.handler.skip', ...who(session), topic: packet.topic.slice(0, 200) }, 'publish of an ended session not handled');
+        return;
+      }
       dispatchToHandlers(broker.handlerContext, client, packet as PublishPacket);
     },
   });
@@ -257,10 +305,27 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     if (sessions.kick(ref, reason)) logger.info({ productKey: ref.productKey, deviceName: ref.deviceName, reason }, 'mqtt session kicked');
   };
   const onDisabled = kick('device disabled');
-  const onDeleted = kick('device deleted');
+  /** The device's retained messages go with it: the next holder of its name starts clean. */
+  const dropRetained = (ref: { iotId: string; productKey: string; deviceName: string }) => {
+    for (const topic of retained.topicsOfDevice(ref.iotId, ref.productKey, ref.deviceName)) {
+      retained.release(topic);
+      persistenceOf(aedes)
+        .storeRetained({ cmd: 'publish', topic, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false } as PublishPacket)
+        .catch((err: Error) => logger.warn({ err: err.message }, 'retained message not removed'));
+    }
+  };
+  const kickDeleted = kick('device deleted');
+  const onDeleted = (ref: { iotId: string; productKey: string; deviceName: string }) => {
+    kickDeleted(ref);
+    dropRetained(ref);
+  };
   // Reset clears the credential a regnwl device logs in with and sends the device back to
   // UNACTIVE: a session still running on the old credential must end with it.
-  const onReset = kick('device reset');
+  const kickReset = kick('device reset');
+  const onReset = (ref: { iotId: string; productKey: string; deviceName: string }) => {
+    kickReset(ref);
+    dropRetained(ref);
+  };
   const onAppDeleted = ({ appKey }: { appKey: string }) => {
     sessions.kickApplication(appKey, 'application deleted');
   };
@@ -311,6 +376,32 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     },
   };
   return broker;
+}
+
+/** The parts of aedes' persistence (aedes-persistence) used here; aedes' types do not expose it. */
+interface BrokerPersistence {
+  removeSubscriptions(client: Client, topics: string[]): Promise<unknown>;
+  storeRetained(packet: PublishPacket): Promise<void>;
+}
+
+function persistenceOf(aedes: Aedes): BrokerPersistence {
+  return (aedes as unknown as { persistence: BrokerPersistence }).persistence;
+}
+
+/**
+ * Who a retained message is charged to: the identity the topic belongs to among those the
+ * session acts for (a gateway's sub-device), else the session's own identity.
+ */
+function retainedOwner(session: Session, topic: string): string {
+  if (session.actingFor.size > 0) {
+    const levels = topic.split('/');
+    for (const id of session.actingFor.values()) {
+      for (let i = 0; i + 1 < levels.length; i++) {
+        if (levels[i] === id.productKey && levels[i + 1] === id.deviceName) return id.iotId;
+      }
+    }
+  }
+  return session.identity.iotId;
 }
 
 function who(session: Session): { productKey?: string; deviceName?: string; app?: string } {

@@ -7,7 +7,9 @@
  * - outgoing packets, written by aedes in 3.1.1 encoding, are decoded again and re-encoded
  *   as MQTT 5: CONNACK return codes become reason codes (spec 1.7: 0x85/0x86/0x87/0x88, or
  *   the authenticator's own choice such as 0x8A for a disabled device), a refused SUBACK
- *   entry becomes 0x87 (not authorized), UNSUBACK gets one reason code per filter.
+ *   entry becomes 0x87 (not authorized), UNSUBACK gets one reason code per filter (0x00
+ *   removed, 0x11 no subscription existed), and a DISCONNECT the broker sends before closing
+ *   (setV5DisconnectReason) carries its reason (e.g. 0x97 quota exceeded).
  * Topic aliases, session expiry and other v5-only features are not offered.
  */
 import mqttPacket from 'mqtt-packet';
@@ -26,7 +28,8 @@ export const V5_CONNACK_REASON: Record<number, number> = {
 };
 
 interface ClientInternals {
-  _parser: { settings: Record<string, unknown>; on(event: 'packet', cb: (p: mqttPacket.Packet) => void): void };
+  _parser: { settings: Record<string, unknown>; prependListener(event: 'packet', cb: (p: mqttPacket.Packet) => void): void };
+  subscriptions: Record<string, unknown>;
   conn: Duplex;
 }
 
@@ -37,15 +40,33 @@ export function setV5ConnackReason(client: Client, reasonCode: number): void {
   reasonOverrides.set(client, reasonCode);
 }
 
+const disconnectReasons = new WeakMap<Client, number>();
+
+/**
+ * Refuses an MQTT 5 client's packet the way MQTT 5 says: a DISCONNECT with this reason code
+ * is written before aedes closes the connection (MQTT 3.1.1 has none: the socket just closes).
+ */
+export function setV5DisconnectReason(client: Client, reasonCode: number): void {
+  if (client.closed || disconnectReasons.has(client)) return;
+  disconnectReasons.set(client, reasonCode);
+  // Written in 3.1.1 encoding like everything aedes writes; re-encoded as v5 with the reason.
+  client.conn.write(Buffer.from([0xe0, 0x00]));
+}
+
 export function adaptMqtt5Client(client: Client, connect: { protocolVersion?: number }): void {
   const internals = client as unknown as ClientInternals;
   // The parser's settings object is the CONNECT packet itself: give it its own, still at level 5.
   internals._parser.settings = { protocolVersion: 5 };
   connect.protocolVersion = 4;
 
-  const pendingUnsubscribes = new Map<number, number>();
-  internals._parser.on('packet', (p) => {
-    if (p.cmd === 'unsubscribe' && p.messageId !== undefined) pendingUnsubscribes.set(p.messageId, p.unsubscriptions.length);
+  // Per filter of each UNSUBSCRIBE, whether the client held that subscription, read before
+  // aedes handles the packet (prepended): 0x00 success, 0x11 no subscription existed.
+  const pendingUnsubscribes = new Map<number, number[]>();
+  internals._parser.prependListener('packet', (p) => {
+    if (p.cmd === 'unsubscribe' && p.messageId !== undefined) {
+      const held = internals.subscriptions ?? {};
+      pendingUnsubscribes.set(p.messageId, p.unsubscriptions.map((f) => (Object.hasOwn(held, f) ? 0x00 : 0x11)));
+    }
   });
 
   const conn = internals.conn;
@@ -65,11 +86,13 @@ export function adaptMqtt5Client(client: Client, connect: { protocolVersion?: nu
         break;
       case 'unsuback': {
         const id = p.messageId as number;
-        const n = pendingUnsubscribes.get(id) ?? 1;
+        p.granted = pendingUnsubscribes.get(id) ?? [0x00];
         pendingUnsubscribes.delete(id);
-        p.granted = new Array(n).fill(0);
         break;
       }
+      case 'disconnect':
+        p.reasonCode = disconnectReasons.get(client) ?? 0x00;
+        break;
     }
     result = write(mqttPacket.generate(p, { protocolVersion: 5 }));
   });

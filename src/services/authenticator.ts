@@ -45,7 +45,13 @@ export interface LoginDevice {
   previousSecretExpiresAt: string | null;
   enabled: boolean;
   lastAuthError: string | null;
+  lastAuthErrorSource?: string | null;
+  /** ms of the last lastAuthError write from this process (not persisted). */
+  lastAuthErrorWrittenMs?: number;
 }
+
+/** A repeated identical refusal (same reason, same source) refreshes its time at most this often. */
+const AUTH_ERROR_REFRESH_MS = 60_000;
 
 export type DeviceLoginResult =
   /** `secret`: which DeviceSecret signed it; 'previous' = the one before a rotation, in its grace. */
@@ -175,15 +181,32 @@ export class DeviceAuthenticator {
   }
 
   /**
-   * Remembers why a login of a known device was refused, on its record (lastAuthError).
-   * Skips the write when the record already says so, so a device retrying with a wrong
-   * secret does not turn into a write per attempt.
+   * Remembers why a login of a known device was refused, when, and from where (`source`:
+   * transport and address, e.g. `mqtt/tcp 203.0.113.7`), on its record (lastAuthError,
+   * lastAuthErrorAt, lastAuthErrorSource): a stranger failing logins under a device's name
+   * shows up with its own address. The same reason from the same source is written again
+   * at most once a minute, so a device retrying with a wrong secret (or a flood) does not
+   * turn into a write per attempt.
    */
-  recordAuthError(device: { iotId: string; productKey: string; deviceName: string }, reason: string): void {
+  recordAuthError(device: { iotId: string; productKey: string; deviceName: string }, reason: string, source: string): void {
     const cached = this.devices.get(device.productKey + '&' + device.deviceName);
-    if (cached && cached.lastAuthError === reason) return;
-    if (cached) cached.lastAuthError = reason;
-    this.store.updateDevice(device.iotId, { lastAuthError: reason }).catch((err) => {
+    const now = this.clock();
+    if (
+      cached &&
+      cached.lastAuthError === reason &&
+      cached.lastAuthErrorSource === source &&
+      cached.lastAuthErrorWrittenMs !== undefined &&
+      now - cached.lastAuthErrorWrittenMs < AUTH_ERROR_REFRESH_MS
+    ) {
+      return;
+    }
+    if (cached) {
+      cached.lastAuthError = reason;
+      cached.lastAuthErrorSource = source;
+      cached.lastAuthErrorWrittenMs = now;
+    }
+    const at = new Date(now).toISOString();
+    this.store.updateDevice(device.iotId, { lastAuthError: reason, lastAuthErrorAt: at, lastAuthErrorSource: source.slice(0, 128) }).catch((err) => {
       this.logger.warn({ err, iotId: device.iotId }, 'could not record lastAuthError');
     });
   }

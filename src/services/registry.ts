@@ -164,6 +164,8 @@ export class Registry {
       lastOnlineAt: d.lastOnlineAt,
       gateway,
       lastAuthError: d.lastAuthError,
+      lastAuthErrorAt: d.lastAuthErrorAt,
+      lastAuthErrorSource: d.lastAuthErrorSource,
     };
   }
 

@@ -41,6 +41,11 @@ export interface GatewayLink {
   stopActingFor(sub: DeviceRef, reason: string): void;
   /** Delivers a message to this gateway connection even if it did not subscribe. */
   send(topic: string, payload: string): void;
+  /**
+   * Whether the connection is still the gateway's live session. A login checked while the
+   * gateway disconnected, was kicked or disabled must not leave a sub-device ONLINE.
+   */
+  isLive?(): boolean;
 }
 
 /**
@@ -151,6 +156,7 @@ export class SubDeviceSessionService {
       this.audit('session.sub.login', link.gateway, [{ ...id, ...capacity }]);
       return fail(capacity.code, capacity.message, id);
     }
+    if (link.isLive && !link.isLive()) return fail(C.NO_SESSION, 'the gateway session ended', id);
     this.commit(link, [checked.sub]);
     // The reply waits for the write: a gateway (or operator) reading status next sees ONLINE.
     await this.presence.flush();
@@ -201,6 +207,7 @@ export class SubDeviceSessionService {
         offenders.map((o) => ({ productKey: o.productKey, deviceName: o.deviceName, code: o.code, message: o.message })),
       );
     }
+    if (link.isLive && !link.isLive()) return fail(C.NO_SESSION, 'the gateway session ended');
     // The presence writer turns the batch into one transaction (markOnlineMany): with
     // synchronous=FULL a commit per sub-device would make 1,500 logins cost 1,500 fsyncs.
     this.commit(link, subs);
@@ -291,6 +298,9 @@ export class SubDeviceSessionService {
     if (productKey === link.gateway.productKey && deviceName === link.gateway.deviceName) return false;
     const sub = await this.store.getDevice(productKey, deviceName);
     if (!sub || sub.gatewayIotId !== link.gateway.iotId) return false;
+    // Logged in through this gateway: the topic itself is refused (a downlink the device may
+    // only subscribe to), not the session; the publish is refused like the device's own.
+    if (this.isLoggedIn(link, sub.iotId)) return false;
     this.notify(link, { productKey, deviceName }, C.NO_SESSION, 'device session error: the sub-device is not logged in through this gateway', requestId);
     return true;
   }

@@ -41,7 +41,7 @@ export type ProductPatch = Partial<
 };
 
 export type DevicePatch = Partial<
-  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'lastAuthError'>
+  Pick<Device, 'enabled' | 'deviceSecret' | 'nickname' | 'activatedAt' | 'lastAuthError' | 'lastAuthErrorAt' | 'lastAuthErrorSource'>
 >;
 
 export interface ImportRow {

@@ -9,6 +9,7 @@ import { SubDeviceCodes } from '../../core/sub-device-protocol.js';
 import type { DeviceRef } from '../../services/events.js';
 import type { GatewayLink } from '../../services/sub-device-sessions.js';
 import { maySubscribe } from '../acl.js';
+import { isLiveSession } from '../session-liveness.js';
 import { autoSubscribe } from '../auto-subscribe.js';
 import type { Session, SessionRegistry } from '../sessions.js';
 import { alinkReply, parseAlinkRequest } from './alink.js';
@@ -62,9 +63,20 @@ export function gatewayLinkOf(hctx: HandlerContext, session: Session): GatewayLi
       // another gateway, disabled) would keep receiving its commands.
       const current = Object.keys((session.client as unknown as { subscriptions: Record<string, unknown> }).subscriptions ?? {});
       const stale = current.filter((filter) => !maySubscribe(session, filter));
-      // No messageId: aedes then sends no UNSUBACK the client never asked for. (A persistent
-      // session's stored copy is re-checked by authorizeSubscribe when it is restored.)
-      if (stale.length > 0) session.client.unsubscribe({ unsubscriptions: stale, cmd: 'unsubscribe' } as never, () => undefined);
+      // No messageId: aedes then sends no UNSUBACK the client never asked for, and does not
+      // touch the persisted copy either: a persistent session (clean=false) has its stored
+      // subscriptions removed here, so nothing is queued for it while it is offline (issue 11
+      // item 5; a copy that survives anyway is refused and removed when it is restored).
+      if (stale.length > 0) {
+        session.client.unsubscribe({ unsubscriptions: stale, cmd: 'unsubscribe' } as never, () => undefined);
+        if (session.client.clean === false) {
+          const persistence = ((session.client as unknown as { broker: unknown }).broker as { persistence: { removeSubscriptions(c: Client, t: string[]): Promise<unknown> } }).persistence;
+          persistence.removeSubscriptions(session.client, stale).catch((err: Error) => hctx.logger.debug({ err: err.message }, 'stale stored subscription not removed'));
+        }
+      }
+    },
+    isLive() {
+      return isLiveSession(hctx.sessions, session);
     },
     send(topic: string, payload: string) {
       hctx.replyTo(session.client, topic, payload);
@@ -104,6 +116,13 @@ export async function handleGatewayRequest(
   }
   let result: AlinkResult;
   try {
+    // A request that raced the gateway's end (disconnect, kick, disable) or a gateway disabled
+    // meanwhile runs nothing (issue 11 item 9).
+    const gateway = await hctx.app.store.getDevice(session.identity.productKey, session.identity.deviceName);
+    if (!gateway?.enabled || !isLiveSession(hctx.sessions, session)) {
+      hctx.logger.info({ event: 'gateway.request.skip', productKey: session.identity.productKey, deviceName: session.identity.deviceName, topic: packet.topic.slice(0, 200) }, 'request of an ended or disabled gateway session not run');
+      return;
+    }
     result = await run(gatewayLinkOf(hctx, session), req.params);
   } catch (err) {
     hctx.logger.error({ err, topic: packet.topic }, 'gateway request failed');

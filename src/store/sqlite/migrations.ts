@@ -165,4 +165,14 @@ CREATE TABLE device_tokens (
 `,
     moveTokensToSlots: true,
   },
+  {
+    version: 9,
+    name: 'last auth error time and source',
+    // When the last refused login happened and from where (transport and source address), so
+    // an operator tells a stranger failing under a device's name from the device itself.
+    sql: `
+ALTER TABLE devices ADD COLUMN last_auth_error_at TEXT;
+ALTER TABLE devices ADD COLUMN last_auth_error_source TEXT;
+`,
+  },
 ];

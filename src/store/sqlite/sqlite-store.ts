@@ -57,6 +57,8 @@ const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
   nickname: 'nickname',
   activatedAt: 'activated_at',
   lastAuthError: 'last_auth_error',
+  lastAuthErrorAt: 'last_auth_error_at',
+  lastAuthErrorSource: 'last_auth_error_source',
 };
 
 /** A device row's identity as its secrets are bound to it (secret-binding.ts). */
@@ -131,7 +133,7 @@ export class SqliteStore implements Store {
       existingDeviceNames: db.prepare('SELECT device_name FROM devices WHERE product_key = ? AND device_name IN (SELECT value FROM json_each(?))'),
       deleteDevice: db.prepare('DELETE FROM devices WHERE iot_id = ?'),
       detachAllSubs: db.prepare('UPDATE devices SET gateway_iot_id = NULL WHERE gateway_iot_id = ?'),
-      resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL WHERE iot_id = ?'),
+      resetDevice: db.prepare('UPDATE devices SET activated_at = NULL, client_id = NULL, device_token = NULL, online = 0, last_auth_error = NULL, last_auth_error_at = NULL, last_auth_error_source = NULL WHERE iot_id = ?'),
       clearRandoms: db.prepare('DELETE FROM registration_randoms WHERE iot_id = ?'),
       clearSlots: db.prepare('DELETE FROM device_tokens WHERE iot_id = ?'),
       listSlots: db.prepare('SELECT * FROM device_tokens WHERE iot_id = ? ORDER BY slot'),
@@ -215,6 +217,8 @@ export class SqliteStore implements Store {
       gatewayIotId: (r.gateway_iot_id as string | null) ?? null,
       registeredByGatewayIotId: (r.registered_by_gateway_iot_id as string | null) ?? null,
       lastAuthError: (r.last_auth_error as string | null) ?? null,
+      lastAuthErrorAt: (r.last_auth_error_at as string | null) ?? null,
+      lastAuthErrorSource: (r.last_auth_error_source as string | null) ?? null,
     };
   }
 
@@ -368,6 +372,8 @@ export class SqliteStore implements Store {
       gatewayIotId: null,
       registeredByGatewayIotId: null,
       lastAuthError: null,
+      lastAuthErrorAt: null,
+      lastAuthErrorSource: null,
     };
   }
 

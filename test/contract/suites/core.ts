@@ -223,6 +223,21 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         assert.equal(await store.updateDevice('iotMissing', { enabled: true }), undefined);
       }));
 
+      it('lastAuthError keeps its time and source; a new device has none (issue 11 item 16)', withStore(async (store) => {
+        const { product, devices } = await seeded(store, 1);
+        const d = devices[0]!;
+        assert.equal(d.lastAuthError, null);
+        assert.equal(d.lastAuthErrorAt, null);
+        assert.equal(d.lastAuthErrorSource, null);
+        const patch = { lastAuthError: 'signature does not match', lastAuthErrorAt: T1, lastAuthErrorSource: 'mqtt/tcp 203.0.113.7' };
+        const u = await store.updateDevice(d.iotId, patch);
+        assert.deepEqual(u, { ...d, ...patch });
+        assert.deepEqual(await store.getDevice(product.productKey, d.deviceName), u);
+        // A later refusal from elsewhere replaces all three.
+        const later = { lastAuthError: 'device is disabled', lastAuthErrorAt: T2, lastAuthErrorSource: 'https 198.51.100.2' };
+        assert.deepEqual(await store.updateDevice(d.iotId, later), { ...d, ...later });
+      }));
+
       it('deleteDevice removes it, lowers the count, and detaches its sub-devices', withStore(async (store) => {
         const { product, devices } = await seeded(store, 3);
         const [gw, sub1, sub2] = devices;
@@ -312,6 +327,7 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         const { devices } = await seeded(store, 1);
         const d = devices[0]!;
         await store.issueDeviceTokenSlot(d.iotId, { clientId: 'dev-000.cid', deviceToken: 'TokenTokenTokenToken' }, 5, T1);
+        await store.updateDevice(d.iotId, { lastAuthError: 'x', lastAuthErrorAt: T1, lastAuthErrorSource: 'mqtt/tcp 203.0.113.7' });
         await store.markOnline(d.iotId, T1);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T1), true);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T1), false, 'a random is single-use');
@@ -322,6 +338,9 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
         assert.equal(r.online, false);
         assert.deepEqual(await store.listDeviceTokenSlots(d.iotId), []);
         assert.equal(r.deviceSecret, d.deviceSecret);
+        assert.equal(r.lastAuthError, null);
+        assert.equal(r.lastAuthErrorAt, null);
+        assert.equal(r.lastAuthErrorSource, null);
         assert.equal(await store.useRegistrationRandom(d.iotId, 'r-123', T2), true, 'randoms are forgotten on reset');
         assert.equal(await store.resetDevice('iotMissing'), undefined);
       }));

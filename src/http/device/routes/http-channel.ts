@@ -113,7 +113,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
         ctx.services.metrics.login('https', 'refused', refusal.label);
         ctx.services.logLimiter.log('info', 'http.auth.deny', req.ip, { productKey: fields.productKey, deviceName: fields.deviceName, reason: result.reason, remote: req.ip }, 'http channel auth refused');
-        if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`);
+        if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`, `${req.protocol} ${req.ip}`);
         return send(reply, refusal.httpChannel, refusal.httpChannel === HTTP_CHANNEL_CODES.PARAM ? 'unsupported signmethod' : 'auth check error');
       }
       throttle.recordSuccess(result.device);

@@ -25,6 +25,8 @@ export const PublicDeviceSchema = Type.Object({
   lastOnlineAt: Nullable(Type.String()),
   gateway: Nullable(Type.Object({ productKey: Type.String(), deviceName: Type.String(), iotId: Type.String() })),
   lastAuthError: Nullable(Type.String()),
+  lastAuthErrorAt: Nullable(Type.String({ description: 'when the last refused login happened (ISO time)' })),
+  lastAuthErrorSource: Nullable(Type.String({ description: 'where it came from: transport and source address, e.g. "mqtt/tcp 203.0.113.7", "https 203.0.113.7"' })),
 });
 
 const DeviceCredentials = Type.Object({
