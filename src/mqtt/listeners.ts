@@ -87,8 +87,11 @@ async function serveAs(
     await release();
     throw e;
   }
+  const described = describe(bound);
+  // After the bind, a server 'error' (e.g. EMFILE while accepting) must not kill the process.
+  server.on('error', (err) => ctx.logger.warn({ listener: described.name, err: err.message }, 'listener error'));
   return {
-    ...describe(bound),
+    ...described,
     port: bound,
     stopAccepting() {
       server.close();
@@ -141,6 +144,7 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTT port');
     s.destroy();
   });
+  tlsSide.on('error', (err) => ctx.logger.warn({ err: err.message }, 'TLS side of the MQTT port failed'));
   const server = net.createServer((socket) => {
     tracker.add(socket);
     socket.on('error', () => socket.destroy());
@@ -154,6 +158,10 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
       }
       if (first === TLS_HANDSHAKE) tlsSide.emit('connection', socket);
       else handOver(broker, socket, 'tcp', socket.remoteAddress);
+    }).catch((err: unknown) => {
+      // Whatever went wrong with one peer's socket ends that socket, never the process.
+      ctx.logger.debug({ err: err instanceof Error ? err.message : String(err), remote: socket.remoteAddress }, 'MQTT port: connection dropped');
+      socket.destroy();
     });
   });
   return serveAs(
@@ -173,7 +181,12 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
     s.setNoDelay(true);
     handOver(broker, s, 'tls', s.remoteAddress);
   });
-  server.on('connection', (s: net.Socket) => tracker.add(s));
+  server.on('connection', (s: net.Socket) => {
+    tracker.add(s);
+    // The TLS layer reports handshake failures (tlsClientError); this keeps a reset of the raw
+    // socket from ever being an unhandled 'error'.
+    s.on('error', () => s.destroy());
+  });
   server.on('tlsClientError', (err, s) => {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTTS port');
     s.destroy();
@@ -196,13 +209,22 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'MQTT over WebSocket is served on /mqtt' }));
   };
   const server = secure ? https.createServer(serverTlsOptions(ctx), notFound) : http.createServer(notFound);
-  server.on('connection', (s: net.Socket) => tracker.add(s));
+  server.on('connection', (s: net.Socket) => {
+    tracker.add(s);
+    s.on('error', () => s.destroy());
+  });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  wss.on('error', (err) => ctx.logger.warn({ err: err.message }, 'WebSocket server error'));
   const transport: Transport = secure ? 'wss' : 'ws';
   server.on('upgrade', (req, socket, head) => {
+    // The HTTP server takes its own 'error' listener off a socket it hands to 'upgrade': from
+    // here a reset by the peer (ECONNRESET) would be an unhandled 'error' that kills the process.
+    socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0]!;
     if (!WS_PATHS.has(path)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      // Closed once the answer is written, so a peer that never closes its side holds nothing.
+      (socket as net.Socket).destroySoon();
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
