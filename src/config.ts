@@ -2,15 +2,22 @@
  * One typed configuration from environment variables and (overriding them) CLI flags,
  * validated at start. A bad value stops the server with a message naming the variable.
  */
+import net from 'node:net';
 import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
+/** A DNS host name (RFC 1123 labels): what a bind address may be besides an IP address. */
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
 export interface Config {
   dataDir: string;
+  /** Address the device listeners (MQTT, MQTTS, WS, WSS, device HTTPS) bind. */
   host: string;
+  /** Address the management API binds: loopback unless the operator opens it. */
+  managementHost: string;
   httpPort: number;
   httpsPort: number;
   mqttPort: number;
@@ -64,12 +71,21 @@ export interface Config {
   retainedTotal: number;
   /** Retained payload bytes the whole broker holds. */
   retainedBytesTotal: number;
+  /** Both HTTP listeners: the TLS handshake and a request's headers must arrive within this. */
+  httpHeadersTimeoutSeconds: number;
+  /** Device HTTPS: a whole request (headers and body) must arrive within this. */
+  httpRequestTimeoutSeconds: number;
+  /** Management API: a whole request must arrive within this (an import of up to 200 MB). */
+  managementRequestTimeoutSeconds: number;
+  /** Device HTTPS: open connections per source address; 0 = no cap. */
+  httpConnectionsPerSource: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
 export const CONFIG_ENV: Record<keyof Config, string> = {
   dataDir: 'THINGAUTH_DATA_DIR',
   host: 'THINGAUTH_HOST',
+  managementHost: 'THINGAUTH_MANAGEMENT_HOST',
   httpPort: 'THINGAUTH_HTTP_PORT',
   httpsPort: 'THINGAUTH_HTTPS_PORT',
   mqttPort: 'THINGAUTH_MQTT_PORT',
@@ -105,6 +121,10 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   retainedBytesPerIdentity: 'THINGAUTH_RETAINED_BYTES_PER_IDENTITY',
   retainedTotal: 'THINGAUTH_RETAINED_TOTAL',
   retainedBytesTotal: 'THINGAUTH_RETAINED_BYTES_TOTAL',
+  httpHeadersTimeoutSeconds: 'THINGAUTH_HTTP_HEADERS_TIMEOUT_SECONDS',
+  httpRequestTimeoutSeconds: 'THINGAUTH_HTTP_REQUEST_TIMEOUT_SECONDS',
+  managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
+  httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
 };
 
 export class ConfigError extends Error {
@@ -160,10 +180,21 @@ export function loadConfig(input: ConfigInput): Config {
     return v;
   };
 
+  const bindAddress = (k: keyof Config, def: string): string => {
+    const raw = input[k];
+    if (raw === undefined) return def;
+    if (net.isIP(raw) === 0 && !HOSTNAME.test(raw)) {
+      problems.push(`${label(k)} must be an IP address or a host name (no port), e.g. 127.0.0.1, 0.0.0.0 or ::, got "${raw}"`);
+      return def;
+    }
+    return raw;
+  };
+
   const dataDir = path.resolve(input.dataDir ?? './data');
   const config: Config = {
     dataDir,
-    host: input.host ?? '0.0.0.0',
+    host: bindAddress('host', '0.0.0.0'),
+    managementHost: bindAddress('managementHost', '127.0.0.1'),
     httpPort: port('httpPort', 8080),
     httpsPort: port('httpsPort', 8443),
     mqttPort: port('mqttPort', 1883),
@@ -202,9 +233,19 @@ export function loadConfig(input: ConfigInput): Config {
     retainedBytesPerIdentity: int('retainedBytesPerIdentity', 1_048_576, 0, 1_073_741_824),
     retainedTotal: int('retainedTotal', 10_000, 0, 10_000_000),
     retainedBytesTotal: int('retainedBytesTotal', 67_108_864, 0, 17_179_869_184),
+    // Slow requests (slowloris, trickled bodies) and their reasons: docs/security.md "Slow requests".
+    httpHeadersTimeoutSeconds: int('httpHeadersTimeoutSeconds', 10, 1, 600),
+    httpRequestTimeoutSeconds: int('httpRequestTimeoutSeconds', 30, 1, 3600),
+    managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
+    httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
+  }
+  for (const k of ['httpRequestTimeoutSeconds', 'managementRequestTimeoutSeconds'] as const) {
+    if (config[k] < config.httpHeadersTimeoutSeconds) {
+      problems.push(`${label(k)} (${config[k]}) must not be shorter than ${label('httpHeadersTimeoutSeconds')} (${config.httpHeadersTimeoutSeconds})`);
+    }
   }
   if (config.adminToken !== undefined && config.adminToken.length < 16) {
     problems.push(`${label('adminToken')} must be at least 16 characters`);

@@ -21,6 +21,8 @@ export interface Listener {
   name: string;
   url: string;
   port: number;
+  /** Said after the address in the start log line (e.g. who can reach the listener). */
+  note?: string;
   /** Graceful shutdown, first step: refuse new connections, keep the open ones (optional). */
   stopAccepting?(): void;
   close(): Promise<void>;

@@ -95,7 +95,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
       listeners[l.name] = l;
       ctx.listenerPorts![l.name] = l.port;
       started.push(l);
-      logger.info({ listener: l.name, url: l.url }, `listening ${l.name} on ${l.url}`);
+      logger.info({ listener: l.name, url: l.url }, `listening ${l.name} on ${l.url}${l.note ? ` (${l.note})` : ''}`);
     }
   } catch (e) {
     for (const l of started.reverse()) await l.close().catch(() => undefined);

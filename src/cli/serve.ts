@@ -1,6 +1,8 @@
 /** `thingauth serve`: start every listener on the configured (or embedded default) store. */
 import type { Command } from 'commander';
 import { CONFIG_ENV, ConfigError, configInputFromEnv, loadConfig, type Config, type ConfigInput } from '../config.js';
+import type { Logger } from '../logger.js';
+import { exitOnFatalErrors } from './fatal-errors.js';
 
 function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -30,7 +32,10 @@ export function addServeCommand(program: Command): void {
     // Loaded here, not at the top: the server pulls in every listener and the store, which
     // the API-client commands (product, device, ...) do not need at their start-up.
     const { startThingAuth } = await import('../main.js');
+    let logger: Logger | undefined;
+    exitOnFatalErrors(() => logger);
     const running = await startThingAuth(config);
+    logger = running.ctx.logger;
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;

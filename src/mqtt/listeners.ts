@@ -93,8 +93,11 @@ async function serveAs(
     await release();
     throw e;
   }
+  const described = describe(bound);
+  // After the bind, a server 'error' (e.g. EMFILE while accepting) must not kill the process.
+  server.on('error', (err) => ctx.logger.warn({ listener: described.name, err: err.message }, 'listener error'));
   return {
-    ...describe(bound),
+    ...described,
     port: bound,
     stopAccepting() {
       server.close();
@@ -148,10 +151,11 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
     s.destroy();
   });
   const pending = pendingConnectionsOf(ctx);
+  tlsSide.on('error', (err) => ctx.logger.warn({ err: err.message }, 'TLS side of the MQTT port failed'));
   const server = net.createServer((socket) => {
     tracker.add(socket);
-    if (!pending.admit(socket)) return;
     socket.on('error', () => socket.destroy());
+    if (!pending.admit(socket)) return;
     socket.setNoDelay(true);
     socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
     void peekFirstByte(socket).then((first) => {
@@ -162,6 +166,10 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
       }
       if (first === TLS_HANDSHAKE) tlsSide.emit('connection', socket);
       else handOver(broker, socket, 'tcp', socket.remoteAddress);
+    }).catch((err: unknown) => {
+      // Whatever went wrong with one peer's socket ends that socket, never the process.
+      ctx.logger.debug({ err: err instanceof Error ? err.message : String(err), remote: socket.remoteAddress }, 'MQTT port: connection dropped');
+      socket.destroy();
     });
   });
   return serveAs(
@@ -184,6 +192,9 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
   const pending = pendingConnectionsOf(ctx);
   server.on('connection', (s: net.Socket) => {
     tracker.add(s);
+    // The TLS layer reports handshake failures (tlsClientError); this keeps a reset of the raw
+    // socket from ever being an unhandled 'error'.
+    s.on('error', () => s.destroy());
     pending.admit(s);
   });
   server.on('tlsClientError', (err, s) => {
@@ -211,14 +222,21 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
   const pending = pendingConnectionsOf(ctx);
   server.on('connection', (s: net.Socket) => {
     tracker.add(s);
+    s.on('error', () => s.destroy());
     pending.admit(s);
   });
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  wss.on('error', (err) => ctx.logger.warn({ err: err.message }, 'WebSocket server error'));
   const transport: Transport = secure ? 'wss' : 'ws';
   server.on('upgrade', (req, socket, head) => {
+    // The HTTP server takes its own 'error' listener off a socket it hands to 'upgrade': from
+    // here a reset by the peer (ECONNRESET) would be an unhandled 'error' that kills the process.
+    socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0]!;
     if (!WS_PATHS.has(path)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
+      // Closed once the answer is written, so a peer that never closes its side holds nothing.
+      (socket as net.Socket).destroySoon();
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -119,4 +119,29 @@ describe('config', () => {
     assert.equal(sqlitePath(loadConfig({ databaseUrl: 'sqlite://relative.db' })), path.resolve('relative.db'));
     assert.equal(sqlitePath(loadConfig({ databaseUrl: 'sqlite::memory:' })), ':memory:');
   });
+  it('management API bind address: THINGAUTH_MANAGEMENT_HOST, loopback by default, apart from THINGAUTH_HOST (issue 11 item 2)', () => {
+    const c = loadConfig({});
+    assert.equal(c.managementHost, '127.0.0.1');
+    assert.equal(c.host, '0.0.0.0');
+    assert.equal(loadConfig(configInputFromEnv({ THINGAUTH_MANAGEMENT_HOST: '::' })).managementHost, '::');
+    assert.equal(loadConfig({ managementHost: 'mgmt.internal' }).managementHost, 'mgmt.internal');
+    for (const bad of ['127.0.0.1:8080', 'not a host', 'http://127.0.0.1', '-bad', 'a..b']) {
+      const [p] = problemsOf({ managementHost: bad });
+      assert.match(p!, /THINGAUTH_MANAGEMENT_HOST \(--management-host\) must be an IP address or a host name/);
+      assert.ok(p!.includes(bad));
+    }
+    assert.match(problemsOf({ host: '0.0.0.0:1883' })[0]!, /THINGAUTH_HOST \(--host\)/);
+  });
+
+  it('HTTP deadlines and the per-source connection cap (issue 11 item 6): defaults, bounds, headers not longer than requests', () => {
+    const c = loadConfig({});
+    assert.equal(c.httpHeadersTimeoutSeconds, 10);
+    assert.equal(c.httpRequestTimeoutSeconds, 30);
+    assert.equal(c.managementRequestTimeoutSeconds, 900);
+    assert.equal(c.httpConnectionsPerSource, 64);
+    assert.equal(loadConfig({ httpConnectionsPerSource: '0' }).httpConnectionsPerSource, 0);
+    assert.match(problemsOf({ httpHeadersTimeoutSeconds: '0' })[0]!, /THINGAUTH_HTTP_HEADERS_TIMEOUT_SECONDS/);
+    assert.match(problemsOf({ httpRequestTimeoutSeconds: '1.5' })[0]!, /THINGAUTH_HTTP_REQUEST_TIMEOUT_SECONDS/);
+    assert.match(problemsOf({ httpHeadersTimeoutSeconds: '40' })[0]!, /THINGAUTH_HTTP_REQUEST_TIMEOUT_SECONDS .* must not be shorter than THINGAUTH_HTTP_HEADERS_TIMEOUT_SECONDS/);
+  });
 });

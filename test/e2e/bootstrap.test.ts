@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
-import { caOf, connectClient, createDevice, endClient, nextMessage, signedConnect, subscribe, waitForClose, type DeviceCredentials } from '../helpers/mqtt.js';
+import { caOf, connectClient, createDevice, endClient, eventually, nextMessage, signedConnect, subscribe, waitForClose, type DeviceCredentials } from '../helpers/mqtt.js';
 import { deviceHttpsPort } from '../helpers/https.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -271,8 +271,8 @@ describe('bootstrap notify makes a connected device reconnect where it is told',
       moved.once('error', reject);
     });
     await closed; // the new login took the device over from its old connection
-    const device = await server.request('GET', `/api/v1/products/${a.productKey}/devices/${a.deviceName}`);
-    assert.equal(device.body.status, 'ONLINE');
+    // Presence is written in batches: wait for the write, not a fixed time.
+    await eventually(async () => (await server.request('GET', `/api/v1/products/${a.productKey}/devices/${a.deviceName}`)).body.status === 'ONLINE', 10_000);
 
     // useDefault removes the stored endpoint: the configured (default) one applies again.
     const reset = await server.request('POST', `/api/v1/products/${a.productKey}/devices/${a.deviceName}/bootstrap-notify`, { useDefault: true });

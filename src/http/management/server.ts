@@ -8,7 +8,11 @@
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
+import net from 'node:net';
+import { CONFIG_ENV } from '../../config.js';
 import type { AppContext, Listener } from '../../context.js';
+import { capConnectionsPerSource } from '../connection-caps.js';
+import { fastifyTimeoutOptions, serverTimeoutOptions, type RequestTimeouts } from '../request-timeouts.js';
 import { installCallerAuth } from './caller-auth.js';
 import { installErrorHandling } from './errors.js';
 import { MANAGEMENT_ROUTES } from './routes/index.js';
@@ -27,13 +31,31 @@ export type ManagementApp = FastifyInstance<
   TypeBoxTypeProvider
 >;
 
+/**
+ * Open connections per source address on the management API: an operator's CLI, a dashboard
+ * and Prometheus need a handful; the cap keeps one host from holding all sockets.
+ */
+export const MANAGEMENT_CONNECTIONS_PER_SOURCE = 32;
+
+/**
+ * The management API's deadlines: headers as on the device listener; the whole request gets
+ * THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS (15 min by default: a 200 MB import at about
+ * 230 KB/s), since Node's request deadline is one per server, not per route.
+ */
+export function managementRequestTimeouts(ctx: AppContext): RequestTimeouts {
+  return { headersMs: ctx.config.httpHeadersTimeoutSeconds * 1000, requestMs: ctx.config.managementRequestTimeoutSeconds * 1000 };
+}
+
 /** Builds the app with every route registered, without listening (tests and tools use inject or their own listen). */
 export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp> {
+  const timeouts = managementRequestTimeouts(ctx);
   // One spelling per route: the router's defaults, stated so nobody loosens them by accident
   // (caller-auth decides on the matched route anyway, so a looser router would not open a hole).
   const app = Fastify({
     logger: false,
     bodyLimit: MANAGEMENT_BODY_LIMIT,
+    ...fastifyTimeoutOptions(timeouts),
+    http: serverTimeoutOptions(timeouts),
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, caseSensitive: true },
   }).withTypeProvider<TypeBoxTypeProvider>();
   // TypeBox's compiler never coerces or strips a body: wrong types and unknown fields are
@@ -78,8 +100,20 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
 
 export async function startManagementApi(ctx: AppContext): Promise<Listener> {
   const app = await buildManagementApp(ctx);
-  await app.listen({ host: ctx.config.host, port: ctx.config.httpPort });
+  capConnectionsPerSource(app.server, MANAGEMENT_CONNECTIONS_PER_SOURCE, ctx.logger, 'management-http');
+  // Its own bind address (loopback by default), not the device listeners' THINGAUTH_HOST.
+  const host = ctx.config.managementHost;
+  await app.listen({ host, port: ctx.config.httpPort });
+  app.server.on('error', (err) => ctx.logger.warn({ listener: 'management-http', err: err.message }, 'listener error'));
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : ctx.config.httpPort;
-  return { name: 'management-http', url: `http://${ctx.config.host}:${port}`, port, close: () => app.close() };
+  const note = isLoopback(host)
+    ? `only this machine can reach it; set ${CONFIG_ENV.managementHost}=0.0.0.0 (or an interface address) to open it to the network`
+    : `reachable from the network over plain HTTP; keep it on a private network or behind a TLS proxy (${CONFIG_ENV.managementHost}=127.0.0.1 keeps it local)`;
+  return { name: 'management-http', url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, note, close: () => app.close() };
+}
+
+function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return net.isIPv4(host) && host.startsWith('127.');
 }
