@@ -79,6 +79,8 @@ export interface Config {
   managementRequestTimeoutSeconds: number;
   /** Device HTTPS: open connections per source address; 0 = no cap. */
   httpConnectionsPerSource: number;
+  /** Open connections per source address on the management API; 0 = no cap. */
+  managementConnectionsPerSource: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -125,6 +127,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   httpRequestTimeoutSeconds: 'THINGAUTH_HTTP_REQUEST_TIMEOUT_SECONDS',
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
+  managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
 };
 
 export class ConfigError extends Error {
@@ -238,6 +241,7 @@ export function loadConfig(input: ConfigInput): Config {
     httpRequestTimeoutSeconds: int('httpRequestTimeoutSeconds', 30, 1, 3600),
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
+    managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);

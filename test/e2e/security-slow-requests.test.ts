@@ -14,10 +14,12 @@ import { createHmac } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
-import { MANAGEMENT_CONNECTIONS_PER_SOURCE } from '../../src/http/management/server.js';
 import { deviceHttpsPost, deviceHttpsPort } from '../helpers/https.js';
 import { caOf, connectClient, createDevice, endClient, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+
+/** The management cap this file's second server runs with (the default is 128). */
+const MANAGEMENT_CONNECTIONS_PER_SOURCE = 8;
 
 const HEADERS_S = 1;
 const REQUEST_S = 3;
@@ -173,7 +175,7 @@ describe('connections per source address', () => {
   const sockets: net.Socket[] = [];
 
   before(async () => {
-    server = await startTestServer({ httpConnectionsPerSource: '4' });
+    server = await startTestServer({ httpConnectionsPerSource: '4', managementConnectionsPerSource: String(MANAGEMENT_CONNECTIONS_PER_SOURCE) });
     dev = await createDevice(server);
   });
   after(async () => {

@@ -32,12 +32,6 @@ export type ManagementApp = FastifyInstance<
 >;
 
 /**
- * Open connections per source address on the management API: an operator's CLI, a dashboard
- * and Prometheus need a handful; the cap keeps one host from holding all sockets.
- */
-export const MANAGEMENT_CONNECTIONS_PER_SOURCE = 32;
-
-/**
  * The management API's deadlines: headers as on the device listener; the whole request gets
  * THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS (15 min by default: a 200 MB import at about
  * 230 KB/s), since Node's request deadline is one per server, not per route.
@@ -100,7 +94,9 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
 
 export async function startManagementApi(ctx: AppContext): Promise<Listener> {
   const app = await buildManagementApp(ctx);
-  capConnectionsPerSource(app.server, MANAGEMENT_CONNECTIONS_PER_SOURCE, ctx.logger, 'management-http');
+  // An operator's CLI, a dashboard and Prometheus need a handful, a script creating devices in
+  // parallel more; the cap (THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE) keeps one host from holding all sockets.
+  capConnectionsPerSource(app.server, ctx.config.managementConnectionsPerSource, ctx.logger, 'management-http');
   // Its own bind address (loopback by default), not the device listeners' THINGAUTH_HOST.
   const host = ctx.config.managementHost;
   await app.listen({ host, port: ctx.config.httpPort });
