@@ -39,17 +39,57 @@ function handOver(broker: MqttBroker, conn: Duplex, transport: Transport, remote
   guardPacketSize(broker, conn, remoteAddress ?? '', () => pending.release(socket));
 }
 
+/** How long a TLS peer gets for our close_notify to go out before its socket is cut. */
+const TLS_CLOSE_GRACE_MS = 500;
+
+/**
+ * A TLS session the server ends (DISCONNECT, takeover, kick, keep-alive expiry, the device's
+ * own close, shutdown) ends with close_notify and FIN: aedes and the listeners end a connection
+ * with destroy(), which on a TLS socket cuts it without close_notify. Here destroy() without an
+ * error first ends the TLS session, then releases the socket once that went out (or after
+ * TLS_CLOSE_GRACE_MS when the peer reads nothing).
+ */
+function endWithCloseNotify(s: tls.TLSSocket): void {
+  const destroyNow = s.destroy.bind(s);
+  let ending = false;
+  s.destroy = ((err?: Error) => {
+    if (err || s.destroyed) return destroyNow(err);
+    // close_notify is on its way (a second destroy, e.g. from ws, would cut it off): the end
+    // callback or the grace releases the socket.
+    if (ending) return s;
+    if (s.writableEnded || !s.writable) return destroyNow();
+    ending = true;
+    s.end(() => destroyNow());
+    setTimeout(() => destroyNow(), TLS_CLOSE_GRACE_MS).unref();
+    return s;
+  }) as typeof s.destroy;
+}
+
 /** Tracks open sockets so close() does not wait for idle devices to leave. */
 function socketTracker() {
   const sockets = new Set<net.Socket>();
+  const tlsSessions = new Set<tls.TLSSocket>();
   return {
     add(s: net.Socket) {
       sockets.add(s);
       s.once('close', () => sockets.delete(s));
     },
-    destroyAll() {
+    /** A TLS session over a tracked socket: it ends with close_notify (endWithCloseNotify). */
+    addTls(s: tls.TLSSocket) {
+      endWithCloseNotify(s);
+      tlsSessions.add(s);
+      s.once('close', () => tlsSessions.delete(s));
+    },
+    /** Ends every TLS session with close_notify, waits for them (at most the grace), then cuts what is left. */
+    async endAll(): Promise<void> {
+      const ended = [...tlsSessions].map((s) => new Promise<void>((resolve) => {
+        s.once('close', () => resolve());
+        s.destroy();
+      }));
+      if (ended.length > 0) await Promise.race([Promise.all(ended), new Promise((r) => setTimeout(r, TLS_CLOSE_GRACE_MS + 50))]);
       for (const s of sockets) s.destroy();
       sockets.clear();
+      tlsSessions.clear();
     },
   };
 }
@@ -84,7 +124,7 @@ async function serveAs(
   ctx: AppContext,
   release: () => Promise<void>,
   describe: (port: number) => { name: string; url: string },
-  endConnections: () => void,
+  endConnections: () => void | Promise<void>,
 ): Promise<Listener> {
   let bound: number;
   try {
@@ -104,7 +144,7 @@ async function serveAs(
     },
     async close() {
       const closing = closeServer(server);
-      endConnections();
+      await endConnections();
       await closing;
       await release();
     },
@@ -145,7 +185,10 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
   const tracker = socketTracker();
   // Never listens itself: receives the sockets whose first byte is a TLS handshake.
   const tlsSide = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS });
-  tlsSide.on('secureConnection', (s) => handOver(broker, s, 'tls', s.remoteAddress));
+  tlsSide.on('secureConnection', (s) => {
+    tracker.addTls(s);
+    handOver(broker, s, 'tls', s.remoteAddress);
+  });
   tlsSide.on('tlsClientError', (err, s) => {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTT port');
     s.destroy();
@@ -178,7 +221,7 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
     ctx,
     release,
     (port) => ({ name: 'mqtt', url: `mqtt://${urlHost(ctx.config.host)}:${port} (also TLS)` }),
-    () => tracker.destroyAll(),
+    () => tracker.endAll(),
   );
 }
 
@@ -187,6 +230,7 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
   const tracker = socketTracker();
   const server = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS }, (s) => {
     s.setNoDelay(true);
+    tracker.addTls(s);
     handOver(broker, s, 'tls', s.remoteAddress);
   });
   const pending = pendingConnectionsOf(ctx);
@@ -207,7 +251,7 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
     ctx,
     release,
     (port) => ({ name: 'mqtts', url: `mqtts://${urlHost(ctx.config.host)}:${port}` }),
-    () => tracker.destroyAll(),
+    () => tracker.endAll(),
   );
 }
 
@@ -219,6 +263,7 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     res.end(JSON.stringify({ code: 'NOT_FOUND', message: 'MQTT over WebSocket is served on /mqtt' }));
   };
   const server = secure ? https.createServer(serverTlsOptions(ctx), notFound) : http.createServer(notFound);
+  if (secure) server.on('secureConnection', (s: tls.TLSSocket) => tracker.addTls(s));
   const pending = pendingConnectionsOf(ctx);
   server.on('connection', (s: net.Socket) => {
     tracker.add(s);
@@ -251,9 +296,9 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     ctx,
     release,
     (port) => ({ name: secure ? 'mqtt-wss' : 'mqtt-ws', url: `${secure ? 'wss' : 'ws'}://${urlHost(ctx.config.host)}:${port}/mqtt` }),
-    () => {
+    async () => {
       for (const c of wss.clients) c.terminate();
-      tracker.destroyAll();
+      await tracker.endAll();
       wss.close();
     },
   );

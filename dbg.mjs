@@ -1,0 +1,14 @@
+import { startTestServer } from '/work/main/dist/test/helpers/server.js';
+import { createDevice, signedConnect, caOf } from '/work/main/dist/test/helpers/mqtt.js';
+import mqtt from 'mqtt';
+const server = await startTestServer();
+const d = await createDevice(server);
+const c = signedConnect(d);
+const wss = mqtt.connect(`wss://127.0.0.1:${server.running.listeners['mqtt-wss'].port}/mqtt`, { ...c, ca: caOf(server), servername: 'localhost', reconnectPeriod: 0, protocolVersion: 4, keepalive: 60 });
+wss.on('error', (e) => console.error('client error', e.message));
+wss.stream?.on?.('close', () => console.error('client stream close'));
+await new Promise((r) => wss.once('connect', r));
+await server.stop();
+console.log('stopped');
+await new Promise((r) => setTimeout(r, 300));
+process.exit(0);
