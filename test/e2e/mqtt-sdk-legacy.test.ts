@@ -9,6 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { createDevice, eventually, type DeviceCredentials } from '../helpers/mqtt.js';
+import { whenSdkConnected } from '../helpers/sdk.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const require = createRequire(import.meta.url);
@@ -44,17 +45,7 @@ describe('older Node SDK aliyun-iot-device-sdk 1.0.1', () => {
       // The ClientId it sends: the white space this test is about is really there.
       const sent = device.model?.genConnectPrarms().clientId;
       if (sent !== undefined) assert.match(sent, /\|securemode=3,\n\s+signmethod=hmacsha1,\n\s+timestamp=\d+\|$/);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('the legacy SDK did not connect (refused?)')), 5_000);
-        device.on('connect', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        device.on('error', (err) => {
-          clearTimeout(timer);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        });
-      });
+      await whenSdkConnected(device);
       await eventually(async () => (await server.request('GET', `/api/v1/products/${dev.productKey}/devices/${dev.deviceName}`)).body.status === 'ONLINE', 10_000);
     } finally {
       device.end(true);

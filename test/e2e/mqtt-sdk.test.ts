@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { connectClient, createDevice, endClient, eventually, type DeviceCredentials } from '../helpers/mqtt.js';
+import { whenSdkConnected } from '../helpers/sdk.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 const require = createRequire(import.meta.url);
@@ -26,22 +27,7 @@ const samples = JSON.parse(fs.readFileSync(new URL('../../../test/fixtures/wire-
 };
 
 function sdkConnect(config: Record<string, unknown>): Promise<SdkDevice> {
-  return new Promise((resolve, reject) => {
-    const device = iot.device(config);
-    const timer = setTimeout(() => {
-      device.end(true);
-      reject(new Error('SDK did not connect'));
-    }, 5_000);
-    device.on('connect', () => {
-      clearTimeout(timer);
-      resolve(device);
-    });
-    device.on('error', (err) => {
-      clearTimeout(timer);
-      device.end(true);
-      reject(err instanceof Error ? err : new Error(String(err)));
-    });
-  });
+  return whenSdkConnected(iot.device(config), 5_000);
 }
 
 function postProps(device: SdkDevice, params: Record<string, unknown>): Promise<{ code: number; data: unknown; message: string; id: string }> {

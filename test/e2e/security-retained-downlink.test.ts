@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import mqtt, { type MqttClient } from 'mqtt';
 import { connectClient, createDevice, endClient, eventually, listenerUrl, nextMessage, signedConnect, subscribe, waitForClose, type DeviceCredentials } from '../helpers/mqtt.js';
+import { whenSdkConnected } from '../helpers/sdk.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, connectApp, connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic } from './gateway-helpers.js';
 
@@ -28,14 +29,7 @@ interface SdkDevice {
 }
 
 function sdkConnect(server: TestServer, dev: Dev): Promise<SdkDevice> {
-  return new Promise((resolve, reject) => {
-    const device = iot.device({ ...dev, brokerUrl: `mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}` });
-    const timer = setTimeout(() => reject(new Error('SDK did not connect')), 10_000);
-    device.once('connect', () => {
-      clearTimeout(timer);
-      resolve(device);
-    });
-  });
+  return whenSdkConnected(iot.device({ ...dev, brokerUrl: `mqtt://127.0.0.1:${server.running.listeners.mqtt!.port}` }));
 }
 
 function publishAcked(client: MqttClient, topic: string, payload: string | Buffer, opts: { retain?: boolean } = {}): Promise<void> {
