@@ -122,6 +122,14 @@ function logLines(server: TestServer, pred: (l: any) => boolean): any[] {
   return out;
 }
 
+
+/** A product with dynamic registration on and the named devices pre-created. */
+async function registrationProduct(server: TestServer, name: string, productSecret: string, devices: string[]): Promise<string> {
+  const reg = server.running.ctx.services.registry;
+  const p = await reg.createProduct({ productName: name, dynamicRegistration: true, productSecret });
+  await reg.createDevices(p.productKey, { deviceNames: devices });
+  return p.productKey;
+}
 describe('registration rate limits cannot be drained without the ProductSecret (issue 11 item 7)', () => {
   let server: TestServer;
   const PS = 'PsRefusals7A1234';
@@ -139,12 +147,7 @@ describe('registration rate limits cannot be drained without the ProductSecret (
     await server.stop();
   });
 
-  async function product(name: string, devices: string[]): Promise<string> {
-    const reg = server.running.ctx.services.registry;
-    const p = await reg.createProduct({ productName: name, dynamicRegistration: true, productSecret: PS });
-    await reg.createDevices(p.productKey, { deviceNames: devices });
-    return p.productKey;
-  }
+  const product = (name: string, devices: string[]) => registrationProduct(server, name, PS, devices);
 
   it('a flood of bad signs takes no token: the product\'s honest device still registers, and the flooding source is throttled', async () => {
     const pk = await product('flooded', ['honest']);
@@ -210,12 +213,7 @@ describe('one refusal kind decides the throttle, not the wording of a reason (is
     await server.stop();
   });
 
-  async function product(name: string, devices: string[]): Promise<string> {
-    const reg = server.running.ctx.services.registry;
-    const p = await reg.createProduct({ productName: name, dynamicRegistration: true, productSecret: PS });
-    await reg.createDevices(p.productKey, { deviceNames: devices });
-    return p.productKey;
-  }
+  const product = (name: string, devices: string[]) => registrationProduct(server, name, PS, devices);
 
   it('an unknown device named "disabled-cam" counts as a failure, labelled unknown_device', async () => {
     const pk = await product('named', ['real']);
