@@ -48,12 +48,16 @@ function cipherFor(side: 'from' | 'to', key: string | undefined, dataDir: string
   return new KeyringCipher(keys[0]!, keys.slice(1));
 }
 
+/** Bars still drawing; stopped on any exit so a failed copy does not leave the cursor hidden. */
+const openBars: cliProgress.MultiBar[] = [];
+
 function progressBars(enabled: boolean, label: string): CopyProgress | undefined {
   if (!enabled) return undefined;
   const multi = new cliProgress.MultiBar(
     { stream: process.stderr, format: `${label} {table} [{bar}] {value}/{total}`, hideCursor: true, clearOnComplete: false },
     cliProgress.Presets.shades_classic,
   );
+  openBars.push(multi);
   const bars = new Map<CopyTable, { bar: cliProgress.SingleBar; value: number; growing: boolean }>();
   const width = Math.max(...COPY_TABLES.map((t) => t.length));
   return {
@@ -145,6 +149,7 @@ export function addStoreCommands(program: Command): void {
         process.stdout.write((o.json ? JSON.stringify(summary, null, 2) : human(fromShown, toShown, copied, verified, seconds)) + '\n');
         if (verified.mismatchCount > 0) process.exitCode = 1;
       } finally {
+        for (const m of openBars.splice(0)) m.stop();
         await from?.close();
         await to?.close();
       }

@@ -15,6 +15,8 @@ import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { generateMasterKey, KeyringCipher } from '../../src/core/secret-cipher.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { createHmac } from 'node:crypto';
+import { deviceHttpsPost } from '../helpers/https.js';
 import { connectClient, connectRefusal, endClient, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { mqttRegistration, registrationConnect } from './registration-helpers.js';
@@ -60,6 +62,8 @@ describe('store copy: a populated data dir to another file under another master 
   let app: { appKey: string; appSecret: string };
   let readToken: string;
   let first: any;
+  /** An HTTPS-channel token issued by the source server: valid on the copy only if the channel key came along. */
+  let channelToken: string;
 
   before(async () => {
     const src: TestServer = await startTestServer({ mqttPendingPerSource: '0', registrationRatePerSourcePerSecond: '0' });
@@ -94,6 +98,11 @@ describe('store copy: a populated data dir to another file under another master 
       const a = await applications.create({ name: 'backend', productKeys: [pk] });
       app = { appKey: a.appKey, appSecret: a.appSecret };
       readToken = (await tokens.create('ci', 'read')).token;
+      const d2 = devices[2]!;
+      const sign = createHmac('sha256', d2.deviceSecret).update(`clientId${pk}.${d2.deviceName}deviceName${d2.deviceName}productKey${pk}`).digest('hex');
+      const auth = await deviceHttpsPost(src, '/auth', JSON.stringify({ clientId: `${pk}.${d2.deviceName}`, signmethod: 'hmacsha256', sign, productKey: pk, deviceName: d2.deviceName }), { 'content-type': 'application/json' });
+      assert.equal(auth.json?.code, 0, auth.text);
+      channelToken = auth.json.info.token;
       // Logins and a refusal: activation, lastAuthError and audit entries to copy.
       for (const d of devices) await endClient(await connectClient(src, 'mqtt', signedConnect(d)));
       assert.equal((await connectRefusal(src, 'mqtt', signedConnect({ ...devices[1]!, deviceSecret: 'WrongSecret00000' }))).code, 5);
@@ -115,7 +124,7 @@ describe('store copy: a populated data dir to another file under another master 
     assert.equal(t.topology.source, 2);
     assert.equal(t.applications.source, 1);
     assert.equal(t.management_tokens.source, 1);
-    assert.ok(t.secret_settings.source >= 0);
+    assert.equal(t.secret_settings.source, 1, 'the HTTP channel token key');
     assert.ok(t.audit.source > 5, JSON.stringify(t.audit));
     for (const [name, c] of Object.entries<any>(t)) {
       assert.equal(c.destination, c.source, name);
@@ -156,6 +165,9 @@ describe('store copy: a populated data dir to another file under another master 
       await endClient(await connectClient(dst, 'mqtts', { clientId: `${regnwl.clientId}|securemode=-2,authType=connwl|`, username: `${regnwl.deviceName}&${regnwl.productKey}`, password: regnwl.deviceToken }));
       await endClient(await connectClient(dst, 'mqtts', { clientId: 'backend-1', username: `app:${app.appKey}`, password: app.appSecret }));
 
+      const d2 = devices[2]!;
+      const pub = await deviceHttpsPost(dst, `/topic/${d2.productKey}/${d2.deviceName}/user/update`, '{}', { 'content-type': 'application/octet-stream', password: channelToken });
+      assert.equal(pub.json?.code, 0, `a channel token issued before the move still works: ${pub.text}`);
       assert.equal((await dst.request('GET', '/api/v1/products', undefined, readToken)).status, 200);
       assert.equal((await dst.request('POST', '/api/v1/products', { productName: 'x' }, readToken)).status, 403);
       const topo = await dst.request('GET', `/api/v1/products/${gateway.productKey}/devices/${gateway.deviceName}/sub-devices`);
