@@ -148,6 +148,12 @@ export function addStoreCommands(program: Command): void {
         };
         process.stdout.write((o.json ? JSON.stringify(summary, null, 2) : human(fromShown, toShown, copied, verified, seconds)) + '\n');
         if (verified.mismatchCount > 0) process.exitCode = 1;
+      } catch (e) {
+        // A secret that does not decrypt is nearly always the wrong key for one side.
+        if (e instanceof Error && /stored secret/.test(e.message)) {
+          throw new Error(`${e.message}: is the master key of that side right? (--from-master-key/--from-data-dir, --to-master-key/--to-data-dir)`);
+        }
+        throw e;
       } finally {
         for (const m of openBars.splice(0)) m.stop();
         await from?.close();
