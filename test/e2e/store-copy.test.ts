@@ -148,6 +148,35 @@ describe('store copy: a populated data dir to another file under another master 
     }
   });
 
+  it('a destination that drifted is reported by --verify-only (exit 1) and brought back by the copy', async () => {
+    const dst = new SqliteStore({ filename: path.join(dstDir, 'thingauth.db'), cipher: new KeyringCipher(Buffer.from(dstKey, 'hex')) });
+    try {
+      await dst.updateProduct(gateway.productKey, { productName: 'renamed' }, new Date().toISOString());
+      const d1 = (await dst.getDevice(devices[1]!.productKey, devices[1]!.deviceName))!;
+      await dst.updateDevice(d1.iotId, { deviceSecret: 'DriftedSecret0000', nickname: 'drifted' });
+      const sub1 = (await dst.getDevice(subs[1]!.productKey, subs[1]!.deviceName))!;
+      await dst.detachSubDevices(sub1.gatewayIotId!, [sub1.iotId]);
+      await dst.deleteApplication(app.appKey);
+    } finally {
+      await dst.close();
+    }
+    const from = ['--from', `sqlite:${path.join(srcDir, 'thingauth.db')}`, '--from-data-dir', srcDir, '--to', dstUrl, '--to-master-key', dstKey];
+    const check = await cli(['store', 'copy', ...from, '--verify-only', '--json']);
+    assert.equal(check.code, 1, check.stderr);
+    const report = JSON.parse(check.stdout);
+    assert.equal(report.verified, false);
+    const keys = report.mismatches.map((m: any) => `${m.table} ${m.key ?? ''}`);
+    for (const k of [`products ${gateway.productKey}`, `devices ${devices[1]!.productKey}/${devices[1]!.deviceName}`, `topology ${subs[1]!.productKey}/${subs[1]!.deviceName}`, `applications ${app.appKey}`]) {
+      assert.ok(keys.includes(k), `${k} reported: ${JSON.stringify(keys)}`);
+    }
+    const fixed = await copyJson(from);
+    assert.equal(fixed.verified, true, JSON.stringify(fixed.mismatches));
+    assert.equal(fixed.tables.products.updated, 1);
+    assert.equal(fixed.tables.devices.updated, 1);
+    assert.equal(fixed.tables.topology.created, 1);
+    assert.equal(fixed.tables.applications.created, 1);
+  });
+
   it('the wrong destination key is refused with a clear error, not a wrong copy', async () => {
     const r = await cli(['store', 'copy', '--from', `sqlite:${path.join(srcDir, 'thingauth.db')}`, '--from-data-dir', srcDir, '--to', dstUrl, '--to-master-key', generateMasterKey().toString('hex'), '--json']);
     assert.equal(r.code, 1);
