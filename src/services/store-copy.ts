@@ -77,14 +77,20 @@ function productView(p: Product): unknown {
   };
 }
 
-function deviceCopyOf(d: Device, slots: StoredDeviceTokenSlot[]): DeviceCopy {
+/** A page's slots by device, so each device finds its own without a scan. */
+function slotsByDevice(slots: StoredDeviceTokenSlot[]): Map<string, StoredDeviceTokenSlot[]> {
+  const m = new Map<string, StoredDeviceTokenSlot[]>();
+  for (const s of slots) m.set(s.iotId, [...(m.get(s.iotId) ?? []), s]);
+  return m;
+}
+
+function deviceCopyOf(d: Device, slotsOf: Map<string, StoredDeviceTokenSlot[]>): DeviceCopy {
   return {
     iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret,
     previousDeviceSecret: d.previousDeviceSecret, previousSecretExpiresAt: d.previousSecretExpiresAt, nickname: d.nickname,
     enabled: d.enabled, createdAt: d.createdAt, activatedAt: d.activatedAt, lastOnlineAt: d.lastOnlineAt,
     lastAuthError: d.lastAuthError, lastAuthErrorAt: d.lastAuthErrorAt, lastAuthErrorSource: d.lastAuthErrorSource,
-    slots: slots
-      .filter((s) => s.iotId === d.iotId)
+    slots: [...(slotsOf.get(d.iotId) ?? [])]
       .sort((a, b) => a.slot - b.slot)
       .map((s) => ({ slot: s.slot, clientId: s.clientId, deviceToken: s.deviceToken, createdAt: s.createdAt, activatedAt: s.activatedAt, revokedAt: s.revokedAt })),
   };
@@ -172,9 +178,9 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
   progress?.start('devices', deviceTotal);
   for (const p of products) {
     for await (const page of devicePages(from, p.productKey, opts.batchSize)) {
-      const srcSlots = await from.getDeviceTokenSlotsOf(page.map((d) => d.iotId));
+      const srcSlots = slotsByDevice(await from.getDeviceTokenSlotsOf(page.map((d) => d.iotId)));
       const dstDevices = new Map((await to.getDevicesByName(p.productKey, page.map((d) => d.deviceName))).map((d) => [d.deviceName, d]));
-      const dstSlots = await to.getDeviceTokenSlotsOf([...dstDevices.values()].map((d) => d.iotId));
+      const dstSlots = slotsByDevice(await to.getDeviceTokenSlotsOf([...dstDevices.values()].map((d) => d.iotId)));
       const toWrite: DeviceCopy[] = [];
       for (const d of page) {
         const key = `${p.productKey}/${d.deviceName}`;
@@ -183,7 +189,7 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
         tables.device_tokens.source += copy.slots.length;
         const dst = dstDevices.get(d.deviceName);
         if (dst && dst.iotId !== d.iotId) {
-          tables.device_tokens.destination += dstSlots.filter((s) => s.iotId === dst.iotId).length;
+          tables.device_tokens.destination += dstSlots.get(dst.iotId)?.length ?? 0;
           mismatch({ table: 'devices', key, problem: `the destination holds this DeviceName under another iotId (${dst.iotId}); not copied` });
           continue;
         }
@@ -293,20 +299,22 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
   let srcAfter: number | null = null;
   let dstAfter: number | null = null;
   let dstBuf: AuditEntry[] = [];
+  /** The next destination entry not yet walked past is dstBuf[dstPos]. */
+  let dstPos = 0;
   let dstDone = false;
   /**
    * Reads the destination up to `id` (or its end) into dstBuf. Called before a page is
    * written, so entries this walk writes are never read back as the destination's own.
    */
   const fillDst = async (id: number) => {
-    while (!dstDone && (dstBuf.length === 0 || dstBuf[dstBuf.length - 1]!.id! < id)) {
+    while (!dstDone && (dstPos >= dstBuf.length || dstBuf[dstBuf.length - 1]!.id! < id)) {
       const more = await to.listAuditAfter(dstAfter, opts.batchSize);
       if (more.length < opts.batchSize) dstDone = true;
       if (more.length > 0) dstAfter = more[more.length - 1]!.id!;
-      dstBuf.push(...more);
+      dstBuf = [...dstBuf.slice(dstPos), ...more];
+      dstPos = 0;
     }
   };
-  const nextDst = async (): Promise<AuditEntry | undefined> => dstBuf[0];
   /** Destination entries walked past (matching or not) and the ones written. */
   let dstSeen = 0;
   let written = 0;
@@ -318,15 +326,14 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
     const toWrite: (AuditEntry & { id: number })[] = [];
     for (const e of page) {
       tables.audit.source++;
-      let d = await nextDst();
+      let d = dstBuf[dstPos];
       while (d && d.id! < e.id!) {
         dstSeen++;
-        dstBuf.shift();
-        d = await nextDst();
+        d = dstBuf[++dstPos];
       }
       if (d && d.id === e.id) {
         dstSeen++;
-        dstBuf.shift();
+        dstPos++;
         if (same(auditView(e), auditView(d))) tables.audit.identical++;
         else mismatch({ table: 'audit', key: String(e.id), problem: 'the destination holds another entry under this id; not copied' });
       } else {
@@ -340,8 +347,14 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
     }
     progress?.advance('audit', page.length);
   }
-  await fillDst(Number.MAX_SAFE_INTEGER);
-  dstSeen += dstBuf.length;
+  // Entries only the destination holds, past the source's last: counted, not kept in memory.
+  dstSeen += dstBuf.length - dstPos;
+  while (!dstDone) {
+    const more = await to.listAuditAfter(dstAfter, opts.batchSize);
+    if (more.length < opts.batchSize) dstDone = true;
+    if (more.length > 0) dstAfter = more[more.length - 1]!.id!;
+    dstSeen += more.length;
+  }
   progress?.done('audit');
 
   // ---- counts in the destination ----
