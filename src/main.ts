@@ -16,7 +16,7 @@ import { connectDecisionsSettled } from './mqtt/connect-authenticators.js';
 import { PUSH_CLOSE_GRACE_MS } from './mqtt/registration-connect.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
-import { SqliteStore } from './store/sqlite/sqlite-store.js';
+import { openStoreByUrl } from './store/open-store.js';
 import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
 
@@ -42,13 +42,9 @@ export interface RunningThingAuth {
 }
 
 export async function openStore(config: Config, masterKey: Buffer | SecretCipher): Promise<Store> {
-  const store = new SqliteStore({
-    filename: sqlitePath(config),
-    cipher: Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey,
-    synchronous: config.sqliteSynchronous,
+  return openStoreByUrl(`sqlite:${sqlitePath(config)}`, Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey, {
+    sqliteSynchronous: config.sqliteSynchronous,
   });
-  await store.migrate();
-  return store;
 }
 
 export async function startThingAuth(config: Config, opts: { logger?: Logger } = {}): Promise<RunningThingAuth> {

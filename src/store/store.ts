@@ -100,6 +100,29 @@ export interface ManagementTokenRecord {
   createdAt: string;
 }
 
+/** One regnwl credential slot as stored, for copying between stores: the token (null once revoked) included. */
+export interface StoredDeviceTokenSlot extends DeviceTokenSlot {
+  iotId: string;
+  deviceToken: string | null;
+}
+
+/**
+ * A device exactly as `putDevices` writes it (store copy): every stored field but presence
+ * (`online`, always written as offline) and the gateway bindings (written by
+ * `setDeviceBindings` once every device exists, since they refer to other devices).
+ */
+export type DeviceCopy = Omit<Device, 'online' | 'gatewayIotId' | 'registeredByGatewayIotId'> & {
+  /** Every slot of the device, revoked ones included; replaces the slots stored. */
+  slots: Omit<StoredDeviceTokenSlot, 'iotId'>[];
+};
+
+/** The two gateway references of a device (topology and registrar), as `setDeviceBindings` writes them. */
+export interface DeviceBindings {
+  iotId: string;
+  gatewayIotId: string | null;
+  registeredByGatewayIotId: string | null;
+}
+
 /** Where a re-encryption pass stopped; opaque to callers, pass it back to continue. */
 export type ReencryptCursor = string;
 
@@ -249,4 +272,27 @@ export interface Store {
   // small key/value settings, in plaintext: never put a secret here (use setSecretSettingIfAbsent)
   getMeta(key: string): Promise<string | undefined>;
   setMeta(key: string, value: string): Promise<void>;
+
+  // store copy (`thingauth store copy`): reading everything out and writing it back exactly
+  /** Every slot (revoked ones included, token null) of these devices, by iotId then slot number; unknown iotIds are left out. */
+  getDeviceTokenSlotsOf(iotIds: string[]): Promise<StoredDeviceTokenSlot[]>;
+  /**
+   * Writes these devices of the product exactly as given, in one transaction: a device whose
+   * iotId is stored is overwritten in place (bindings kept), a new one is inserted (no
+   * bindings); their slots are replaced by `slots`; online is written as offline. No device
+   * limit applies (the source enforced it); the kept count follows. PRODUCT_NOT_FOUND when the
+   * product is absent; CONFLICT (nothing written) when an iotId is stored under another
+   * product or DeviceName, or a DeviceName is held by another iotId.
+   */
+  putDevices(productKey: string, devices: DeviceCopy[]): Promise<void>;
+  /** Sets both gateway references of each device exactly as given, in one transaction; DEVICE_NOT_FOUND (nothing written) when a device or a referenced gateway is absent. */
+  setDeviceBindings(bindings: DeviceBindings[]): Promise<void>;
+  /** Audit entries with an id above `afterId` (null = from the start), in id order, each with its id. */
+  listAuditAfter(afterId: number | null, limit: number): Promise<AuditEntry[]>;
+  /** Inserts audit entries keeping their ids, in one transaction (entries appended later get larger ids); CONFLICT when an id is taken. */
+  putAuditEntries(entries: (AuditEntry & { id: number })[]): Promise<void>;
+  /** The keys of every secret setting, in key order. */
+  listSecretSettingKeys(): Promise<string[]>;
+  /** Stores the value, replacing any (store copy only: servers use setSecretSettingIfAbsent). */
+  putSecretSetting(key: string, value: string): Promise<void>;
 }

@@ -15,6 +15,7 @@ import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
 import { deviceTokenSlotsContract } from './suites/device-token-slots.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
 import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
+import { storeCopyContract } from './suites/store-copy.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
@@ -38,5 +39,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     setProductSecretContract(makeStore);
     boundSecretsContract(makeStore, opts);
     subDeviceRegistrarContract(makeStore);
+    storeCopyContract(makeStore);
   });
 }

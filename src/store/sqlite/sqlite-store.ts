@@ -12,6 +12,8 @@ import type {
   Application,
   AuditEntry,
   AuditQuery,
+  DeviceBindings,
+  DeviceCopy,
   DeviceFilter,
   DevicePatch,
   ImportResult,
@@ -22,6 +24,7 @@ import type {
   ProductPatch,
   ReencryptCursor,
   Store,
+  StoredDeviceTokenSlot,
 } from '../store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
@@ -775,7 +778,11 @@ export class SqliteStore implements Store {
     if (q.since) (where.push('at >= ?'), args.push(q.since));
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
     const rows = this.db.prepare(sql).all(...args, Math.min(q.limit ?? 100, 10_000)) as Row[];
-    return rows.map((r) => ({
+    return rows.map((r) => this.toAudit(r));
+  }
+
+  private toAudit(r: Row): AuditEntry {
+    return {
       id: r.id as number,
       at: r.at as string,
       action: r.action as string,
@@ -785,7 +792,7 @@ export class SqliteStore implements Store {
       sourceAddress: (r.source_address as string | null) ?? null,
       result: r.result as AuditEntry['result'],
       reason: (r.reason as string | null) ?? null,
-    }));
+    };
   }
 
   async pruneAudit(before: string): Promise<number> {
@@ -906,5 +913,113 @@ export class SqliteStore implements Store {
 
   async setMeta(key: string, value: string): Promise<void> {
     this.s.setMeta.run(key, value);
+  }
+
+  // ---- store copy ----
+
+  async getDeviceTokenSlotsOf(iotIds: string[]): Promise<StoredDeviceTokenSlot[]> {
+    if (iotIds.length === 0) return [];
+    const rows = this.db
+      .prepare('SELECT * FROM device_tokens WHERE iot_id IN (SELECT value FROM json_each(?)) ORDER BY iot_id, slot')
+      .all(JSON.stringify(iotIds)) as Row[];
+    return rows.map((r) => ({
+      iotId: r.iot_id as string,
+      ...this.toSlot(r),
+      deviceToken: r.device_token === null ? null : this.toCredential(r).deviceToken,
+    }));
+  }
+
+  async putDevices(productKey: string, devices: DeviceCopy[]): Promise<void> {
+    if (devices.length === 0) return;
+    this.db.transaction(() => {
+      this.deviceCount(productKey);
+      const update = this.db.prepare(`UPDATE devices SET device_secret = @deviceSecret, previous_device_secret = @previous,
+        previous_expires_at = @previousSecretExpiresAt, nickname = @nickname, enabled = @enabled, online = 0, created_at = @createdAt,
+        activated_at = @activatedAt, last_online_at = @lastOnlineAt, last_auth_error = @lastAuthError, last_auth_error_at = @lastAuthErrorAt,
+        last_auth_error_source = @lastAuthErrorSource WHERE iot_id = @iotId`);
+      const insert = this.db.prepare(`INSERT INTO devices (iot_id, product_key, device_name, device_secret, previous_device_secret,
+        previous_expires_at, nickname, enabled, online, created_at, activated_at, last_online_at, last_auth_error, last_auth_error_at,
+        last_auth_error_source) VALUES (@iotId, @productKey, @deviceName, @deviceSecret, @previous, @previousSecretExpiresAt, @nickname,
+        @enabled, 0, @createdAt, @activatedAt, @lastOnlineAt, @lastAuthError, @lastAuthErrorAt, @lastAuthErrorSource)`);
+      const insertSlot = this.db.prepare(`INSERT INTO device_tokens (iot_id, product_key, device_name, slot, client_id, device_token,
+        created_at, activated_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+      let inserted = 0;
+      for (const d of devices) {
+        const byId = this.s.getDeviceIds.get(d.iotId) as Row | undefined;
+        if (byId && (byId.product_key !== productKey || byId.device_name !== d.deviceName)) {
+          throw new ThingAuthError('CONFLICT', `iotId ${d.iotId} is stored for ${String(byId.product_key)}/${String(byId.device_name)}, not ${productKey}/${d.deviceName}`, { iotId: d.iotId });
+        }
+        const byName = this.s.getDevice.get(productKey, d.deviceName) as Row | undefined;
+        if (byName && byName.iot_id !== d.iotId) {
+          throw new ThingAuthError('CONFLICT', `deviceName ${d.deviceName} of product ${productKey} is held by another iotId`, { deviceName: d.deviceName });
+        }
+        const ids = deviceIds(d.iotId, productKey, d.deviceName);
+        const row = {
+          ...d,
+          productKey,
+          deviceSecret: this.sealDevice('device_secret', ids, d.deviceSecret),
+          previous: this.sealDevice('previous_device_secret', ids, d.previousDeviceSecret),
+          enabled: d.enabled ? 1 : 0,
+        };
+        delete (row as Partial<typeof row>).slots;
+        if (byId) update.run(row);
+        else (insert.run(row), inserted++);
+        this.s.clearSlots.run(d.iotId);
+        for (const t of d.slots) {
+          const token = t.deviceToken === null ? null : sealSecret(this.cipher, 'device_tokens', 'device_token', [...ids, t.slot], t.deviceToken);
+          insertSlot.run(...ids, t.slot, t.clientId, token, t.createdAt, t.activatedAt, t.revokedAt);
+        }
+      }
+      this.s.addCount.run(inserted, productKey);
+    }).immediate();
+  }
+
+  async setDeviceBindings(bindings: DeviceBindings[]): Promise<void> {
+    if (bindings.length === 0) return;
+    this.db.transaction(() => {
+      const set = this.db.prepare('UPDATE devices SET gateway_iot_id = ?, registered_by_gateway_iot_id = ? WHERE iot_id = ?');
+      for (const b of bindings) {
+        let changes = 0;
+        try {
+          changes = set.run(b.gatewayIotId, b.registeredByGatewayIotId, b.iotId).changes;
+        } catch (e) {
+          if ((e as { code?: string }).code !== 'SQLITE_CONSTRAINT_FOREIGNKEY') throw e;
+          throw new ThingAuthError('DEVICE_NOT_FOUND', `gateway ${b.gatewayIotId ?? b.registeredByGatewayIotId} of device ${b.iotId} not found`);
+        }
+        if (changes === 0) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${b.iotId} not found`);
+      }
+    }).immediate();
+  }
+
+  async listAuditAfter(afterId: number | null, limit: number): Promise<AuditEntry[]> {
+    const rows = this.db.prepare('SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?').all(afterId ?? 0, limit) as Row[];
+    return rows.map((r) => this.toAudit(r));
+  }
+
+  async putAuditEntries(entries: (AuditEntry & { id: number })[]): Promise<void> {
+    if (entries.length === 0) return;
+    this.db.transaction(() => {
+      // AUTOINCREMENT keeps the largest id ever inserted, so later appends go above these.
+      const insert = this.db.prepare(`INSERT INTO audit (id, at, action, actor, product_key, device_name, source_address, result, reason)
+        VALUES (@id, @at, @action, @actor, @productKey, @deviceName, @sourceAddress, @result, @reason)`);
+      for (const e of entries) {
+        try {
+          insert.run({ id: e.id, at: e.at, action: e.action, actor: e.actor, productKey: e.productKey ?? null, deviceName: e.deviceName ?? null, sourceAddress: e.sourceAddress ?? null, result: e.result, reason: e.reason ?? null });
+        } catch (err) {
+          if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new ThingAuthError('CONFLICT', `audit entry ${e.id} already exists`, { id: e.id });
+          throw err;
+        }
+      }
+    }).immediate();
+  }
+
+  async listSecretSettingKeys(): Promise<string[]> {
+    return (this.db.prepare('SELECT key FROM secret_settings ORDER BY key').all() as { key: string }[]).map((r) => r.key);
+  }
+
+  async putSecretSetting(key: string, value: string): Promise<void> {
+    this.db
+      .prepare('INSERT INTO secret_settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+      .run(key, sealSecret(this.cipher, 'secret_settings', 'value', [key], value));
   }
 }
