@@ -16,6 +16,8 @@ import { connectDecisionsSettled } from './mqtt/connect-authenticators.js';
 import { PUSH_CLOSE_GRACE_MS } from './mqtt/registration-connect.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
+import { isPostgresUrl, postgresTarget } from './store/postgres/connection.js';
+import { PostgresStore } from './store/postgres/postgres-store.js';
 import { SqliteStore } from './store/sqlite/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
@@ -41,13 +43,22 @@ export interface RunningThingAuth {
   close(): Promise<void>;
 }
 
+/** The store the database URL names (PostgreSQL for postgres://, else the SQLite file), migrated. */
 export async function openStore(config: Config, masterKey: Buffer | SecretCipher): Promise<Store> {
-  const store = new SqliteStore({
-    filename: sqlitePath(config),
-    cipher: Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey,
-    synchronous: config.sqliteSynchronous,
-  });
-  await store.migrate();
+  const cipher = Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey;
+  let store: Store;
+  if (isPostgresUrl(config.databaseUrl)) {
+    const target = postgresTarget(config.databaseUrl!, config.databaseCaFile);
+    store = new PostgresStore({ connectionString: target.connectionString, ssl: target.ssl, where: target.where, cipher });
+  } else {
+    store = new SqliteStore({ filename: sqlitePath(config), cipher, synchronous: config.sqliteSynchronous });
+  }
+  try {
+    await store.migrate();
+  } catch (e) {
+    await store.close().catch(() => undefined);
+    throw e;
+  }
   return store;
 }
 

@@ -16,7 +16,7 @@ export const POSTGRES_URL = /^postgres(ql)?:\/\//i;
 export const SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];
 
-export function isPostgresUrl(url: string | undefined): url is string {
+export function isPostgresUrl(url: string | undefined): boolean {
   return url !== undefined && POSTGRES_URL.test(url);
 }
 

@@ -1,0 +1,161 @@
+/**
+ * thingauth on PostgreSQL (issue 13), on a private server for this file (test/helpers/postgres.ts):
+ * - a server started with a postgres:// URL serves a device login over MQTT, and its presence
+ *   lands in the database;
+ * - start fails with a clear message (host, port, error) when the database is unreachable, and
+ *   is refused when the database was migrated by a newer thingauth;
+ * - two `thingauth serve` processes on one database: parallel creates of one DeviceName (one
+ *   wins) and filling a product to its device limit from both (never past it).
+ * Skipped only when no PostgreSQL server can be started and CI is unset.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it, test } from 'node:test';
+import { generateMasterKey, KeyringCipher } from '../../src/core/secret-cipher.js';
+import { loadConfig } from '../../src/config.js';
+import { openStore } from '../../src/main.js';
+import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import { connectClient, createDevice, endClient, eventually, signedConnect } from '../helpers/mqtt.js';
+import { startPrivatePostgres } from '../helpers/postgres.js';
+import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
+import { spawnServer, type ChildServer } from './security-child-server.js';
+
+const started = await startPrivatePostgres();
+
+if ('skip' in started) {
+  test('thingauth on PostgreSQL', { skip: started.skip }, () => undefined);
+} else {
+  const pg = started.server;
+  after(() => pg.stop());
+  let n = 0;
+  const freshDatabase = () => pg.createDatabase(`serve_${process.pid}_${++n}`);
+
+  describe('thingauth serve on PostgreSQL', () => {
+    let server: TestServer;
+    let url: string;
+    before(async () => {
+      url = await freshDatabase();
+      server = await startTestServer({ databaseUrl: url });
+    });
+    after(async () => {
+      await server?.stop();
+    });
+
+    it('a device logs in over MQTT; it is ONLINE in the database, and its secret is not stored in plaintext', async () => {
+      assert.ok(server.running.ctx.store instanceof PostgresStore, 'the postgres:// URL selected the PostgreSQL adapter');
+      const dev = await createDevice(server);
+      const client = await connectClient(server, 'mqtt', signedConnect(dev));
+      try {
+        await server.settle();
+        const row = await eventually(async () => {
+          const r = (await queryDb(url, 'SELECT online, activated_at, device_secret FROM devices WHERE iot_id = $1', [dev.iotId]))[0];
+          return r?.online === true ? r : undefined;
+        });
+        assert.ok(row.activated_at, 'activated on first login');
+        assert.ok(!String(row.device_secret).includes(dev.deviceSecret), 'ciphertext only');
+        assert.ok(!pg.dump(url.split('/').pop()!).includes(dev.deviceSecret), 'a pg_dump holds no DeviceSecret');
+      } finally {
+        await endClient(client);
+      }
+    });
+  });
+
+  describe('start-up failures on PostgreSQL', () => {
+    it('an unreachable database stops the start with its host, port and the error', async () => {
+      // A port nobody listens on: the server's own port after a second database URL is built is
+      // not safe to reuse, so take a fresh free one by binding and closing.
+      const net = await import('node:net');
+      const port = await new Promise<number>((resolve) => {
+        const s = net.createServer().listen(0, '127.0.0.1', () => {
+          const p = (s.address() as { port: number }).port;
+          s.close(() => resolve(p));
+        });
+      });
+      const config = loadConfig({ dataDir: makeTempDir(), databaseUrl: `postgres://thingauth:NotThePassword1@127.0.0.1:${port}/registry` });
+      await assert.rejects(openStore(config, generateMasterKey()), (e: Error) => {
+        assert.match(e.message, new RegExp(`PostgreSQL database at 127\\.0\\.0\\.1:${port}/registry`));
+        assert.match(e.message, /ECONNREFUSED/);
+        assert.ok(!e.message.includes('NotThePassword1'), 'the password is never in the message');
+        return true;
+      });
+    });
+
+    it('a database migrated by a newer thingauth is refused with a clear message, and left as it is', async () => {
+      const url = await freshDatabase();
+      const store = new PostgresStore({ connectionString: url, cipher: new KeyringCipher(generateMasterKey()) });
+      await store.migrate();
+      await store.pool.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'from the future', 'x')");
+      await store.close();
+      await assert.rejects(openStore(loadConfig({ dataDir: makeTempDir(), databaseUrl: url }), generateMasterKey()), /schema version 999, newer than this thingauth knows/);
+      assert.equal((await queryDb(url, 'SELECT COUNT(*)::int AS n FROM schema_migrations WHERE version = 999'))[0]!.n, 1);
+    });
+
+    it('several nodes migrating the same empty database at once: one migrates, the others find it done', async () => {
+      const url = await freshDatabase();
+      const stores = Array.from({ length: 4 }, () => new PostgresStore({ connectionString: url, cipher: new KeyringCipher(generateMasterKey()), poolSize: 1 }));
+      try {
+        await Promise.all(stores.map((s) => s.migrate()));
+        assert.equal((await queryDb(url, 'SELECT COUNT(*)::int AS n FROM schema_migrations'))[0]!.n, 1);
+      } finally {
+        await Promise.all(stores.map((s) => s.close()));
+      }
+    });
+  });
+
+  describe('two thingauth serve processes on one PostgreSQL database', () => {
+    const nodes: ChildServer[] = [];
+    before(async () => {
+      const url = await freshDatabase();
+      // Both nodes hold the same master key (secrets are shared); each has its own data dir.
+      const env = { THINGAUTH_DATABASE_URL: url, THINGAUTH_MASTER_KEY: generateMasterKey().toString('hex') };
+      // One after the other: the second start also proves a migrated database is taken as it is.
+      nodes.push(await spawnServer(makeTempDir(), env));
+      nodes.push(await spawnServer(makeTempDir(), env));
+    });
+    after(async () => {
+      for (const node of nodes) {
+        node.proc.kill('SIGTERM');
+        await node.exited;
+      }
+    });
+
+    it('parallel creates of one DeviceName on both nodes: exactly one succeeds, the others are 409', async () => {
+      const p = await nodes[0]!.request('POST', '/api/v1/products', { productName: 'Race one name' });
+      assert.equal(p.status, 201, JSON.stringify(p.body));
+      const productKey = p.body.productKey as string;
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'contested-name' })),
+      );
+      assert.deepEqual(results.map((r) => r.status).sort(), [201, ...Array(19).fill(409)].sort(), JSON.stringify(results.map((r) => r.body)));
+      const list = await nodes[1]!.request('GET', `/api/v1/products/${productKey}/devices`);
+      assert.equal(list.body.total, 1);
+    });
+
+    it('filling a product to its device limit from both nodes never passes the limit', async () => {
+      const p = await nodes[1]!.request('POST', '/api/v1/products', { productName: 'Race the limit', deviceLimit: 7 });
+      assert.equal(p.status, 201, JSON.stringify(p.body));
+      const productKey = p.body.productKey as string;
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, i) => nodes[i % 2]!.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: `fill-${i}` })),
+      );
+      const ok = results.filter((r) => r.status === 201);
+      assert.equal(ok.length, 7, JSON.stringify(results.map((r) => [r.status, r.body?.code])));
+      for (const r of results) if (r.status !== 201) assert.equal(r.status, 422, JSON.stringify(r.body));
+      for (const node of nodes) {
+        const list = await node.request('GET', `/api/v1/products/${productKey}/devices`);
+        assert.equal(list.body.total, 7);
+      }
+    });
+  });
+}
+
+/** One query on its own connection (what any other client of the database sees). */
+async function queryDb(url: string, sql: string, values: unknown[] = []): Promise<Record<string, any>[]> {
+  const { default: pgm } = await import('pg');
+  const c = new pgm.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return (await c.query(sql, values)).rows;
+  } finally {
+    await c.end();
+  }
+}
