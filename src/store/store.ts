@@ -1,5 +1,5 @@
 /**
- * The Store port. Every adapter (SQLite now, PostgreSQL later) implements this and passes
+ * The Store port. Every adapter (SQLite, PostgreSQL) implements this and passes
  * test/contract/. Methods are async so network-backed adapters fit the same shape.
  * Invariants the adapters enforce atomically: DeviceName unique per product, the per-product
  * device limit, the per-gateway sub-device limit, one gateway per sub-device.
@@ -129,6 +129,7 @@ export interface Store {
   /** The devices of those names that exist (any order; unknown names are left out). One round trip for a whole import chunk. */
   getDevicesByName(productKey: string, deviceNames: string[]): Promise<Device[]>;
   getDeviceByIotId(iotId: string): Promise<Device | undefined>;
+  /** In creation order (a batch in its given order): the contract asserts it, every adapter keeps it. */
   listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
   /**
    * Devices of a product in DeviceName order, strictly after `afterDeviceName` (null = from the
