@@ -17,7 +17,7 @@ import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import { connectClient, createDevice, endClient, eventually, signedConnect } from '../helpers/mqtt.js';
 import { startPrivatePostgres } from '../helpers/postgres.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
-import { spawnServer, type ChildServer } from './security-child-server.js';
+import { regnwl, spawnServer, type ChildServer } from './security-child-server.js';
 
 const started = await startPrivatePostgres();
 
@@ -102,11 +102,12 @@ if ('skip' in started) {
   });
 
   describe('two thingauth serve processes on one PostgreSQL database', () => {
-    const nodes: ChildServer[] = [];
+    const nodes: ChildServer[] & { url?: string } = [];
     before(async () => {
       const url = await freshDatabase();
+      nodes.url = url;
       // Both nodes hold the same master key (secrets are shared); each has its own data dir.
-      const env = { THINGAUTH_DATABASE_URL: url, THINGAUTH_MASTER_KEY: generateMasterKey().toString('hex') };
+      const env = { THINGAUTH_DATABASE_URL: url, THINGAUTH_MASTER_KEY: generateMasterKey().toString('hex'), THINGAUTH_SUB_DEVICE_LIMIT: '3' };
       // One after the other: the second start also proves a migrated database is taken as it is.
       nodes.push(await spawnServer(makeTempDir(), env));
       nodes.push(await spawnServer(makeTempDir(), env));
@@ -144,6 +145,39 @@ if ('skip' in started) {
         const list = await node.request('GET', `/api/v1/products/${productKey}/devices`);
         assert.equal(list.body.total, 7);
       }
+    });
+
+    it('adding sub-devices to one gateway from both nodes at once never passes the sub-device limit', async () => {
+      const gwp = await nodes[0]!.request('POST', '/api/v1/products', { productName: 'Race gateway', nodeType: 'GATEWAY' });
+      const subp = await nodes[0]!.request('POST', '/api/v1/products', { productName: 'Race subs', nodeType: 'SUB_DEVICE' });
+      assert.equal(gwp.status, 201, JSON.stringify(gwp.body));
+      assert.equal(subp.status, 201, JSON.stringify(subp.body));
+      const gw = gwp.body.productKey as string;
+      const sub = subp.body.productKey as string;
+      assert.equal((await nodes[0]!.request('POST', `/api/v1/products/${gw}/devices`, { deviceName: 'gw-1' })).status, 201);
+      for (let i = 0; i < 10; i++) assert.equal((await nodes[i % 2]!.request('POST', `/api/v1/products/${sub}/devices`, { deviceName: `sub-${i}` })).status, 201);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) =>
+          nodes[i % 2]!.request('POST', `/api/v1/products/${gw}/devices/gw-1/sub-devices`, { subDevices: [{ productKey: sub, deviceName: `sub-${i}` }] }),
+        ),
+      );
+      assert.equal(results.filter((r) => r.status === 200).length, 3, JSON.stringify(results.map((r) => [r.status, r.body?.code])));
+      for (const r of results) if (r.status !== 200) assert.equal(r.status, 422, JSON.stringify(r.body));
+      for (const node of nodes) assert.equal((await node.request('GET', `/api/v1/products/${gw}/devices/gw-1/sub-devices`)).body.total, 3);
+    });
+
+    it('concurrent regnwl registrations of one new device on both nodes: one device, one slot, every answer the same credential', async () => {
+      const productSecret = 'RaceRegnwlSecret01';
+      const p = await nodes[0]!.request('POST', '/api/v1/products', { productName: 'Race regnwl', dynamicRegistration: true, preRegistrationFree: true, productSecret });
+      assert.equal(p.status, 201, JSON.stringify(p.body));
+      const productKey = p.body.productKey as string;
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => regnwl(nodes[i % 2]!, productKey, 'raced-device', productSecret)));
+      for (const a of answers) assert.equal(a.error, undefined, String(a.error));
+      assert.equal(new Set(answers.map((a) => `${a.clientId} ${a.deviceToken}`)).size, 1, 'racing nodes hand out the same (pending) credential');
+      const list = await nodes[1]!.request('GET', `/api/v1/products/${productKey}/devices`);
+      assert.equal(list.body.total, 1, 'the device was created once');
+      const slots = await queryDb(nodes.url!, 'SELECT COUNT(*)::int AS n FROM device_tokens t JOIN devices d USING (iot_id) WHERE d.product_key = $1', [productKey]);
+      assert.equal(slots[0]!.n, 1, 'one credential slot');
     });
   });
 }
