@@ -39,8 +39,13 @@ export interface PrivatePostgres {
   start(): void;
 }
 
-/** The directory holding initdb: on PATH, else the newest /usr/lib/postgresql/<v>/bin. */
+/**
+ * The directory holding initdb: THINGAUTH_TEST_POSTGRES_BIN when set (another installation;
+ * nothing else is tried), else on PATH, else the newest /usr/lib/postgresql/<v>/bin.
+ */
 export function findPostgresBinDir(): string | undefined {
+  const chosen = process.env.THINGAUTH_TEST_POSTGRES_BIN;
+  if (chosen !== undefined) return fs.existsSync(path.join(chosen, 'initdb')) ? chosen : undefined;
   for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
     if (dir && fs.existsSync(path.join(dir, 'initdb'))) {
       // Debian puts symlinks on PATH; pg_ctl finds postgres next to itself, so use the real dir.
