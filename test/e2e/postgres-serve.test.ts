@@ -10,7 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it, test } from 'node:test';
+import fs from 'node:fs';
+import path from 'node:path';
 import { generateMasterKey, KeyringCipher } from '../../src/core/secret-cipher.js';
+import { generateLocalCa } from '../../src/tls/local-ca.js';
 import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/main.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
@@ -98,6 +101,53 @@ if ('skip' in started) {
       } finally {
         await Promise.all(stores.map((s) => s.close()));
       }
+    });
+  });
+
+  describe('TLS to the database (THINGAUTH_DATABASE_CA_FILE, sslmode)', () => {
+    let url: string;
+    let caFile: string;
+    let otherCaFile: string;
+    before(async () => {
+      url = await freshDatabase();
+      const tls = await generateLocalCa([]);
+      await pg.enableTls(tls.cert, tls.key);
+      const dir = makeTempDir();
+      caFile = path.join(dir, 'db-ca.pem');
+      fs.writeFileSync(caFile, tls.caCert);
+      otherCaFile = path.join(dir, 'other-ca.pem');
+      fs.writeFileSync(otherCaFile, (await generateLocalCa([])).caCert);
+    });
+
+    /** Opens the store as `thingauth serve` would and says whether its own connection is encrypted. */
+    async function encrypted(databaseUrl: string, databaseCaFile?: string): Promise<boolean> {
+      const store = (await openStore(loadConfig({ dataDir: makeTempDir(), databaseUrl, databaseCaFile }), generateMasterKey())) as PostgresStore;
+      try {
+        const r = await store.pool.query('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+        return r.rows[0]!.ssl === true;
+      } finally {
+        await store.close();
+      }
+    }
+
+    it('verify-full with the CA file connects over TLS (127.0.0.1 is in the certificate); so does the CA file alone', async () => {
+      assert.equal(await encrypted(`${url}?sslmode=verify-full`, caFile), true);
+      assert.equal(await encrypted(url, caFile), true, 'a CA file without sslmode means verify-full');
+      assert.equal(await encrypted(`${url}?sslmode=verify-ca`, caFile), true);
+    });
+
+    it('a certificate from another CA is refused at start, naming the server', async () => {
+      await assert.rejects(encrypted(`${url}?sslmode=verify-full`, otherCaFile), (e: Error) => {
+        assert.match(e.message, /PostgreSQL database at 127\.0\.0\.1:\d+\//);
+        assert.match(e.message, /certificate/i);
+        return true;
+      });
+    });
+
+    it('require encrypts without checking; disable and no sslmode stay plaintext', async () => {
+      assert.equal(await encrypted(`${url}?sslmode=require`), true);
+      assert.equal(await encrypted(`${url}?sslmode=disable`), false);
+      assert.equal(await encrypted(url), false);
     });
   });
 

@@ -34,6 +34,8 @@ export interface PrivatePostgres {
   binDir: string;
   /** Stops the server (immediate) and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
+  /** Turns TLS on (this certificate and key, PEM) for new connections; plaintext stays allowed. */
+  enableTls(cert: string, key: string): Promise<void>;
   /** Stops the server but keeps its data (outage tests); `start` brings it back on the same port. */
   pause(): void;
   start(): void;
@@ -156,6 +158,21 @@ async function tryStart(): Promise<PrivatePostgres> {
     },
     dump(database) {
       return execFileSync(path.join(binDir, 'pg_dump'), ['-h', host, '-p', String(port), '-U', 'postgres', database], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+    },
+    async enableTls(cert, key) {
+      for (const [name, pem] of [['server.crt', cert], ['server.key', key]] as const) {
+        const f = path.join(data, name);
+        fs.writeFileSync(f, pem, { mode: 0o600 });
+        if (user) fs.chownSync(f, user.uid, user.gid);
+      }
+      await admin('ALTER SYSTEM SET ssl = on');
+      await admin('SELECT pg_reload_conf()');
+      // The reload is asynchronous: wait until the server says TLS is on.
+      for (let i = 0; i < 200; i++) {
+        if ((await admin('SHOW ssl')).rows[0]?.ssl === 'on') return;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`TLS did not come on: ${fs.readFileSync(log, 'utf8').slice(-1000)}`);
     },
     pause() {
       stopServer();

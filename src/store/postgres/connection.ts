@@ -67,7 +67,8 @@ export function postgresTarget(url: string, caFile: string | undefined): Postgre
       ssl = { ca, checkServerIdentity: () => undefined };
       break;
     default:
-      ssl = { ca, servername: u.hostname };
+      // Chain and host name (node-postgres passes the host to tls.connect; SNI only for names).
+      ssl = { ca };
   }
   const where = `${u.hostname}:${u.port || '5432'}/${decodeURIComponent(u.pathname.replace(/^\//, ''))}`;
   return { connectionString: u.toString(), ssl, where };
