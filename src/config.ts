@@ -29,6 +29,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** PEM file of the CA that signed the PostgreSQL server's certificate (TLS to the database). */
   databaseCaFile: string | undefined;
+  /** PostgreSQL: connections this process keeps open to the database at most. */
+  databasePoolSize: number;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   hostnames: string[];
@@ -100,6 +102,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   adminToken: 'THINGAUTH_ADMIN_TOKEN',
   databaseUrl: 'THINGAUTH_DATABASE_URL',
   databaseCaFile: 'THINGAUTH_DATABASE_CA_FILE',
+  databasePoolSize: 'THINGAUTH_DATABASE_POOL_SIZE',
   tlsCert: 'THINGAUTH_TLS_CERT',
   tlsKey: 'THINGAUTH_TLS_KEY',
   hostnames: 'THINGAUTH_HOSTNAMES',
@@ -211,6 +214,7 @@ export function loadConfig(input: ConfigInput): Config {
     adminToken: input.adminToken,
     databaseUrl: input.databaseUrl,
     databaseCaFile: input.databaseCaFile,
+    databasePoolSize: int('databasePoolSize', 10, 1, 1000),
     tlsCert: input.tlsCert,
     tlsKey: input.tlsKey,
     hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),

@@ -114,6 +114,9 @@ describe('config', () => {
     assert.match(bad({ databaseUrl: 'postgres://user:pw@db.example/thingauth', databaseCaFile: '/nonexistent/ca.pem' }), /CA file \/nonexistent\/ca.pem does not exist/);
     assert.match(bad({ databaseCaFile: '/nonexistent/ca.pem' }), /THINGAUTH_DATABASE_CA_FILE only applies with a postgres:\/\//);
     for (const p of problemsOf({ databaseUrl: 'postgres://user:s3cretpw@db.example/thingauth?sslmode=prefer' })) assert.ok(!p.includes('s3cretpw'), 'no password in the message');
+    assert.equal(loadConfig({}).databasePoolSize, 10);
+    assert.equal(loadConfig({ databasePoolSize: '40' }).databasePoolSize, 40);
+    assert.match(bad({ databasePoolSize: '0' }), /THINGAUTH_DATABASE_POOL_SIZE .*whole number from 1 to 1000/);
   });
 
   it('reports every problem at once', () => {

@@ -37,7 +37,7 @@ if ('skip' in started) {
     let url: string;
     before(async () => {
       url = await freshDatabase();
-      server = await startTestServer({ databaseUrl: url });
+      server = await startTestServer({ databaseUrl: url, databasePoolSize: '3' });
     });
     after(async () => {
       await server?.stop();
@@ -45,6 +45,7 @@ if ('skip' in started) {
 
     it('a device logs in over MQTT; it is ONLINE in the database, and its secret is not stored in plaintext', async () => {
       assert.ok(server.running.ctx.store instanceof PostgresStore, 'the postgres:// URL selected the PostgreSQL adapter');
+      assert.equal(server.running.ctx.store.pool.options.max, 3, 'THINGAUTH_DATABASE_POOL_SIZE sizes the pool');
       const dev = await createDevice(server);
       const client = await connectClient(server, 'mqtt', signedConnect(dev));
       try {
