@@ -231,6 +231,45 @@ if ('skip' in started) {
       assert.equal(slots[0]!.n, 1, 'one credential slot');
     });
   });
+
+  // Last in this file: it stops and restarts the shared private server.
+  describe('the database goes away at run time and comes back', () => {
+    let server: TestServer;
+    before(async () => {
+      server = await startTestServer({ databaseUrl: await freshDatabase() });
+    });
+    after(async () => {
+      await server?.stop();
+    });
+
+    it('the server stays up and answers 503 UNAVAILABLE while PostgreSQL is down, and recovers by itself when it is back', async () => {
+      const p = await server.request('POST', '/api/v1/products', { productName: 'Outage product' });
+      assert.equal(p.status, 201, JSON.stringify(p.body));
+      const productKey = p.body.productKey as string;
+      pg.pause();
+      try {
+        const down = await server.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'during-outage' });
+        assert.equal(down.status, 503, JSON.stringify(down.body));
+        assert.deepEqual(down.body, { code: 'UNAVAILABLE', message: 'the registry database is unavailable; retry later' });
+        assert.equal((await server.request('GET', `/api/v1/products/${productKey}`)).status, 503);
+        assert.equal((await fetch(`${server.api}/healthz`)).status, 200, 'the process is still serving');
+      } finally {
+        pg.start();
+      }
+      // No restart of thingauth: the pool opens new connections once the server is back.
+      let lastAnswer: unknown;
+      const created = await eventually(async () => {
+        const r = await server.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'after-outage' });
+        if (r.status !== 201) lastAnswer = r;
+        return r.status === 201 ? r : undefined;
+      }, 15_000).catch((e: Error) => assert.fail(`${e.message}; last answer ${JSON.stringify(lastAnswer)}; log tail ${server.logs.slice(-3).join(' | ')}`));
+      assert.equal(created.body.deviceName, 'after-outage');
+      assert.equal((await server.request('GET', `/api/v1/products/${productKey}/devices`)).body.total, 1, 'nothing was written during the outage');
+      const warned = server.logs.filter((l) => l.includes('registry database unavailable'));
+      assert.ok(warned.length > 0, 'the outage is in the log');
+      for (const l of warned) assert.equal(JSON.parse(l).level, 40, 'a warning, not an error with a stack');
+    });
+  });
 }
 
 /** One query on its own connection (what any other client of the database sees). */

@@ -137,8 +137,36 @@ export class PostgresStore implements Store {
 
   // ---- plumbing ----
 
+  /** A query on the pool (or the transaction's client); a lost database becomes UNAVAILABLE. */
+  private async exec(sql: string, values: unknown[] = [], db: Db = this.pool): Promise<pg.QueryResult> {
+    try {
+      return await db.query(sql, values);
+    } catch (e) {
+      throw this.unavailable(e);
+    }
+  }
+
   private async q(sql: string, values: unknown[] = [], db: Db = this.pool): Promise<Row[]> {
-    return (await db.query(sql, values)).rows as Row[];
+    return (await this.exec(sql, values, db)).rows as Row[];
+  }
+
+  /**
+   * A connection-level failure (server down, restarting, unreachable, connection cut) as the
+   * retryable UNAVAILABLE; anything else unchanged. The pool drops broken connections and opens
+   * new ones on the next call, so the store recovers by itself when the server is back.
+   */
+  private unavailable(e: unknown): unknown {
+    if (e instanceof ThingAuthError) return e;
+    const code = pgCode(e) ?? '';
+    const message = (e as Error | undefined)?.message ?? '';
+    const lost =
+      ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EPIPE', '57P01', '57P02', '57P03'].includes(code) ||
+      code.startsWith('08') ||
+      /Connection terminated|timeout exceeded when trying to connect|connection error|Client was closed/i.test(message);
+    if (!lost) return e;
+    const err = new ThingAuthError('UNAVAILABLE', `the registry database at ${this.where} is unavailable (${code || message}); retry later`, { retryable: true });
+    err.stack = `${err.name}: ${err.message}`;
+    return err;
   }
 
   private async one(sql: string, values: unknown[] = [], db: Db = this.pool): Promise<Row | undefined> {
@@ -153,7 +181,12 @@ export class PostgresStore implements Store {
   /** Runs `fn` in one transaction on one connection; retried on deadlock or serialization failure. */
   private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const c = await this.pool.connect();
+      let c: pg.PoolClient;
+      try {
+        c = await this.pool.connect();
+      } catch (e) {
+        throw this.unavailable(e);
+      }
       let broken: Error | undefined;
       try {
         await c.query('BEGIN');
@@ -168,7 +201,7 @@ export class PostgresStore implements Store {
           await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
           continue;
         }
-        throw e;
+        throw this.unavailable(e);
       } finally {
         c.release(broken);
       }
@@ -690,7 +723,7 @@ export class PostgresStore implements Store {
   }
 
   async activateDeviceTokenSlot(iotId: string, slot: number, at: string): Promise<boolean> {
-    const r = await this.pool.query('UPDATE device_tokens SET activated_at = $1 WHERE iot_id = $2 AND slot = $3 AND activated_at IS NULL AND revoked_at IS NULL', [at, iotId, slot]);
+    const r = await this.exec('UPDATE device_tokens SET activated_at = $1 WHERE iot_id = $2 AND slot = $3 AND activated_at IS NULL AND revoked_at IS NULL', [at, iotId, slot]);
     return r.rowCount === 1;
   }
 
@@ -753,7 +786,7 @@ export class PostgresStore implements Store {
   }
 
   async useRegistrationRandom(iotId: string, random: string, at: string): Promise<boolean> {
-    const r = await this.pool.query('INSERT INTO registration_randoms (iot_id, random, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [iotId, random, at]);
+    const r = await this.exec('INSERT INTO registration_randoms (iot_id, random, used_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING', [iotId, random, at]);
     return r.rowCount === 1;
   }
 
@@ -784,7 +817,7 @@ export class PostgresStore implements Store {
   }
 
   async detachSubDevices(gatewayIotId: string, subIotIds: string[]): Promise<number> {
-    const r = await this.pool.query('UPDATE devices SET gateway_iot_id = NULL WHERE iot_id = ANY($1::text[]) AND gateway_iot_id = $2', [[...new Set(subIotIds)], gatewayIotId]);
+    const r = await this.exec('UPDATE devices SET gateway_iot_id = NULL WHERE iot_id = ANY($1::text[]) AND gateway_iot_id = $2', [[...new Set(subIotIds)], gatewayIotId]);
     return r.rowCount ?? 0;
   }
 
@@ -794,7 +827,7 @@ export class PostgresStore implements Store {
 
   async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean> {
     // One statement: after waiting for a racing writer, PostgreSQL re-checks the WHERE on the new row.
-    const r = await this.pool.query(
+    const r = await this.exec(
       `UPDATE devices SET registered_by_gateway_iot_id = $2
          WHERE iot_id = $1 AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, $2) = $2`,
       [subIotId, gatewayIotId],
@@ -825,7 +858,7 @@ export class PostgresStore implements Store {
 
   async createApplication(app: Application): Promise<void> {
     try {
-      await this.pool.query('INSERT INTO applications (app_key, app_secret, name, product_keys, created_at) VALUES ($1, $2, $3, $4, $5)', [
+      await this.exec('INSERT INTO applications (app_key, app_secret, name, product_keys, created_at) VALUES ($1, $2, $3, $4, $5)', [
         app.appKey,
         sealSecret(this.cipher, 'applications', 'app_secret', [app.appKey], app.appSecret),
         app.name,
@@ -848,7 +881,7 @@ export class PostgresStore implements Store {
   }
 
   async deleteApplication(appKey: string): Promise<boolean> {
-    return (await this.pool.query('DELETE FROM applications WHERE app_key = $1', [appKey])).rowCount === 1;
+    return (await this.exec('DELETE FROM applications WHERE app_key = $1', [appKey])).rowCount === 1;
   }
 
   // ---- audit ----
@@ -856,7 +889,7 @@ export class PostgresStore implements Store {
   async appendAudit(entries: AuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
     const col = <K extends keyof AuditEntry>(k: K) => entries.map((e) => e[k] ?? null);
-    await this.pool.query(
+    await this.exec(
       `INSERT INTO audit (at, action, actor, product_key, device_name, source_address, result, reason)
        SELECT a, b, c, d, e, f, g, h
        FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[]) WITH ORDINALITY AS t(a, b, c, d, e, f, g, h, ord)
@@ -888,14 +921,14 @@ export class PostgresStore implements Store {
   }
 
   async pruneAudit(before: string): Promise<number> {
-    return (await this.pool.query('DELETE FROM audit WHERE at < $1', [before])).rowCount ?? 0;
+    return (await this.exec('DELETE FROM audit WHERE at < $1', [before])).rowCount ?? 0;
   }
 
   // ---- management tokens ----
 
   async createManagementToken(t: ManagementTokenRecord): Promise<void> {
     try {
-      await this.pool.query('INSERT INTO management_tokens (id, name, scope, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)', [t.id, t.name, t.scope, t.tokenHash, t.createdAt]);
+      await this.exec('INSERT INTO management_tokens (id, name, scope, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)', [t.id, t.name, t.scope, t.tokenHash, t.createdAt]);
     } catch (e) {
       if (pgCode(e) === '23505') throw new ThingAuthError('CONFLICT', `token ${t.id} already exists`);
       throw e;
@@ -916,7 +949,7 @@ export class PostgresStore implements Store {
   }
 
   async deleteManagementToken(id: string): Promise<boolean> {
-    return (await this.pool.query('DELETE FROM management_tokens WHERE id = $1', [id])).rowCount === 1;
+    return (await this.exec('DELETE FROM management_tokens WHERE id = $1', [id])).rowCount === 1;
   }
 
   // ---- key rotation ----
@@ -994,7 +1027,7 @@ export class PostgresStore implements Store {
 
   async setSecretSettingIfAbsent(key: string, value: string): Promise<string> {
     // A racing insert waits for the first one's commit and then does nothing; the read sees the winner.
-    await this.pool.query('INSERT INTO secret_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, sealSecret(this.cipher, 'secret_settings', 'value', [key], value)]);
+    await this.exec('INSERT INTO secret_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING', [key, sealSecret(this.cipher, 'secret_settings', 'value', [key], value)]);
     const r = await this.one('SELECT value FROM secret_settings WHERE key = $1', [key]);
     return openSecret(this.cipher, 'secret_settings', 'value', [key], r!.value);
   }
@@ -1006,6 +1039,6 @@ export class PostgresStore implements Store {
   }
 
   async setMeta(key: string, value: string): Promise<void> {
-    await this.pool.query('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
+    await this.exec('INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value', [key, value]);
   }
 }
