@@ -31,6 +31,8 @@ export interface Config {
   databaseCaFile: string | undefined;
   /** PostgreSQL: connections this process keeps open to the database at most. */
   databasePoolSize: number;
+  /** PostgreSQL: a node silent this long is dead; the others mark its devices offline. */
+  presenceLeaseSeconds: number;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   hostnames: string[];
@@ -103,6 +105,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   databaseUrl: 'THINGAUTH_DATABASE_URL',
   databaseCaFile: 'THINGAUTH_DATABASE_CA_FILE',
   databasePoolSize: 'THINGAUTH_DATABASE_POOL_SIZE',
+  presenceLeaseSeconds: 'THINGAUTH_PRESENCE_LEASE_SECONDS',
   tlsCert: 'THINGAUTH_TLS_CERT',
   tlsKey: 'THINGAUTH_TLS_KEY',
   hostnames: 'THINGAUTH_HOSTNAMES',
@@ -215,6 +218,7 @@ export function loadConfig(input: ConfigInput): Config {
     databaseUrl: input.databaseUrl,
     databaseCaFile: input.databaseCaFile,
     databasePoolSize: int('databasePoolSize', 10, 1, 1000),
+    presenceLeaseSeconds: int('presenceLeaseSeconds', 30, 1, 3600),
     tlsCert: input.tlsCert,
     tlsKey: input.tlsKey,
     hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),

@@ -49,7 +49,14 @@ export async function openStore(config: Config, masterKey: Buffer | SecretCipher
   let store: Store;
   if (isPostgresUrl(config.databaseUrl)) {
     const target = postgresTarget(config.databaseUrl!, config.databaseCaFile);
-    store = new PostgresStore({ connectionString: target.connectionString, ssl: target.ssl, where: target.where, cipher, poolSize: config.databasePoolSize });
+    store = new PostgresStore({
+      connectionString: target.connectionString,
+      ssl: target.ssl,
+      where: target.where,
+      cipher,
+      poolSize: config.databasePoolSize,
+      presenceLeaseMs: config.presenceLeaseSeconds * 1000,
+    });
   } else {
     store = new SqliteStore({ filename: sqlitePath(config), cipher, synchronous: config.sqliteSynchronous });
   }

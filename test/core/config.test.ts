@@ -117,6 +117,8 @@ describe('config', () => {
     assert.equal(loadConfig({}).databasePoolSize, 10);
     assert.equal(loadConfig({ databasePoolSize: '40' }).databasePoolSize, 40);
     assert.match(bad({ databasePoolSize: '0' }), /THINGAUTH_DATABASE_POOL_SIZE .*whole number from 1 to 1000/);
+    assert.equal(loadConfig({}).presenceLeaseSeconds, 30);
+    assert.match(bad({ presenceLeaseSeconds: '0' }), /THINGAUTH_PRESENCE_LEASE_SECONDS .*whole number from 1 to 3600/);
   });
 
   it('reports every problem at once', () => {

@@ -16,7 +16,9 @@ import { generateMasterKey, KeyringCipher } from '../../src/core/secret-cipher.j
 import { generateLocalCa } from '../../src/tls/local-ca.js';
 import { loadConfig } from '../../src/config.js';
 import { openStore } from '../../src/main.js';
+import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
+import mqtt from 'mqtt';
 import { connectClient, createDevice, endClient, eventually, signedConnect } from '../helpers/mqtt.js';
 import { startPrivatePostgres } from '../helpers/postgres.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
@@ -98,7 +100,9 @@ if ('skip' in started) {
       const stores = Array.from({ length: 4 }, () => new PostgresStore({ connectionString: url, cipher: new KeyringCipher(generateMasterKey()), poolSize: 1 }));
       try {
         await Promise.all(stores.map((s) => s.migrate()));
-        assert.equal((await queryDb(url, 'SELECT COUNT(*)::int AS n FROM schema_migrations'))[0]!.n, 1);
+        const [row] = await queryDb(url, 'SELECT COUNT(*)::int AS n, MAX(version) AS newest FROM schema_migrations');
+        assert.equal(row!.n, POSTGRES_MIGRATIONS.length, 'each migration applied once');
+        assert.equal(row!.newest, POSTGRES_MIGRATIONS[POSTGRES_MIGRATIONS.length - 1]!.version);
       } finally {
         await Promise.all(stores.map((s) => s.close()));
       }
@@ -229,6 +233,50 @@ if ('skip' in started) {
       assert.equal(list.body.total, 1, 'the device was created once');
       const slots = await queryDb(nodes.url!, 'SELECT COUNT(*)::int AS n FROM device_tokens t JOIN devices d USING (iot_id) WHERE d.product_key = $1', [productKey]);
       assert.equal(slots[0]!.n, 1, 'one credential slot');
+    });
+  });
+
+  describe('presence with several nodes (each node clears only its own devices; a dead one by lease)', () => {
+    let a: ChildServer | undefined;
+    let b: ChildServer | undefined;
+    after(async () => {
+      for (const node of [a, b]) {
+        if (node && node.proc.exitCode === null && node.proc.signalCode === null) {
+          node.proc.kill('SIGTERM');
+          await node.exited;
+        }
+      }
+    });
+
+    it('a second node starting leaves the first node\'s device ONLINE; when the first node dies, the second marks it OFFLINE after the lease', async () => {
+      const env = {
+        THINGAUTH_DATABASE_URL: await freshDatabase(),
+        THINGAUTH_MASTER_KEY: generateMasterKey().toString('hex'),
+        THINGAUTH_PRESENCE_LEASE_SECONDS: '1',
+      };
+      a = await spawnServer(makeTempDir(), env);
+      const p = await a.request('POST', '/api/v1/products', { productName: 'Presence product' });
+      const productKey = p.body.productKey as string;
+      const d = await a.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'held-by-a' });
+      assert.equal(d.status, 201, JSON.stringify(d.body));
+      const login = signedConnect({ productKey, deviceName: 'held-by-a', deviceSecret: d.body.deviceSecret });
+      const client = mqtt.connect(`mqtt://127.0.0.1:${a.ports['mqtt']}`, { ...login, reconnectPeriod: 0, keepalive: 60 });
+      client.on('error', () => undefined);
+      try {
+        await new Promise<void>((resolve, reject) => (client.once('connect', () => resolve()), client.once('error', reject)));
+        const statusOn = async (node: ChildServer) => (await node.request('GET', `/api/v1/products/${productKey}/devices/held-by-a`)).body.status as string;
+        await eventually(async () => (await statusOn(a!)) === 'ONLINE', 10_000);
+
+        b = await spawnServer(makeTempDir(), env);
+        assert.equal(await statusOn(b), 'ONLINE', 'node B\'s start did not mark node A\'s session offline');
+
+        a.proc.kill('SIGKILL');
+        await a.exited;
+        // Node A cannot clear its own rows any more: B does, once A's heartbeat is a lease old.
+        await eventually(async () => (await statusOn(b!)) === 'OFFLINE', 15_000);
+      } finally {
+        client.end(true);
+      }
     });
   });
 

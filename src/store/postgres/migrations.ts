@@ -116,4 +116,20 @@ CREATE TABLE secret_settings (
 );
 `,
   },
+  {
+    version: 2,
+    name: 'presence per node',
+    // Several nodes share the registry: a device's ONLINE row names the node holding its
+    // session, a starting or stopping node clears only its own, and the nodes' heartbeats
+    // (database clock, so node clocks may differ) let the others clear a dead node's devices.
+    sql: `
+ALTER TABLE devices ADD COLUMN online_node TEXT;
+CREATE INDEX devices_online_node ON devices(online_node) WHERE online;
+CREATE TABLE presence_nodes (
+  node_id TEXT COLLATE "C" PRIMARY KEY,
+  started_at TEXT NOT NULL,
+  last_seen TIMESTAMPTZ NOT NULL
+);
+`,
+  },
 ];

@@ -13,6 +13,7 @@
  * Transactions run at READ COMMITTED and are retried on deadlock or serialization failure.
  * Secrets are sealed exactly as the SQLite adapter seals them (../secret-binding.ts).
  */
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ThingAuthError } from '../../core/errors.js';
 import type { Device, DeviceTokenCredential, DeviceTokenSlot, NodeType, Product } from '../../core/records.js';
@@ -48,6 +49,13 @@ export interface PostgresStoreOptions {
   where?: string;
   /** How long to wait for a connection to the server (default 10 s). */
   connectTimeoutMs?: number;
+  /** This process's name in presence rows (default: a new random id per start). */
+  nodeId?: string;
+  /**
+   * A node whose heartbeat is older than this is dead: the others mark its devices offline
+   * (default 30 s). Heartbeats run every third of it.
+   */
+  presenceLeaseMs?: number;
 }
 
 /** Key for pg_advisory_lock while migrating: any fixed 64-bit number ("thingaut" in ASCII). */
@@ -118,12 +126,18 @@ export class DatabaseUnreachableError extends ThingAuthError {
 
 export class PostgresStore implements Store {
   readonly pool: pg.Pool;
+  /** This process's name in presence rows: a starting or stopping node clears only its own devices. */
+  readonly nodeId: string;
   private readonly cipher: SecretCipher;
   private readonly where: string;
+  private readonly leaseMs: number;
+  private heartbeat?: NodeJS.Timeout;
 
   constructor(opts: PostgresStoreOptions) {
     this.cipher = opts.cipher;
     this.where = opts.where ?? 'the configured server';
+    this.nodeId = opts.nodeId ?? randomUUID();
+    this.leaseMs = opts.presenceLeaseMs ?? 30_000;
     this.pool = new pg.Pool({
       connectionString: opts.connectionString,
       ssl: opts.ssl,
@@ -250,10 +264,40 @@ export class PostgresStore implements Store {
     } finally {
       c.release(broken);
     }
+    await this.beat();
+    if (!this.heartbeat) {
+      this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), Math.max(50, Math.floor(this.leaseMs / 3)));
+      this.heartbeat.unref();
+    }
+  }
+
+  /**
+   * Presence lease: records that this node is alive, then marks offline the devices of nodes
+   * whose heartbeat is older than the lease (they died without clearing their own) and forgets
+   * those nodes. Database time throughout. A failure (database down) is retried next beat.
+   */
+  private async beat(): Promise<void> {
+    const lease = `${this.leaseMs} milliseconds`;
+    await this.exec(
+      `INSERT INTO presence_nodes (node_id, started_at, last_seen) VALUES ($1, $2, now())
+       ON CONFLICT (node_id) DO UPDATE SET last_seen = now()`,
+      [this.nodeId, new Date().toISOString()],
+    );
+    await this.exec(
+      `UPDATE devices SET online = FALSE, online_node = NULL, last_online_at = $2
+       WHERE online AND online_node IN (SELECT node_id FROM presence_nodes WHERE last_seen < now() - $1::interval)`,
+      [lease, new Date().toISOString()],
+    );
+    await this.exec('DELETE FROM presence_nodes WHERE last_seen < now() - $1::interval', [lease]);
   }
 
   async close(): Promise<void> {
-    if (!this.pool.ended) await this.pool.end();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    if (this.pool.ended) return;
+    // A clean stop: the others need not wait for the lease (its devices were cleared by markAllOffline).
+    await this.exec('DELETE FROM presence_nodes WHERE node_id = $1', [this.nodeId]).catch(() => undefined);
+    await this.pool.end();
   }
 
   // ---- mapping ----
@@ -665,7 +709,7 @@ export class PostgresStore implements Store {
   async resetDevice(iotId: string): Promise<Device | undefined> {
     return this.tx(async (c) => {
       const r = await this.one(
-        `UPDATE devices SET activated_at = NULL, online = FALSE, last_auth_error = NULL, last_auth_error_at = NULL, last_auth_error_source = NULL
+        `UPDATE devices SET activated_at = NULL, online = FALSE, online_node = NULL, last_auth_error = NULL, last_auth_error_at = NULL, last_auth_error_source = NULL
          WHERE iot_id = $1 RETURNING *`,
         [iotId],
         c,
@@ -755,7 +799,10 @@ export class PostgresStore implements Store {
   // ---- presence ----
 
   async markOnline(iotId: string, at: string): Promise<{ activated: boolean }> {
-    const r = await this.one('UPDATE devices SET online = TRUE, last_online_at = $2, activated_at = COALESCE(activated_at, $2) WHERE iot_id = $1 RETURNING activated_at', [iotId, at]);
+    const r = await this.one(
+      'UPDATE devices SET online = TRUE, online_node = $3, last_online_at = $2, activated_at = COALESCE(activated_at, $2) WHERE iot_id = $1 RETURNING activated_at',
+      [iotId, at, this.nodeId],
+    );
     return { activated: r?.activated_at === at };
   }
 
@@ -764,9 +811,9 @@ export class PostgresStore implements Store {
     // Rows locked in iot_id order: two batches that overlap cannot deadlock.
     const rows = await this.q(
       `WITH l AS (SELECT iot_id FROM devices WHERE iot_id = ANY($1::text[]) ORDER BY iot_id FOR UPDATE)
-       UPDATE devices d SET online = TRUE, last_online_at = $2, activated_at = COALESCE(d.activated_at, $2)
+       UPDATE devices d SET online = TRUE, online_node = $3, last_online_at = $2, activated_at = COALESCE(d.activated_at, $2)
        FROM l WHERE d.iot_id = l.iot_id RETURNING d.iot_id, d.activated_at`,
-      [iotIds, at],
+      [iotIds, at, this.nodeId],
     );
     const activated = new Set(rows.filter((r) => r.activated_at === at).map((r) => r.iot_id as string));
     return iotIds.filter((id, i) => activated.has(id) && iotIds.indexOf(id) === i);
@@ -774,15 +821,17 @@ export class PostgresStore implements Store {
 
   async markOffline(iotIds: string[], at: string): Promise<void> {
     if (iotIds.length === 0) return;
+    // Only sessions this node holds: a device that has reconnected to another node meanwhile stays ONLINE.
     await this.q(
-      `WITH l AS (SELECT iot_id FROM devices WHERE iot_id = ANY($1::text[]) AND online ORDER BY iot_id FOR UPDATE)
-       UPDATE devices d SET online = FALSE, last_online_at = $2 FROM l WHERE d.iot_id = l.iot_id AND d.online`,
-      [iotIds, at],
+      `WITH l AS (SELECT iot_id FROM devices WHERE iot_id = ANY($1::text[]) AND online AND (online_node = $3 OR online_node IS NULL) ORDER BY iot_id FOR UPDATE)
+       UPDATE devices d SET online = FALSE, online_node = NULL, last_online_at = $2 FROM l WHERE d.iot_id = l.iot_id AND d.online`,
+      [iotIds, at, this.nodeId],
     );
   }
 
+  /** This node's devices only (other nodes' sessions are theirs; a dead node's go with its lease). */
   async markAllOffline(at: string): Promise<void> {
-    await this.q('UPDATE devices SET online = FALSE, last_online_at = $1 WHERE online', [at]);
+    await this.q('UPDATE devices SET online = FALSE, online_node = NULL, last_online_at = $1 WHERE online AND (online_node = $2 OR online_node IS NULL)', [at, this.nodeId]);
   }
 
   async useRegistrationRandom(iotId: string, random: string, at: string): Promise<boolean> {
