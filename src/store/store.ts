@@ -107,6 +107,11 @@ export interface Store {
   /** Apply pending migrations. Idempotent. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Network-backed stores: resolves when the database answers, rejects (UNAVAILABLE) when it
+   * does not. /healthz reports "degraded" on a rejection. Embedded stores leave it out.
+   */
+  ping?(): Promise<void>;
 
   // products
   createProduct(p: Product): Promise<void>;

@@ -300,7 +300,13 @@ if ('skip' in started) {
         assert.equal(down.status, 503, JSON.stringify(down.body));
         assert.deepEqual(down.body, { code: 'UNAVAILABLE', message: 'the registry database is unavailable; retry later' });
         assert.equal((await server.request('GET', `/api/v1/products/${productKey}`)).status, 503);
-        assert.equal((await fetch(`${server.api}/healthz`)).status, 200, 'the process is still serving');
+        const health = await eventually(async () => {
+          const h = await fetch(`${server.api}/healthz`);
+          assert.equal(h.status, 200, 'the process is still serving');
+          const body = (await h.json()) as { status: string };
+          return body.status === 'degraded' ? body : undefined;
+        }, 5_000);
+        assert.deepEqual(health, { status: 'degraded', database: 'unavailable' });
       } finally {
         pg.start();
       }
@@ -312,6 +318,7 @@ if ('skip' in started) {
         return r.status === 201 ? r : undefined;
       }, 15_000).catch((e: Error) => assert.fail(`${e.message}; last answer ${JSON.stringify(lastAnswer)}; log tail ${server.logs.slice(-3).join(' | ')}`));
       assert.equal(created.body.deviceName, 'after-outage');
+      await eventually(async () => ((await (await fetch(`${server.api}/healthz`)).json()) as { status: string }).status === 'ok', 5_000);
       assert.equal((await server.request('GET', `/api/v1/products/${productKey}/devices`)).body.total, 1, 'nothing was written during the outage');
       const warned = server.logs.filter((l) => l.includes('registry database unavailable'));
       assert.ok(warned.length > 0, 'the outage is in the log');

@@ -291,6 +291,10 @@ export class PostgresStore implements Store {
     await this.exec('DELETE FROM presence_nodes WHERE last_seen < now() - $1::interval', [lease]);
   }
 
+  async ping(): Promise<void> {
+    await this.exec('SELECT 1');
+  }
+
   async close(): Promise<void> {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.heartbeat = undefined;
