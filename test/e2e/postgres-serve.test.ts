@@ -307,6 +307,9 @@ if ('skip' in started) {
           return body.status === 'degraded' ? body : undefined;
         }, 5_000);
         assert.deepEqual(health, { status: 'degraded', database: 'unavailable' });
+        // An audit entry recorded during the outage is kept, not dropped.
+        server.running.ctx.services.audit.record({ action: 'test.during-outage', actor: 'outage-test', result: 'ok' });
+        await server.running.ctx.services.audit.flush();
       } finally {
         pg.start();
       }
@@ -319,6 +322,12 @@ if ('skip' in started) {
       }, 15_000).catch((e: Error) => assert.fail(`${e.message}; last answer ${JSON.stringify(lastAnswer)}; log tail ${server.logs.slice(-3).join(' | ')}`));
       assert.equal(created.body.deviceName, 'after-outage');
       await eventually(async () => ((await (await fetch(`${server.api}/healthz`)).json()) as { status: string }).status === 'ok', 5_000);
+      const kept = await eventually(async () => {
+        const entries = await server.running.ctx.store.queryAudit({ action: 'test.during-outage' });
+        return entries.length > 0 ? entries : undefined;
+      }, 10_000);
+      assert.equal(kept.length, 1, 'written once the database was back');
+      assert.equal(server.running.ctx.services.audit.dropped, 0);
       assert.equal((await server.request('GET', `/api/v1/products/${productKey}/devices`)).body.total, 1, 'nothing was written during the outage');
       const warned = server.logs.filter((l) => l.includes('registry database unavailable'));
       assert.ok(warned.length > 0, 'the outage is in the log');
