@@ -294,8 +294,16 @@ if ('skip' in started) {
       const p = await server.request('POST', '/api/v1/products', { productName: 'Outage product' });
       assert.equal(p.status, 201, JSON.stringify(p.body));
       const productKey = p.body.productKey as string;
+      // A device that logged in before the outage (its record is cached)...
+      const known = await createDevice(server);
+      await endClient(await connectClient(server, 'mqtt', signedConnect(known)));
+      await server.settle();
       pg.pause();
+      let online: Awaited<ReturnType<typeof connectClient>> | undefined;
       try {
+        // ...keeps logging in while the database is down; its presence is written afterwards.
+        online = await connectClient(server, 'mqtt', signedConnect(known));
+        await server.settle();
         const down = await server.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'during-outage' });
         assert.equal(down.status, 503, JSON.stringify(down.body));
         assert.deepEqual(down.body, { code: 'UNAVAILABLE', message: 'the registry database is unavailable; retry later' });
@@ -313,6 +321,8 @@ if ('skip' in started) {
       } finally {
         pg.start();
       }
+      await eventually(async () => (await queryDb(dbUrlOf(server), 'SELECT online FROM devices WHERE iot_id = $1', [known.iotId]))[0]?.online === true, 10_000);
+      await endClient(online);
       // No restart of thingauth: the pool opens new connections once the server is back.
       let lastAnswer: unknown;
       const created = await eventually(async () => {
@@ -334,6 +344,11 @@ if ('skip' in started) {
       for (const l of warned) assert.equal(JSON.parse(l).level, 40, 'a warning, not an error with a stack');
     });
   });
+}
+
+/** The database URL a test server was started with. */
+function dbUrlOf(server: TestServer): string {
+  return server.running.ctx.config.databaseUrl!;
 }
 
 /** One query on its own connection (what any other client of the database sees). */
