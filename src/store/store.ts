@@ -193,7 +193,10 @@ export interface Store {
   /** markOnline for many devices in one transaction (a gateway's batch login); returns the iotIds this call activated. */
   markOnlineMany(iotIds: string[], at: string): Promise<string[]>;
   markOffline(iotIds: string[], at: string): Promise<void>;
-  /** After a restart nobody is connected. */
+  /**
+   * After a restart nobody is connected (and at a clean stop). A store shared by several
+   * processes (PostgreSQL) clears only the devices this process marked online.
+   */
   markAllOffline(at: string): Promise<void>;
 
   /** Records a dynamic-registration random; false if it was already used for this device. */
