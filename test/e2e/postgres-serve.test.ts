@@ -95,6 +95,25 @@ if ('skip' in started) {
       assert.equal((await queryDb(url, 'SELECT COUNT(*)::int AS n FROM schema_migrations WHERE version = 999'))[0]!.n, 1);
     });
 
+    it('a role that only owns its database (no superuser) migrates and serves (README "Privileges")', async () => {
+      const name = `owned_${process.pid}`;
+      await pg.admin('CREATE ROLE thingauth_owner LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE');
+      await pg.admin(`CREATE DATABASE "${name}" OWNER thingauth_owner`);
+      const url = `postgres://thingauth_owner@${pg.host}:${pg.port}/${name}`;
+      const store = (await openStore(loadConfig({ dataDir: makeTempDir(), databaseUrl: url }), generateMasterKey())) as PostgresStore;
+      try {
+        const [who] = (await store.pool.query('SELECT current_user AS u, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS sup')).rows;
+        assert.deepEqual(who, { u: 'thingauth_owner', sup: false });
+        await store.createProduct({ productKey: 'a1Owned', productName: 'owned', productSecret: 'OwnedProductSecret1', nodeType: 'DEVICE', dynamicRegistration: false, preRegistrationFree: false, requireTls: false, replayProtection: false, deviceLimit: null, description: '', createdAt: 'x', updatedAt: 'x' });
+        const [d] = await store.createDevices('a1Owned', [{ iotId: 'iotOwned1', deviceName: 'owned-1', deviceSecret: 'OwnedDeviceSecret0000000000001' }], 10, 'x');
+        assert.deepEqual(await store.markOnline(d!.iotId, 'y'), { activated: true });
+        await store.appendAudit([{ at: 'y', action: 'test', actor: 'owner', result: 'ok' }]);
+        assert.equal((await store.queryAudit({})).length, 1);
+      } finally {
+        await store.close();
+      }
+    });
+
     it('several nodes migrating the same empty database at once: one migrates, the others find it done', async () => {
       const url = await freshDatabase();
       const stores = Array.from({ length: 4 }, () => new PostgresStore({ connectionString: url, cipher: new KeyringCipher(generateMasterKey()), poolSize: 1 }));
