@@ -6,6 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
+import { isPostgresUrl, postgresUrlProblem } from './store/postgres/connection.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -26,6 +27,12 @@ export interface Config {
   wssPort: number;
   adminToken: string | undefined;
   databaseUrl: string | undefined;
+  /** PEM file of the CA that signed the PostgreSQL server's certificate (TLS to the database). */
+  databaseCaFile: string | undefined;
+  /** PostgreSQL: connections this process keeps open to the database at most. */
+  databasePoolSize: number;
+  /** PostgreSQL: a node silent this long is dead; the others mark its devices offline. */
+  presenceLeaseSeconds: number;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   hostnames: string[];
@@ -96,6 +103,9 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   wssPort: 'THINGAUTH_WSS_PORT',
   adminToken: 'THINGAUTH_ADMIN_TOKEN',
   databaseUrl: 'THINGAUTH_DATABASE_URL',
+  databaseCaFile: 'THINGAUTH_DATABASE_CA_FILE',
+  databasePoolSize: 'THINGAUTH_DATABASE_POOL_SIZE',
+  presenceLeaseSeconds: 'THINGAUTH_PRESENCE_LEASE_SECONDS',
   tlsCert: 'THINGAUTH_TLS_CERT',
   tlsKey: 'THINGAUTH_TLS_KEY',
   hostnames: 'THINGAUTH_HOSTNAMES',
@@ -206,6 +216,9 @@ export function loadConfig(input: ConfigInput): Config {
     wssPort: port('wssPort', 8084),
     adminToken: input.adminToken,
     databaseUrl: input.databaseUrl,
+    databaseCaFile: input.databaseCaFile,
+    databasePoolSize: int('databasePoolSize', 10, 1, 1000),
+    presenceLeaseSeconds: int('presenceLeaseSeconds', 30, 1, 3600),
     tlsCert: input.tlsCert,
     tlsKey: input.tlsKey,
     hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),
@@ -260,8 +273,15 @@ export function loadConfig(input: ConfigInput): Config {
   if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
     problems.push(`${CONFIG_ENV.tlsCert} and ${CONFIG_ENV.tlsKey} must be set together`);
   }
-  if (config.databaseUrl !== undefined && !/^(sqlite|file):/.test(config.databaseUrl)) {
-    problems.push(`${label('databaseUrl')}: only sqlite:<path> is supported in this version (PostgreSQL comes with the scale-out mode), got "${config.databaseUrl.split(':')[0]}:..."`);
+  if (isPostgresUrl(config.databaseUrl)) {
+    // The message never echoes the URL: it may hold the database password.
+    const problem = postgresUrlProblem(config.databaseUrl!, config.databaseCaFile);
+    if (problem) problems.push(`${label('databaseUrl')} ${problem}`);
+  } else if (config.databaseUrl !== undefined && !/^(sqlite|file):/.test(config.databaseUrl)) {
+    problems.push(`${label('databaseUrl')}: use sqlite:<path> or postgres://user:password@host:port/database, got "${config.databaseUrl.split(':')[0]}:..."`);
+  }
+  if (config.databaseCaFile !== undefined && !isPostgresUrl(config.databaseUrl)) {
+    problems.push(`${CONFIG_ENV.databaseCaFile} only applies with a postgres:// ${CONFIG_ENV.databaseUrl}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -17,6 +17,7 @@ import { PUSH_CLOSE_GRACE_MS } from './mqtt/registration-connect.js';
 import { createLogger, type Logger } from './logger.js';
 import { createServices } from './services/index.js';
 import { openStoreByUrl } from './store/open-store.js';
+import { isPostgresUrl } from './store/postgres/connection.js';
 import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
 
@@ -41,9 +42,14 @@ export interface RunningThingAuth {
   close(): Promise<void>;
 }
 
+/** The store the database URL names (PostgreSQL for postgres://, else the SQLite file), migrated. */
 export async function openStore(config: Config, masterKey: Buffer | SecretCipher): Promise<Store> {
-  return openStoreByUrl(`sqlite:${sqlitePath(config)}`, Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey, {
+  const url = isPostgresUrl(config.databaseUrl) ? config.databaseUrl! : `sqlite:${sqlitePath(config)}`;
+  return openStoreByUrl(url, Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey, {
     sqliteSynchronous: config.sqliteSynchronous,
+    databaseCaFile: config.databaseCaFile,
+    poolSize: config.databasePoolSize,
+    presenceLeaseMs: config.presenceLeaseSeconds * 1000,
   });
 }
 

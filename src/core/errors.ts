@@ -27,6 +27,8 @@ export const ErrorKinds = {
   RATE_LIMITED: { http: 429, alink: 429 },
   PAYLOAD_TOO_LARGE: { http: 413, alink: 460 },
   INTERNAL: { http: 500, alink: 500 },
+  /** The registry database cannot be reached (PostgreSQL down or unreachable): retry later. */
+  UNAVAILABLE: { http: 503, alink: 500 },
 } as const;
 
 export type ErrorKind = keyof typeof ErrorKinds;

@@ -162,6 +162,8 @@ const BY_ERROR_KIND: Readonly<Record<ErrorKind, RefusalKind>> = {
   RATE_LIMITED: 'rate-limited',
   PAYLOAD_TOO_LARGE: 'malformed',
   INTERNAL: 'server-error',
+  // The database is down: to a device it is the server being unavailable (CONNACK 3).
+  UNAVAILABLE: 'server-error',
 };
 
 /**

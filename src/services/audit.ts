@@ -8,6 +8,7 @@
  * every text field is clipped and stripped of control characters here, so an attacker
  * choosing a 64 KiB DeviceName cannot bloat or forge lines of the trail.
  */
+import { isThingAuthError } from '../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { AuditEntry, AuditQuery, Store } from '../store/store.js';
 
@@ -38,6 +39,8 @@ export interface AuditOptions {
 const MAX_FIELD = 256;
 /** Past this many waiting entries (store down or far behind) new ones are dropped and counted. */
 const MAX_PENDING = 100_000;
+/** While the database is unavailable: how long to wait before writing the kept entries again. */
+const UNAVAILABLE_RETRY_MS = 1_000;
 
 function clean(v: string | null | undefined, max = MAX_FIELD): string | null {
   if (v === null || v === undefined) return null;
@@ -56,6 +59,10 @@ export class AuditLog {
   dropped = 0;
   private readonly maxBuffered: number;
   private readonly flushIntervalMs: number;
+  /** Set while the database is unavailable: no flush before then (record() must not hammer it). */
+  private retryAt = 0;
+  /** close() has begun: a failed write is final (counted as dropped), no retry is scheduled. */
+  private closing = false;
 
   constructor(
     private readonly store: Store,
@@ -90,7 +97,7 @@ export class AuditLog {
       result: r.result,
       reason: clean(r.reason),
     });
-    if (this.buffer.length >= this.maxBuffered) void this.flush();
+    if (this.buffer.length >= this.maxBuffered && Date.now() >= this.retryAt) void this.flush();
     else if (!this.timer) {
       this.timer = setTimeout(() => void this.flush(), this.flushIntervalMs);
       this.timer.unref();
@@ -110,7 +117,22 @@ export class AuditLog {
       this.buffer = [];
       try {
         await this.store.appendAudit(batch);
+        this.retryAt = 0;
       } catch (err) {
+        if (isThingAuthError(err) && err.kind === 'UNAVAILABLE' && !this.closing) {
+          // The database is down (PostgreSQL): keep the entries, oldest first and bounded, and
+          // write them when it is back.
+          const keep = Math.max(0, Math.min(batch.length, MAX_PENDING - this.buffer.length));
+          this.dropped += batch.length - keep;
+          this.buffer = [...batch.slice(0, keep), ...this.buffer];
+          if (this.retryAt === 0) this.logger.warn({ entries: this.buffer.length, reason: err.message }, 'audit entries kept until the database is back');
+          this.retryAt = Date.now() + UNAVAILABLE_RETRY_MS;
+          if (!this.timer) {
+            this.timer = setTimeout(() => void this.flush(), UNAVAILABLE_RETRY_MS);
+            this.timer.unref();
+          }
+          return;
+        }
         this.dropped += batch.length;
         this.logger.error({ err, entries: batch.length }, 'audit entries could not be written');
       }
@@ -140,6 +162,7 @@ export class AuditLog {
   async close(): Promise<void> {
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     this.pruneTimer = undefined;
+    this.closing = true;
     await this.flush();
     this.closed = true;
     if (this.dropped > 0) this.logger.warn({ dropped: this.dropped }, 'audit entries were dropped');

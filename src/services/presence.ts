@@ -6,6 +6,7 @@
  * device that came online at all is always written online first, so a short-lived first
  * connection still activates it.
  */
+import { isThingAuthError } from '../core/errors.js';
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 
@@ -22,6 +23,9 @@ export interface PresenceOptions {
   maxBatch?: number;
 }
 
+/** While the database is unavailable: how long to wait before writing the kept changes again. */
+const UNAVAILABLE_RETRY_MS = 1_000;
+
 export class PresenceService {
   private online = new Set<string>();
   private offline = new Set<string>();
@@ -32,6 +36,9 @@ export class PresenceService {
   private readonly flushDelayMs: number;
   private readonly maxBatch: number;
   private readonly activationListeners: ((iotIds: string[]) => void)[] = [];
+  /** Set while the database is unavailable: no write before then. */
+  private retryAt = 0;
+  private closing = false;
 
   constructor(
     private readonly store: Store,
@@ -77,7 +84,7 @@ export class PresenceService {
   }
 
   private schedule(): void {
-    if (this.online.size + this.offline.size >= this.maxBatch) {
+    if (this.online.size + this.offline.size >= this.maxBatch && Date.now() >= this.retryAt) {
       void this.flush();
       return;
     }
@@ -120,12 +127,39 @@ export class PresenceService {
         }
       }
       if (offline.length > 0) await this.store.markOffline(offline, at);
+      this.retryAt = 0;
     } catch (err) {
+      if (isThingAuthError(err) && err.kind === 'UNAVAILABLE' && !this.closing) {
+        this.keepForLater(online, offline, err.message);
+        return;
+      }
       this.logger.error({ err, online: online.length, offline: offline.length }, 'presence write failed');
     }
   }
 
+  /**
+   * The database is down (PostgreSQL): the batch goes back in the queue, under what happened
+   * since (a device that went offline or came back meanwhile keeps its newer state; online
+   * goes first in a batch, so activation is not lost), and is written when the database is back.
+   */
+  private keepForLater(online: string[], offline: string[], reason: string): void {
+    // Devices whose newest queued state is online: a kept offline for them is stale.
+    const backOnline = new Set([...this.online].filter((id) => !this.offline.has(id)));
+    for (const id of online) this.online.add(id);
+    for (const id of offline) if (!backOnline.has(id)) this.offline.add(id);
+    if (this.retryAt === 0) this.logger.warn({ online: online.length, offline: offline.length, reason }, 'presence changes kept until the database is back');
+    this.retryAt = Date.now() + UNAVAILABLE_RETRY_MS;
+    if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        void this.flush();
+      }, UNAVAILABLE_RETRY_MS);
+      this.timer.unref();
+    }
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     await this.flush();
   }
 }

@@ -1,5 +1,5 @@
 /**
- * The Store port. Every adapter (SQLite now, PostgreSQL later) implements this and passes
+ * The Store port. Every adapter (SQLite, PostgreSQL) implements this and passes
  * test/contract/. Methods are async so network-backed adapters fit the same shape.
  * Invariants the adapters enforce atomically: DeviceName unique per product, the per-product
  * device limit, the per-gateway sub-device limit, one gateway per sub-device.
@@ -130,6 +130,11 @@ export interface Store {
   /** Apply pending migrations. Idempotent. */
   migrate(): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Network-backed stores: resolves when the database answers, rejects (UNAVAILABLE) when it
+   * does not. /healthz reports "degraded" on a rejection. Embedded stores leave it out.
+   */
+  ping?(): Promise<void>;
 
   // products
   createProduct(p: Product): Promise<void>;
@@ -152,6 +157,7 @@ export interface Store {
   /** The devices of those names that exist (any order; unknown names are left out). One round trip for a whole import chunk. */
   getDevicesByName(productKey: string, deviceNames: string[]): Promise<Device[]>;
   getDeviceByIotId(iotId: string): Promise<Device | undefined>;
+  /** In creation order (a batch in its given order): the contract asserts it, every adapter keeps it. */
   listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
   /**
    * Devices of a product in DeviceName order, strictly after `afterDeviceName` (null = from the
@@ -210,7 +216,10 @@ export interface Store {
   /** markOnline for many devices in one transaction (a gateway's batch login); returns the iotIds this call activated. */
   markOnlineMany(iotIds: string[], at: string): Promise<string[]>;
   markOffline(iotIds: string[], at: string): Promise<void>;
-  /** After a restart nobody is connected. */
+  /**
+   * After a restart nobody is connected (and at a clean stop). A store shared by several
+   * processes (PostgreSQL) clears only the devices this process marked online.
+   */
   markAllOffline(at: string): Promise<void>;
 
   /** Records a dynamic-registration random; false if it was already used for this device. */

@@ -95,13 +95,30 @@ describe('config', () => {
     assert.match(problemsOf({ publicMqttPort: '65536' })[0]!, /THINGAUTH_PUBLIC_MQTT_PORT/);
   });
 
-  it('a short admin token, a lone TLS cert or key, or a non-SQLite database URL are refused', () => {
+  it('a short admin token, a lone TLS cert or key, or an unknown database URL are refused', () => {
     assert.match(problemsOf({ adminToken: 'short' })[0]!, /THINGAUTH_ADMIN_TOKEN .*at least 16 characters/);
     assert.match(problemsOf({ tlsCert: '/x/cert.pem' })[0]!, /THINGAUTH_TLS_CERT and THINGAUTH_TLS_KEY must be set together/);
     assert.match(problemsOf({ tlsKey: '/x/key.pem' })[0]!, /must be set together/);
-    const [db] = problemsOf({ databaseUrl: 'postgres://user:pw@host/db' });
+    const [db] = problemsOf({ databaseUrl: 'mysql://user:pw@host/db' });
     assert.match(db!, /THINGAUTH_DATABASE_URL/);
     assert.ok(!db!.includes('pw@host'), 'the message does not echo credentials from the URL');
+  });
+
+  it('postgres:// and postgresql:// URLs are accepted; a bad sslmode, a missing database or CA file are refused without echoing the URL (issue 13)', () => {
+    assert.equal(loadConfig({ databaseUrl: 'postgres://user:pw@db.example:5432/thingauth' }).databaseUrl, 'postgres://user:pw@db.example:5432/thingauth');
+    assert.equal(loadConfig({ databaseUrl: 'postgresql://user:pw@db.example/thingauth?sslmode=require' }).databaseUrl, 'postgresql://user:pw@db.example/thingauth?sslmode=require');
+    const bad = (input: ConfigInput) => problemsOf(input).join('\n');
+    assert.match(bad({ databaseUrl: 'postgres://user:pw@db.example/thingauth?sslmode=prefer' }), /THINGAUTH_DATABASE_URL .*sslmode must be one of disable, require, verify-ca, verify-full/);
+    assert.match(bad({ databaseUrl: 'postgres://user:pw@db.example/' }), /names no database/);
+    assert.match(bad({ databaseUrl: 'postgres://user:pw@db.example/thingauth?sslmode=verify-full' }), /needs the database CA file setting/);
+    assert.match(bad({ databaseUrl: 'postgres://user:pw@db.example/thingauth', databaseCaFile: '/nonexistent/ca.pem' }), /CA file \/nonexistent\/ca.pem does not exist/);
+    assert.match(bad({ databaseCaFile: '/nonexistent/ca.pem' }), /THINGAUTH_DATABASE_CA_FILE only applies with a postgres:\/\//);
+    for (const p of problemsOf({ databaseUrl: 'postgres://user:s3cretpw@db.example/thingauth?sslmode=prefer' })) assert.ok(!p.includes('s3cretpw'), 'no password in the message');
+    assert.equal(loadConfig({}).databasePoolSize, 10);
+    assert.equal(loadConfig({ databasePoolSize: '40' }).databasePoolSize, 40);
+    assert.match(bad({ databasePoolSize: '0' }), /THINGAUTH_DATABASE_POOL_SIZE .*whole number from 1 to 1000/);
+    assert.equal(loadConfig({}).presenceLeaseSeconds, 30);
+    assert.match(bad({ presenceLeaseSeconds: '0' }), /THINGAUTH_PRESENCE_LEASE_SECONDS .*whole number from 1 to 3600/);
   });
 
   it('reports every problem at once', () => {

@@ -18,6 +18,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { createHmac } from 'node:crypto';
 import { deviceHttpsPost } from '../helpers/https.js';
 import { connectClient, connectRefusal, endClient, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
+import { startPrivatePostgres, type PrivatePostgres } from '../helpers/postgres.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { mqttRegistration, registrationConnect } from './registration-helpers.js';
 
@@ -47,13 +48,90 @@ async function copyJson(args: string[]): Promise<any> {
   return JSON.parse(r.stdout);
 }
 
+interface SourceFixture {
+  srcDir: string;
+  devices: DeviceCredentials[];
+  rotated: { productKey: string; deviceName: string; oldSecret: string; newSecret: string };
+  disabled: DeviceCredentials;
+  regnwl: { productKey: string; deviceName: string; clientId: string; deviceToken: string };
+  gateway: DeviceCredentials;
+  subs: DeviceCredentials[];
+  app: { appKey: string; appSecret: string };
+  readToken: string;
+  /** An HTTPS-channel token issued by the source server: valid on the copy only if the channel key came along. */
+  channelToken: string;
+}
+
+const PS = 'PsStoreCopy12345';
+
+/**
+ * A real data dir written by a real server: devices (one with a rotated secret in its grace,
+ * one disabled), a regnwl device with an activated slot, a gateway with two sub-devices (one
+ * registered through it), an application, a read token, an HTTP-channel token, logins and a
+ * refusal (activation, lastAuthError, audit).
+ */
+async function populateSource(): Promise<SourceFixture> {
+  const devices: DeviceCredentials[] = [];
+  let rotated!: SourceFixture['rotated'];
+  let disabled!: DeviceCredentials;
+  let regnwl!: SourceFixture['regnwl'];
+  let gateway!: DeviceCredentials;
+  let subs!: DeviceCredentials[];
+  let app!: SourceFixture['app'];
+  let readToken!: string;
+  let channelToken!: string;
+    const src: TestServer = await startTestServer({ mqttPendingPerSource: '0', registrationRatePerSourcePerSecond: '0' });
+  try {
+    const { registry, topology, applications, tokens } = src.running.ctx.services;
+    const pk = (await registry.createProduct({ productName: 'copy plugs', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS })).productKey;
+    for (const d of await registry.createDevices(pk, { count: 4 })) devices.push({ productKey: pk, deviceName: d.deviceName, deviceSecret: d.deviceSecret });
+    // A rotated secret in its grace: both secrets must work on the copy.
+    const r = await src.request('POST', `/api/v1/products/${pk}/devices/${devices[0]!.deviceName}/secret/rotate`, { graceSeconds: 3600 });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    rotated = { productKey: pk, deviceName: devices[0]!.deviceName, oldSecret: devices[0]!.deviceSecret, newSecret: r.body.deviceSecret };
+    devices[0]!.deviceSecret = r.body.deviceSecret;
+    // A disabled device with a nickname: refused on the copy too.
+    const [off] = await registry.createDevices(pk, { count: 1, nickname: 'off' });
+    disabled = { productKey: pk, deviceName: off!.deviceName, deviceSecret: off!.deviceSecret };
+    assert.equal((await src.request('POST', `/api/v1/products/${pk}/devices/${disabled.deviceName}/disable`)).status, 200);
+    // A regnwl device with an activated slot.
+    const reg = await mqttRegistration(src, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'regnwl-dev', authType: 'regnwl', clientId: 'phys-1' }), { timeoutMs: 60_000 });
+    assert.equal(reg.accepted, true, `regnwl refused with ${reg.code}`);
+    const body = JSON.parse(reg.messages[0]!.payload);
+    regnwl = { productKey: pk, deviceName: 'regnwl-dev', clientId: body.clientId, deviceToken: body.deviceToken };
+    await endClient(await connectClient(src, 'mqtts', { clientId: `${regnwl.clientId}|securemode=-2,authType=connwl|`, username: `regnwl-dev&${pk}`, password: regnwl.deviceToken }));
+    // A gateway with two sub-devices; the first also registered through it.
+    const gpk = (await registry.createProduct({ productName: 'copy gateways', nodeType: 'GATEWAY' })).productKey;
+    const spk = (await registry.createProduct({ productName: 'copy subs', nodeType: 'SUB_DEVICE' })).productKey;
+    const [g] = await registry.createDevices(gpk, { count: 1 });
+    gateway = { productKey: gpk, deviceName: g!.deviceName, deviceSecret: g!.deviceSecret };
+    subs = (await registry.createDevices(spk, { count: 2 })).map((d) => ({ productKey: spk, deviceName: d.deviceName, deviceSecret: d.deviceSecret, iotId: d.iotId }));
+    await topology.addByOperator(gpk, g!.deviceName, subs.map((s) => ({ productKey: s.productKey, deviceName: s.deviceName })));
+    assert.equal(await src.running.ctx.store.claimSubDeviceRegistration(subs[0]!.iotId!, g!.iotId), true);
+    const a = await applications.create({ name: 'backend', productKeys: [pk] });
+    app = { appKey: a.appKey, appSecret: a.appSecret };
+    readToken = (await tokens.create('ci', 'read')).token;
+    const d2 = devices[2]!;
+    const sign = createHmac('sha256', d2.deviceSecret).update(`clientId${pk}.${d2.deviceName}deviceName${d2.deviceName}productKey${pk}`).digest('hex');
+    const auth = await deviceHttpsPost(src, '/auth', JSON.stringify({ clientId: `${pk}.${d2.deviceName}`, signmethod: 'hmacsha256', sign, productKey: pk, deviceName: d2.deviceName }), { 'content-type': 'application/json' });
+    assert.equal(auth.json?.code, 0, auth.text);
+    channelToken = auth.json.info.token;
+    // Logins and a refusal: activation, lastAuthError and audit entries to copy.
+    for (const d of devices) await endClient(await connectClient(src, 'mqtt', signedConnect(d)));
+    assert.equal((await connectRefusal(src, 'mqtt', signedConnect({ ...devices[1]!, deviceSecret: 'WrongSecret00000' }))).code, 5);
+    await src.settle();
+  } finally {
+    await src.stop();
+  }
+  return { srcDir: src.dataDir, devices, rotated, disabled, regnwl, gateway, subs, app, readToken, channelToken };
+}
+
 describe('store copy: a populated data dir to another file under another master key', () => {
-  const PS = 'PsStoreCopy12345';
   let srcDir: string;
   let dstDir: string;
   const dstKey = generateMasterKey().toString('hex');
   let dstUrl: string;
-  const devices: DeviceCredentials[] = [];
+  let devices: DeviceCredentials[];
   let rotated: { productKey: string; deviceName: string; oldSecret: string; newSecret: string };
   let disabled: DeviceCredentials;
   let regnwl: { productKey: string; deviceName: string; clientId: string; deviceToken: string };
@@ -66,50 +144,7 @@ describe('store copy: a populated data dir to another file under another master 
   let channelToken: string;
 
   before(async () => {
-    const src: TestServer = await startTestServer({ mqttPendingPerSource: '0', registrationRatePerSourcePerSecond: '0' });
-    srcDir = src.dataDir;
-    try {
-      const { registry, topology, applications, tokens } = src.running.ctx.services;
-      const pk = (await registry.createProduct({ productName: 'copy plugs', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS })).productKey;
-      for (const d of await registry.createDevices(pk, { count: 4 })) devices.push({ productKey: pk, deviceName: d.deviceName, deviceSecret: d.deviceSecret });
-      // A rotated secret in its grace: both secrets must work on the copy.
-      const r = await src.request('POST', `/api/v1/products/${pk}/devices/${devices[0]!.deviceName}/secret/rotate`, { graceSeconds: 3600 });
-      assert.equal(r.status, 200, JSON.stringify(r.body));
-      rotated = { productKey: pk, deviceName: devices[0]!.deviceName, oldSecret: devices[0]!.deviceSecret, newSecret: r.body.deviceSecret };
-      devices[0]!.deviceSecret = r.body.deviceSecret;
-      // A disabled device with a nickname: refused on the copy too.
-      const [off] = await registry.createDevices(pk, { count: 1, nickname: 'off' });
-      disabled = { productKey: pk, deviceName: off!.deviceName, deviceSecret: off!.deviceSecret };
-      assert.equal((await src.request('POST', `/api/v1/products/${pk}/devices/${disabled.deviceName}/disable`)).status, 200);
-      // A regnwl device with an activated slot.
-      const reg = await mqttRegistration(src, 'mqtts', registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'regnwl-dev', authType: 'regnwl', clientId: 'phys-1' }), { timeoutMs: 60_000 });
-      assert.equal(reg.accepted, true, `regnwl refused with ${reg.code}`);
-      const body = JSON.parse(reg.messages[0]!.payload);
-      regnwl = { productKey: pk, deviceName: 'regnwl-dev', clientId: body.clientId, deviceToken: body.deviceToken };
-      await endClient(await connectClient(src, 'mqtts', { clientId: `${regnwl.clientId}|securemode=-2,authType=connwl|`, username: `regnwl-dev&${pk}`, password: regnwl.deviceToken }));
-      // A gateway with two sub-devices; the first also registered through it.
-      const gpk = (await registry.createProduct({ productName: 'copy gateways', nodeType: 'GATEWAY' })).productKey;
-      const spk = (await registry.createProduct({ productName: 'copy subs', nodeType: 'SUB_DEVICE' })).productKey;
-      const [g] = await registry.createDevices(gpk, { count: 1 });
-      gateway = { productKey: gpk, deviceName: g!.deviceName, deviceSecret: g!.deviceSecret };
-      subs = (await registry.createDevices(spk, { count: 2 })).map((d) => ({ productKey: spk, deviceName: d.deviceName, deviceSecret: d.deviceSecret, iotId: d.iotId }));
-      await topology.addByOperator(gpk, g!.deviceName, subs.map((s) => ({ productKey: s.productKey, deviceName: s.deviceName })));
-      assert.equal(await src.running.ctx.store.claimSubDeviceRegistration(subs[0]!.iotId!, g!.iotId), true);
-      const a = await applications.create({ name: 'backend', productKeys: [pk] });
-      app = { appKey: a.appKey, appSecret: a.appSecret };
-      readToken = (await tokens.create('ci', 'read')).token;
-      const d2 = devices[2]!;
-      const sign = createHmac('sha256', d2.deviceSecret).update(`clientId${pk}.${d2.deviceName}deviceName${d2.deviceName}productKey${pk}`).digest('hex');
-      const auth = await deviceHttpsPost(src, '/auth', JSON.stringify({ clientId: `${pk}.${d2.deviceName}`, signmethod: 'hmacsha256', sign, productKey: pk, deviceName: d2.deviceName }), { 'content-type': 'application/json' });
-      assert.equal(auth.json?.code, 0, auth.text);
-      channelToken = auth.json.info.token;
-      // Logins and a refusal: activation, lastAuthError and audit entries to copy.
-      for (const d of devices) await endClient(await connectClient(src, 'mqtt', signedConnect(d)));
-      assert.equal((await connectRefusal(src, 'mqtt', signedConnect({ ...devices[1]!, deviceSecret: 'WrongSecret00000' }))).code, 5);
-      await src.settle();
-    } finally {
-      await src.stop();
-    }
+    ({ srcDir, devices, rotated, disabled, regnwl, gateway, subs, app, readToken, channelToken } = await populateSource());
     dstDir = makeTempDir('thingauth-copy-dst-');
     dstUrl = `sqlite:${path.join(dstDir, 'thingauth.db')}`;
     first = await copyJson(['--from', `sqlite:${path.join(srcDir, 'thingauth.db')}`, '--from-data-dir', srcDir, '--to', dstUrl, '--to-master-key', dstKey]);
@@ -211,6 +246,61 @@ describe('store copy: a populated data dir to another file under another master 
       assert.equal(dis.body.status, 'DISABLE');
       const failed = await dst.request('GET', `/api/v1/products/${devices[1]!.productKey}/devices/${devices[1]!.deviceName}`);
       assert.ok(failed.body.lastAuthError, 'lastAuthError came along');
+    } finally {
+      await dst.stop();
+    }
+  });
+});
+
+describe('store copy: SQLite to PostgreSQL, then a server on PostgreSQL lets every device in', () => {
+  let pgServer: PrivatePostgres | undefined;
+  let skip: string | undefined;
+  let fx: SourceFixture;
+  let dstUrl: string;
+  const dstKey = generateMasterKey().toString('hex');
+
+  before(async () => {
+    const started = await startPrivatePostgres();
+    if ('skip' in started) {
+      skip = started.skip;
+      return;
+    }
+    pgServer = started.server;
+    dstUrl = await pgServer.createDatabase('copy_dst');
+    fx = await populateSource();
+  });
+  after(async () => {
+    await pgServer?.stop();
+  });
+
+  it('copies every table, verifies, stores no plaintext secret; a second run is identical; a server on it serves the fleet', async (t) => {
+    if (skip) return t.skip(skip);
+    const from = ['--from', `sqlite:${path.join(fx.srcDir, 'thingauth.db')}`, '--from-data-dir', fx.srcDir, '--to', dstUrl, '--to-master-key', dstKey];
+    const first = await copyJson(from);
+    assert.equal(first.verified, true, JSON.stringify(first.mismatches));
+    for (const [name, c] of Object.entries<any>(first.tables)) assert.equal(c.destination, c.source, name);
+    assert.equal(first.tables.devices.source, 9);
+    const dump = pgServer!.dump('copy_dst');
+    for (const s of [PS, fx.rotated.oldSecret, fx.regnwl.deviceToken, fx.app.appSecret, ...fx.devices.map((d) => d.deviceSecret)]) assert.ok(!dump.includes(s), 'a secret in the pg_dump');
+    const again = await copyJson(from);
+    for (const [name, c] of Object.entries<any>(again.tables)) assert.equal(c.identical, c.source, name);
+
+    const dst = await startTestServer({ databaseUrl: dstUrl, masterKey: dstKey });
+    try {
+      for (const d of [...fx.devices, fx.gateway, ...fx.subs]) await endClient(await connectClient(dst, 'mqtt', signedConnect(d)));
+      await endClient(await connectClient(dst, 'mqtt', signedConnect({ productKey: fx.rotated.productKey, deviceName: fx.rotated.deviceName, deviceSecret: fx.rotated.oldSecret })));
+      assert.equal((await connectRefusal(dst, 'mqtt', signedConnect(fx.disabled))).code, 5, 'the disabled device stays disabled');
+      await endClient(await connectClient(dst, 'mqtts', { clientId: `${fx.regnwl.clientId}|securemode=-2,authType=connwl|`, username: `${fx.regnwl.deviceName}&${fx.regnwl.productKey}`, password: fx.regnwl.deviceToken }));
+      await endClient(await connectClient(dst, 'mqtts', { clientId: 'backend-pg', username: `app:${fx.app.appKey}`, password: fx.app.appSecret }));
+      assert.equal((await dst.request('GET', '/api/v1/products', undefined, fx.readToken)).status, 200);
+      const topo = await dst.request('GET', `/api/v1/products/${fx.gateway.productKey}/devices/${fx.gateway.deviceName}/sub-devices`);
+      assert.deepEqual(topo.body.items.map((d: any) => d.deviceName).sort(), fx.subs.map((s) => s.deviceName).sort());
+      // The logins above were audited on top of the copied entries: new ids did not collide with
+      // copied ones (putAuditEntries moved the id sequence past them).
+      await dst.settle();
+      const audit = await dst.running.ctx.store.queryAudit({ limit: 10_000 });
+      assert.ok(audit.length > first.tables.audit.source, `${audit.length} audit entries after the logins, ${first.tables.audit.source} copied`);
+      assert.equal(new Set(audit.map((e) => e.id)).size, audit.length);
     } finally {
       await dst.stop();
     }

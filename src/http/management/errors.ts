@@ -63,6 +63,11 @@ export function toErrorReply(err: unknown, logger: Logger, req?: FastifyRequest)
     const { field, ...rest } = err.details ?? {};
     if (typeof field === 'string') body.field = field;
     if (Object.keys(rest).length > 0) body.details = rest;
+    if (err.kind === 'UNAVAILABLE') {
+      // The database is down or unreachable: the caller may retry; the log says where and why.
+      logger.warn({ err: { kind: err.kind, message: err.message }, url: req?.routeOptions?.url }, 'management request failed: registry database unavailable');
+      return { status: 503, body: { code: 'UNAVAILABLE', message: 'the registry database is unavailable; retry later' } };
+    }
     if (err.httpStatus >= 500) {
       logger.error({ err: { kind: err.kind, message: err.message }, url: req?.routeOptions?.url }, 'management request failed');
       return { status: err.httpStatus, body: { code: 'INTERNAL', message: 'internal error; see the server log' } };

@@ -81,7 +81,18 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
     },
   });
 
-  app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // "degraded" while the registry database does not answer (PostgreSQL): the process is up
+  // (200), but writes fail until it is back. Asked at most once a second, however often
+  // /healthz (public) is polled.
+  let dbCheck: { at: number; ok: Promise<boolean> } | undefined;
+  app.get('/healthz', { schema: { hide: true } }, async () => {
+    const ping = ctx.store.ping?.bind(ctx.store);
+    if (!ping) return { status: 'ok' };
+    if (!dbCheck || Date.now() - dbCheck.at >= 1000) {
+      dbCheck = { at: Date.now(), ok: ping().then(() => true, () => false) };
+    }
+    return (await dbCheck.ok) ? { status: 'ok' } : { status: 'degraded', database: 'unavailable' };
+  });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await metricsRoute(app, ctx);

@@ -346,6 +346,16 @@ export function coreContract(makeStore: MakeStore, opts: StoreContractOptions): 
       }));
     });
 
+    describe('registration randoms', () => {
+      it('racing uses of one random: exactly one wins (a pool of connections must not let two through)', withStore(async (store) => {
+        const { devices } = await seeded(store, 1);
+        const d = devices[0]!;
+        const results = await Promise.all(Array.from({ length: 20 }, () => store.useRegistrationRandom(d.iotId, 'raced-random', T1)));
+        assert.equal(results.filter(Boolean).length, 1);
+        assert.equal(await store.useRegistrationRandom(d.iotId, 'raced-random', T2), false);
+      }));
+    });
+
     describe('topology', () => {
       it('attach within the limit, count, move between gateways, detach', withStore(async (store) => {
         const { devices } = await seeded(store, 6);

@@ -36,6 +36,12 @@ export function secretSettingsContract(makeStore: MakeStore): void {
       assert.equal(await store.getSecretSetting('k'), 'FirstSecretValue1');
       assert.equal(await store.getMeta('k'), undefined, 'secret settings are not plaintext meta');
     }));
+
+    it('racing set-if-absent calls all get the one value that is stored', withStore(makeStore, async (store) => {
+      const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => store.setSecretSettingIfAbsent('raced', `RacedSecretValue${i}`)));
+      assert.equal(new Set(answers).size, 1, 'every caller agrees');
+      assert.equal(await store.getSecretSetting('raced'), answers[0]);
+    }));
   });
 }
 
