@@ -65,6 +65,10 @@ export const IMPORT_CHUNK_ROWS = 5000;
 
 interface ProductState {
   product: Product;
+  /**
+   * The device limit as last seen: for the dry run and the messages. A real write passes the
+   * server default and the store applies the limit in force when it commits (issue 13).
+   */
   limit: number;
   /** Devices in the store when first seen (dry run: plus the ones this run would create). */
   count: number;
@@ -228,9 +232,12 @@ export class Importer {
     const importRows = this.toImportRows(rows, ids);
     let result;
     try {
-      result = await this.store.importDevices(pk, importRows, st.limit, overwrite, this.now().toISOString());
+      result = await this.store.importDevices(pk, importRows, this.registry.limits.deviceLimit, overwrite, this.now().toISOString());
     } catch (e) {
       if (!isThingAuthError(e) || (e.kind !== 'DEVICE_LIMIT_REACHED' && e.kind !== 'CONFLICT')) throw e;
+      // The limit the store applied (it may have changed since this import read the product).
+      const applied = e.kind === 'DEVICE_LIMIT_REACHED' ? e.details?.['limit'] : undefined;
+      if (typeof applied === 'number') st.limit = applied;
       if (rows.length === 1) {
         if (e.kind === 'DEVICE_LIMIT_REACHED') st.full = true;
         addInvalid(summary, { line: rows[0]!.line, message: e.kind === 'DEVICE_LIMIT_REACHED' ? this.limitMessage(st) : e.message });
@@ -347,7 +354,9 @@ export class Importer {
       });
       return;
     }
-    if (patch.nodeType !== undefined && (await this.store.countDevices(row.productKey)) > 0) {
+    // A dry run can only tell from the count as it is now; a real run is refused by the store
+    // (updateProduct decides under the same lock as device creates).
+    if (opts.dryRun && patch.nodeType !== undefined && (await this.store.countDevices(row.productKey)) > 0) {
       throw new ThingAuthError('CONFLICT', `nodeType of product ${row.productKey} cannot change while it has devices`, { field: 'nodeType' });
     }
     const dyn = patch.dynamicRegistration ?? existing.dynamicRegistration;

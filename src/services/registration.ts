@@ -269,7 +269,7 @@ export class RegistrationService {
   registerWithoutPreRegistration(req: RegistrationRequest): Promise<PreRegistrationFreeResult> {
     return this.run(`regnwl.${req.transport.channel}`, req, async () => {
       const { product, deviceName, random } = await this.verifyRequest(req, 'regnwl');
-      const issued = await this.slots.issue(product, deviceName, product.deviceLimit ?? this.opts.defaultDeviceLimit);
+      const issued = await this.slots.issue(product, deviceName, this.opts.defaultDeviceLimit);
       await this.checkReplay(product, issued.device, random);
       return { productKey: issued.device.productKey, deviceName: issued.device.deviceName, clientId: issued.clientId, deviceToken: issued.deviceToken };
     });

@@ -96,9 +96,9 @@ export class Registry {
     if (free && !dyn) {
       throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
     }
-    if (patch.nodeType !== undefined && patch.nodeType !== current.nodeType && (await this.store.countDevices(productKey)) > 0) {
-      throw new ThingAuthError('CONFLICT', 'nodeType cannot change while the product has devices', { field: 'nodeType' });
-    }
+    // nodeType is refused while the product has devices, and preRegistrationFree without
+    // dynamicRegistration, by the store itself: decided in the transaction that writes, so a
+    // create or another update on another node cannot slip in between (issue 13).
     const updated = await this.store.updateProduct(productKey, patch, this.ts());
     this.events.emit('product.changed', { productKey });
     return updated;
@@ -117,7 +117,7 @@ export class Registry {
 
   /** Creates devices by name (or generated names). All or nothing. Returned devices carry their secrets. */
   async createDevices(productKey: string, input: { deviceNames?: string[]; count?: number; nickname?: string | null }): Promise<Device[]> {
-    const product = await this.getProduct(productKey);
+    await this.getProduct(productKey);
     let names: string[];
     if (input.deviceNames !== undefined) {
       names = input.deviceNames;
@@ -135,7 +135,9 @@ export class Registry {
       deviceSecret: generateDeviceSecret(),
       nickname: input.nickname ?? null,
     }));
-    return this.store.createDevices(productKey, news, this.deviceLimitOf(product), this.ts());
+    // The store applies the product's deviceLimit as it is when the create commits (this
+    // default only when the product has none), not a value read here before.
+    return this.store.createDevices(productKey, news, this.limits.deviceLimit, this.ts());
   }
 
   async getDeviceRecord(productKey: string, deviceName: string): Promise<Device> {

@@ -63,12 +63,16 @@ export class RegnwlSlots {
     return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName };
   }
 
-  /** The regnwl answer for a verified request: creates the device if needed (within `deviceLimit`), then a slot. */
-  async issue(product: Product, deviceName: string, deviceLimit: number): Promise<IssuedCredential> {
+  /**
+   * The regnwl answer for a verified request: creates the device if needed (within the
+   * product's deviceLimit as the store reads it when it creates; `defaultDeviceLimit` when the
+   * product has none), then a slot.
+   */
+  async issue(product: Product, deviceName: string, defaultDeviceLimit: number): Promise<IssuedCredential> {
     const { device, created } = await this.store.getOrCreateDevice(
       product.productKey,
       { iotId: generateIotId(), deviceName, deviceSecret: generateDeviceSecret() },
-      deviceLimit,
+      defaultDeviceLimit,
       this.ts(),
     );
     if (created) this.events.emit('device.changed', this.ref(device));

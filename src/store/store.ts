@@ -2,7 +2,10 @@
  * The Store port. Every adapter (SQLite, PostgreSQL) implements this and passes
  * test/contract/. Methods are async so network-backed adapters fit the same shape.
  * Invariants the adapters enforce atomically: DeviceName unique per product, the per-product
- * device limit, the per-gateway sub-device limit, one gateway per sub-device.
+ * device limit, the per-gateway sub-device limit, one gateway per sub-device, a product's
+ * nodeType fixed while it has devices. "Atomically" means with several processes writing to
+ * one database too: the decision is taken in the transaction that writes, never from a value
+ * the caller read before.
  * Secrets cross this port in plaintext; adapters keep them encrypted with the SecretCipher.
  */
 import type { Device, DeviceStatus, DeviceTokenCredential, DeviceTokenSlot, Product } from '../core/records.js';
@@ -140,6 +143,13 @@ export interface Store {
   createProduct(p: Product): Promise<void>;
   getProduct(productKey: string): Promise<Product | undefined>;
   listProducts(offset: number, limit: number): Promise<Page<Product>>;
+  /**
+   * PRODUCT_NOT_FOUND when absent. Refused, nothing written, in the transaction that writes:
+   * CONFLICT (details.field 'nodeType') when the patch changes nodeType while the product has
+   * devices; INVALID_ARGUMENT (details.field 'preRegistrationFree') when the product as updated
+   * would be preRegistrationFree without dynamicRegistration. Ordered with every device create
+   * of the product: a create that commits after this update applies its deviceLimit.
+   */
   updateProduct(productKey: string, patch: ProductPatch, updatedAt: string): Promise<Product>;
   /** Refused with PRODUCT_HAS_DEVICES while devices exist. */
   deleteProduct(productKey: string): Promise<void>;
@@ -147,12 +157,19 @@ export interface Store {
   setProductSecret(productKey: string, productSecret: string, updatedAt: string): Promise<Product>;
 
   // devices
+  /*
+   * Device limit of the three creating methods below: the limit is the product's deviceLimit
+   * as stored when the write commits (read in the same transaction, under the lock that orders
+   * the product's device writes and updateProduct), or `defaultLimit` when the product has none
+   * (deviceLimit null). DEVICE_LIMIT_REACHED carries details.limit (the limit applied) and
+   * details.devices (the count then). PRODUCT_NOT_FOUND when the product is absent.
+   */
   /** All or nothing: DEVICE_NAME_TAKEN (details.names) or DEVICE_LIMIT_REACHED and nothing written. */
-  createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]>;
+  createDevices(productKey: string, devices: NewDevice[], defaultLimit: number, createdAt: string): Promise<Device[]>;
   /** Returns the existing device of that name, or creates it within the limit (pre-registration-free). */
-  getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string): Promise<{ device: Device; created: boolean }>;
+  getOrCreateDevice(productKey: string, device: NewDevice, defaultLimit: number, createdAt: string): Promise<{ device: Device; created: boolean }>;
   /** Import with given keys; idempotent for identical rows; conflicts reported, written only with overwrite. */
-  importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult>;
+  importDevices(productKey: string, rows: ImportRow[], defaultLimit: number, overwrite: boolean, createdAt: string): Promise<ImportResult>;
   getDevice(productKey: string, deviceName: string): Promise<Device | undefined>;
   /** The devices of those names that exist (any order; unknown names are left out). One round trip for a whole import chunk. */
   getDevicesByName(productKey: string, deviceNames: string[]): Promise<Device[]>;

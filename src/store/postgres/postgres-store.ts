@@ -37,6 +37,7 @@ import type {
   Store,
   StoredDeviceTokenSlot,
 } from '../store.js';
+import { freeWithoutDynamic, nodeTypeLocked } from '../product-rules.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
 type Row = Record<string, any>;
@@ -410,9 +411,21 @@ export class PostgresStore implements Store {
     values.push(updatedAt);
     sets.push(`updated_at = $${values.length}`);
     values.push(productKey);
-    const r = await this.one(`UPDATE products SET ${sets.join(', ')} WHERE product_key = $${values.length} RETURNING *`, values);
-    if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
-    return this.toProduct(r);
+    return this.tx(async (c) => {
+      // The count row's lock orders this update with every device write of the product (they
+      // all take it first): a create on any node sees the deviceLimit and nodeType either from
+      // before or from after this update, and the nodeType check below sees its devices.
+      const count = await this.lockCount(c, productKey);
+      if (patch.nodeType !== undefined && count > 0) {
+        const cur = await this.one('SELECT node_type FROM products WHERE product_key = $1', [productKey], c);
+        if (cur && cur.node_type !== patch.nodeType) throw nodeTypeLocked(productKey, count);
+      }
+      const r = await this.one(`UPDATE products SET ${sets.join(', ')} WHERE product_key = $${values.length} RETURNING *`, values, c);
+      if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      // Judged on the row as updated, so two patches racing from different nodes cannot combine into it.
+      if (r.pre_registration_free && !r.dynamic_registration) throw freeWithoutDynamic();
+      return this.toProduct(r);
+    });
   }
 
   async setProductSecret(productKey: string, productSecret: string, updatedAt: string): Promise<Product> {
@@ -444,6 +457,18 @@ export class PostgresStore implements Store {
     const r = await this.one('SELECT devices FROM product_counts WHERE product_key = $1 FOR UPDATE', [productKey], c);
     if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
     return r.devices as number;
+  }
+
+  /**
+   * Locks the count row (lockCount) and reads the device limit in force under that lock: the
+   * product's own deviceLimit, else `defaultLimit`. updateProduct takes the same lock, so a limit
+   * changed on another node applies to every create that commits after it.
+   */
+  private async lockCountAndLimit(c: pg.PoolClient, productKey: string, defaultLimit: number): Promise<{ count: number; limit: number }> {
+    const count = await this.lockCount(c, productKey);
+    const r = await this.one('SELECT device_limit FROM products WHERE product_key = $1', [productKey], c);
+    if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+    return { count, limit: (r.device_limit as number | null) ?? defaultLimit };
   }
 
   private limitError(limit: number, productKey: string, count: number, adding: number) {
@@ -505,9 +530,9 @@ export class PostgresStore implements Store {
     return new ThingAuthError('CONFLICT', 'iotId is already used by another device');
   }
 
-  async createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]> {
+  async createDevices(productKey: string, devices: NewDevice[], defaultLimit: number, createdAt: string): Promise<Device[]> {
     return this.tx(async (c) => {
-      const count = await this.lockCount(c, productKey);
+      const { count, limit } = await this.lockCountAndLimit(c, productKey, defaultLimit);
       if (count + devices.length > limit) throw this.limitError(limit, productKey, count, devices.length);
       const names = devices.map((d) => d.deviceName);
       const existing = new Set(
@@ -532,12 +557,12 @@ export class PostgresStore implements Store {
     });
   }
 
-  async getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string) {
+  async getOrCreateDevice(productKey: string, device: NewDevice, defaultLimit: number, createdAt: string) {
     // Found without a lock in the common case (the device exists): a login must not queue behind writes.
     const found = await this.one('SELECT * FROM devices WHERE product_key = $1 AND device_name = $2', [productKey, device.deviceName]);
     if (found) return { device: this.toDevice(found), created: false };
     return this.tx(async (c) => {
-      const count = await this.lockCount(c, productKey);
+      const { count, limit } = await this.lockCountAndLimit(c, productKey, defaultLimit);
       const existing = await this.one('SELECT * FROM devices WHERE product_key = $1 AND device_name = $2', [productKey, device.deviceName], c);
       if (existing) return { device: this.toDevice(existing), created: false };
       if (count + 1 > limit) throw this.limitError(limit, productKey, count, 1);
@@ -551,10 +576,12 @@ export class PostgresStore implements Store {
     });
   }
 
-  async importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult> {
+  async importDevices(productKey: string, rows: ImportRow[], defaultLimit: number, overwrite: boolean, createdAt: string): Promise<ImportResult> {
     return this.tx(async (c) => {
       const result: ImportResult = { created: 0, identical: 0, overwritten: 0, conflicts: [] };
-      let count = await this.lockCount(c, productKey);
+      const locked = await this.lockCountAndLimit(c, productKey, defaultLimit);
+      let count = locked.count;
+      const limit = locked.limit;
       const existingRows = await this.q('SELECT * FROM devices WHERE product_key = $1 AND device_name = ANY($2::text[])', [productKey, rows.map((r) => r.deviceName)], c);
       const existing = new Map(existingRows.map((r) => [r.device_name as string, r]));
       const toCreate: ImportRow[] = [];

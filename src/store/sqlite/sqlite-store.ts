@@ -26,6 +26,7 @@ import type {
   Store,
   StoredDeviceTokenSlot,
 } from '../store.js';
+import { freeWithoutDynamic, nodeTypeLocked } from '../product-rules.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
 import { moveDeviceTokensToSlots } from './device-token-slots.js';
@@ -280,9 +281,19 @@ export class SqliteStore implements Store {
       }
       sets.push('updated_at = ?');
       values.push(updatedAt);
+      // Decided in this (immediate) transaction, as every device write is: no create slips in
+      // between the check and the update.
+      if (patch.nodeType !== undefined) {
+        const cur = this.s.getProduct.get(productKey) as Row | undefined;
+        const count = cur ? this.deviceCount(productKey) : 0;
+        if (cur && cur.node_type !== patch.nodeType && count > 0) throw nodeTypeLocked(productKey, count);
+      }
       const res = this.db.prepare(`UPDATE products SET ${sets.join(', ')} WHERE product_key = ?`).run(...values, productKey);
       if (res.changes === 0) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
-      return this.toProduct(this.s.getProduct.get(productKey) as Row);
+      const updated = this.toProduct(this.s.getProduct.get(productKey) as Row);
+      // Judged on the row as updated (throwing rolls the update back).
+      if (updated.preRegistrationFree && !updated.dynamicRegistration) throw freeWithoutDynamic();
+      return updated;
     }).immediate();
   }
 
@@ -311,6 +322,16 @@ export class SqliteStore implements Store {
     return r.devices;
   }
 
+  /**
+   * The device limit in force, read in the caller's transaction (the same one that reads the
+   * count and writes): the product's own deviceLimit, else `defaultLimit`.
+   */
+  private limitOf(productKey: string, defaultLimit: number): number {
+    const r = this.s.getProduct.get(productKey) as Row | undefined;
+    if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+    return (r.device_limit as number | null) ?? defaultLimit;
+  }
+
   private insertDeviceRow(productKey: string, d: NewDevice, createdAt: string): void {
     const ids = deviceIds(d.iotId, productKey, d.deviceName);
     this.s.insertDevice.run({
@@ -332,9 +353,10 @@ export class SqliteStore implements Store {
     );
   }
 
-  async createDevices(productKey: string, devices: NewDevice[], limit: number, createdAt: string): Promise<Device[]> {
+  async createDevices(productKey: string, devices: NewDevice[], defaultLimit: number, createdAt: string): Promise<Device[]> {
     return this.db.transaction(() => {
       const count = this.deviceCount(productKey);
+      const limit = this.limitOf(productKey, defaultLimit);
       if (count + devices.length > limit) throw this.limitError(limit, productKey, count, devices.length);
       // One statement finds every name of the batch that exists (a query per name was 1 s of a 500,000-device import).
       const existing = new Set(
@@ -380,11 +402,12 @@ export class SqliteStore implements Store {
     };
   }
 
-  async getOrCreateDevice(productKey: string, device: NewDevice, limit: number, createdAt: string) {
+  async getOrCreateDevice(productKey: string, device: NewDevice, defaultLimit: number, createdAt: string) {
     return this.db.transaction(() => {
       const existing = this.s.getDevice.get(productKey, device.deviceName) as Row | undefined;
       if (existing) return { device: this.toDevice(existing), created: false };
       const count = this.deviceCount(productKey);
+      const limit = this.limitOf(productKey, defaultLimit);
       if (count + 1 > limit) throw this.limitError(limit, productKey, count, 1);
       this.insertDeviceRow(productKey, device, createdAt);
       this.s.addCount.run(1, productKey);
@@ -392,10 +415,11 @@ export class SqliteStore implements Store {
     }).immediate();
   }
 
-  async importDevices(productKey: string, rows: ImportRow[], limit: number, overwrite: boolean, createdAt: string): Promise<ImportResult> {
+  async importDevices(productKey: string, rows: ImportRow[], defaultLimit: number, overwrite: boolean, createdAt: string): Promise<ImportResult> {
     return this.db.transaction(() => {
       const result: ImportResult = { created: 0, identical: 0, overwritten: 0, conflicts: [] };
       let count = this.deviceCount(productKey);
+      const limit = this.limitOf(productKey, defaultLimit);
       // An overwrite sets the secret outright: a previous secret from a rotation stops working.
       const updateSecret = this.db.prepare('UPDATE devices SET device_secret = ?, previous_device_secret = NULL, previous_expires_at = NULL WHERE iot_id = ?');
       for (const row of rows) {
