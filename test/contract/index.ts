@@ -10,6 +10,7 @@ import { coreContract } from './suites/core.js';
 import { getDevicesByNameContract } from './suites/get-devices-by-name.js';
 import { managementTokensContract, reencryptContract, secretSettingsContract } from './suites/management-tokens-and-reencrypt.js';
 import { markOnlineManyContract } from './suites/mark-online-many.js';
+import { productRulesInTheStoreContract } from './suites/product-rules-in-the-store.js';
 import { productWindowAndCountsContract } from './suites/product-window-and-counts.js';
 import { rotateDeviceSecretContract } from './suites/rotate-device-secret.js';
 import { deviceTokenSlotsContract } from './suites/device-token-slots.js';
@@ -34,6 +35,7 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     reencryptContract(makeStore);
     markOnlineManyContract(makeStore);
     productWindowAndCountsContract(makeStore, opts);
+    productRulesInTheStoreContract(makeStore);
     rotateDeviceSecretContract(makeStore, opts);
     deviceTokenSlotsContract(makeStore, opts);
     setProductSecretContract(makeStore);
