@@ -5,7 +5,9 @@
  * - start fails with a clear message (host, port, error) when the database is unreachable, and
  *   is refused when the database was migrated by a newer thingauth;
  * - two `thingauth serve` processes on one database: parallel creates of one DeviceName (one
- *   wins) and filling a product to its device limit from both (never past it).
+ *   wins) and filling a product to its device limit from both (never past it); a nodeType
+ *   change or a lowered device limit on one node racing creates on both (issue 13: decided in
+ *   the store's transaction).
  * Skipped only when no PostgreSQL server can be started and CI is unset.
  */
 import assert from 'node:assert/strict';
@@ -252,6 +254,50 @@ if ('skip' in started) {
       assert.equal(list.body.total, 1, 'the device was created once');
       const slots = await queryDb(nodes.url!, 'SELECT COUNT(*)::int AS n FROM device_tokens t JOIN devices d USING (iot_id) WHERE d.product_key = $1', [productKey]);
       assert.equal(slots[0]!.n, 1, 'one credential slot');
+    });
+
+    it('a nodeType change on one node racing creates on both: refused once a device exists, never accepted with devices created under the old type', async () => {
+      for (let round = 0; round < 3; round++) {
+        const p = await nodes[0]!.request('POST', '/api/v1/products', { productName: `Race nodeType ${round}` });
+        assert.equal(p.status, 201, JSON.stringify(p.body));
+        const productKey = p.body.productKey as string;
+        const creates = Array.from({ length: 16 }, (_, i) => nodes[i % 2]!.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: `nt-${i}` }));
+        // The change also sets deviceLimit 1: accepted, it leaves room for at most one device
+        // created after it, so more than one device beside an accepted change means devices
+        // were created under the old nodeType (the check and the update were apart).
+        const flip = await nodes[1]!.request('PATCH', `/api/v1/products/${productKey}`, { nodeType: 'GATEWAY', deviceLimit: 1 });
+        const results = await Promise.all(creates);
+        for (const r of results) assert.ok(r.status === 201 || r.status === 422, JSON.stringify(r.body));
+        const total = (await nodes[0]!.request('GET', `/api/v1/products/${productKey}/devices`)).body.total as number;
+        assert.equal(total, results.filter((r) => r.status === 201).length);
+        const product = (await nodes[0]!.request('GET', `/api/v1/products/${productKey}`)).body;
+        if (flip.status === 200) {
+          assert.ok(total <= 1, `round ${round}: nodeType changed with ${total} devices`);
+          assert.equal(product.nodeType, 'GATEWAY');
+        } else {
+          assert.equal(flip.status, 409, JSON.stringify(flip.body));
+          assert.ok(total > 0);
+          assert.equal(product.nodeType, 'DEVICE');
+          assert.equal(product.deviceLimit, null, 'the refused change wrote nothing');
+        }
+      }
+    });
+
+    it('a device limit lowered on one node while both create: no create lands after the lower limit is in force', async () => {
+      const p = await nodes[0]!.request('POST', '/api/v1/products', { productName: 'Race lowered limit', deviceLimit: 100 });
+      assert.equal(p.status, 201, JSON.stringify(p.body));
+      const productKey = p.body.productKey as string;
+      const creates = Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: `ll-${i}` }));
+      const lowered = await nodes[1]!.request('PATCH', `/api/v1/products/${productKey}`, { deviceLimit: 1 });
+      assert.equal(lowered.status, 200, JSON.stringify(lowered.body));
+      // Every create committed before the change is visible now.
+      const atChange = (await nodes[0]!.request('GET', `/api/v1/products/${productKey}/devices`)).body.total as number;
+      const late = await Promise.all(Array.from({ length: 4 }, (_, i) => nodes[i % 2]!.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: `late-${i}` })));
+      const results = [...(await Promise.all(creates)), ...late];
+      for (const r of results) assert.ok(r.status === 201 || r.status === 422, JSON.stringify(r.body));
+      const total = (await nodes[1]!.request('GET', `/api/v1/products/${productKey}/devices`)).body.total as number;
+      assert.ok(total <= Math.max(1, atChange), `${total} devices: ${atChange} when the limit became 1`);
+      if (atChange >= 1) for (const r of late) assert.equal(r.status, 422, 'a create after the change is refused');
     });
   });
 
