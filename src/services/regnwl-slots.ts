@@ -19,7 +19,7 @@
  */
 import { ThingAuthError } from '../core/errors.js';
 import { generateDeviceSecret, generateDeviceToken, generateIotId, randomAlnum } from '../core/names.js';
-import { boundGatewayOf, MAX_REGNWL_SLOTS, type Device, type DeviceTokenSlot, type Product } from '../core/records.js';
+import { MAX_REGNWL_SLOTS, type Device, type DeviceTokenSlot, type Product } from '../core/records.js';
 import { constantTimeEquals } from '../core/sign.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
@@ -77,18 +77,20 @@ export class RegnwlSlots {
     );
     if (created) this.events.emit('device.changed', this.ref(device));
     if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
-    if (!created && device.activatedAt && (await this.store.listDeviceTokenSlots(device.iotId)).length === 0) {
+    // A device activated with its DeviceSecret, or (issue 11 item 8) bound to a gateway, gets
+    // no slot: the store decides it on the row it locks to issue, so a login or a binding on
+    // another node cannot slip in between (issue 13).
+    const r = await this.store.issueDeviceTokenSlot(device.iotId, { clientId: generateIssuedClientId(deviceName), deviceToken: generateDeviceToken() }, this.maxSlots, this.ts());
+    if (!r) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} was deleted during registration`);
+    if (r.outcome === 'refused' && r.reason === 'activated') {
       throw new ThingAuthError(
         'DEVICE_ALREADY_ACTIVATED',
         `device ${deviceName} is already activated with its DeviceSecret; an operator must reset it before it can register again`,
       );
     }
-    // Issue 11 item 8: a credential for a sub-device bound to a gateway comes through that gateway only.
-    if (!created && boundGatewayOf(device)) {
+    if (r.outcome === 'refused') {
       throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
     }
-    const r = await this.store.issueDeviceTokenSlot(device.iotId, { clientId: generateIssuedClientId(deviceName), deviceToken: generateDeviceToken() }, this.maxSlots, this.ts());
-    if (!r) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} was deleted during registration`);
     if (r.outcome === 'full') {
       throw new ThingAuthError(
         'REGNWL_SLOTS_FULL',

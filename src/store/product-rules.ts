@@ -1,5 +1,5 @@
 /**
- * Product rules every Store adapter decides inside its own transaction (so they hold with
+ * Product and device rules every Store adapter decides inside its own transaction (so they hold with
  * several writers on one database), with one wording for all adapters.
  */
 import { ThingAuthError } from '../core/errors.js';
@@ -12,4 +12,15 @@ export function nodeTypeLocked(productKey: string, devices: number): ThingAuthEr
 /** updateProduct's refusal when the product as updated would be preRegistrationFree without dynamicRegistration. */
 export function freeWithoutDynamic(): ThingAuthError {
   return new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
+}
+
+/**
+ * issueDeviceTokenSlot's refusal, judged on the device row in the writing transaction: a device
+ * activated with its DeviceSecret (activated, no slot ever issued) gets no regnwl slot, nor a
+ * device bound to a gateway (it registers through that gateway).
+ */
+export function slotRefusal(activated: boolean, slotRows: number, boundGateway: string | null | undefined): 'activated' | 'bound' | undefined {
+  if (activated && slotRows === 0) return 'activated';
+  if (boundGateway) return 'bound';
+  return undefined;
 }

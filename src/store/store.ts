@@ -195,17 +195,26 @@ export interface Store {
 
   // pre-registration-free credential slots (spec 3.2: up to 5 physical devices per name)
   /**
-   * The regnwl answer, atomically (racing callers agree): the live slot not yet activated if
-   * there is one, as stored ('existing'); else, when fewer than `maxSlots` slots are live (not
-   * revoked), `candidate` in a new slot at the lowest free number, a revoked slot's number
-   * included ('new'); else 'full'. undefined when the device does not exist.
+   * The regnwl answer, atomically (racing callers agree): first 'refused' when the device was
+   * activated with its DeviceSecret (activatedAt set and no slot at all, revoked ones included:
+   * reason 'activated') or is bound to a gateway (gatewayIotId or registeredByGatewayIotId set:
+   * reason 'bound'), judged in the same transaction (an activation or a binding on another
+   * node cannot slip in before the slot); else the live slot not yet activated if there is one,
+   * as stored ('existing'); else, when fewer than `maxSlots` slots are live (not revoked),
+   * `candidate` in a new slot at the lowest free number, a revoked slot's number included
+   * ('new'); else 'full'. undefined when the device does not exist.
    */
   issueDeviceTokenSlot(
     iotId: string,
     candidate: { clientId: string; deviceToken: string },
     maxSlots: number,
     at: string,
-  ): Promise<{ outcome: 'existing' | 'new'; credential: DeviceTokenCredential } | { outcome: 'full'; live: number } | undefined>;
+  ): Promise<
+    | { outcome: 'existing' | 'new'; credential: DeviceTokenCredential }
+    | { outcome: 'full'; live: number }
+    | { outcome: 'refused'; reason: 'activated' | 'bound' }
+    | undefined
+  >;
   /** Every slot of the device (revoked ones included), by slot number, without tokens. */
   listDeviceTokenSlots(iotId: string): Promise<DeviceTokenSlot[]>;
   /** The live (not revoked) slots with their tokens, by slot number: the connwl check. */

@@ -37,7 +37,7 @@ import type {
   Store,
   StoredDeviceTokenSlot,
 } from '../store.js';
-import { freeWithoutDynamic, nodeTypeLocked } from '../product-rules.js';
+import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
 type Row = Record<string, any>;
@@ -769,10 +769,18 @@ export class PostgresStore implements Store {
   async issueDeviceTokenSlot(iotId: string, candidate: { clientId: string; deviceToken: string }, maxSlots: number, at: string) {
     return this.tx(async (c) => {
       // The device row's lock serializes racing regnwl requests for it, on any node.
-      const d = await this.one('SELECT iot_id, product_key, device_name FROM devices WHERE iot_id = $1 FOR UPDATE', [iotId], c);
+      const d = await this.one(
+        'SELECT iot_id, product_key, device_name, activated_at, gateway_iot_id, registered_by_gateway_iot_id FROM devices WHERE iot_id = $1 FOR UPDATE',
+        [iotId],
+        c,
+      );
       if (!d) return undefined;
       const ids = deviceIds(d.iot_id, d.product_key, d.device_name);
       const rows = await this.q('SELECT * FROM device_tokens WHERE iot_id = $1 ORDER BY slot', [iotId], c);
+      // Under the row lock a login that activates (an UPDATE of this row) or a binding is either
+      // before (seen here) or after the slot.
+      const refused = slotRefusal(d.activated_at !== null, rows.length, d.gateway_iot_id ?? d.registered_by_gateway_iot_id);
+      if (refused) return { outcome: 'refused' as const, reason: refused };
       const live = rows.filter((r) => r.revoked_at === null);
       const pending = live.find((r) => r.activated_at === null);
       if (pending) return { outcome: 'existing' as const, credential: this.toCredential(pending) };

@@ -26,7 +26,7 @@ import type {
   Store,
   StoredDeviceTokenSlot,
 } from '../store.js';
-import { freeWithoutDynamic, nodeTypeLocked } from '../product-rules.js';
+import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
 import { moveDeviceTokensToSlots } from './device-token-slots.js';
@@ -586,9 +586,12 @@ export class SqliteStore implements Store {
 
   async issueDeviceTokenSlot(iotId: string, candidate: { clientId: string; deviceToken: string }, maxSlots: number, at: string) {
     return this.db.transaction(() => {
-      const ids = this.deviceIdsOf(iotId);
-      if (!ids) return undefined;
+      const d = this.s.getDeviceById.get(iotId) as Row | undefined;
+      if (!d) return undefined;
+      const ids = deviceIds(d.iot_id, d.product_key, d.device_name);
       const rows = this.s.listSlots.all(iotId) as Row[];
+      const refused = slotRefusal(d.activated_at !== null, rows.length, (d.gateway_iot_id ?? d.registered_by_gateway_iot_id) as string | null);
+      if (refused) return { outcome: 'refused' as const, reason: refused };
       const live = rows.filter((r) => r.revoked_at === null);
       // Unactivated = not told apart from a retry of the device it was issued to: same answer.
       const pending = live.find((r) => r.activated_at === null);

@@ -3,7 +3,7 @@
  * issueDeviceTokenSlot (re-issue while unactivated, a new slot after activation, at most
  * maxSlots live, atomic under racing callers), activateDeviceTokenSlot, revokeDeviceTokenSlot
  * (token destroyed, number reused), listDeviceTokenSlots / getLiveDeviceTokens, and
- * resetDevice / deleteDevice clearing them.
+ * resetDevice / deleteDevice clearing them; the refusal of an activated or bound device.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -119,6 +119,33 @@ export function deviceTokenSlotsContract(makeStore: MakeStore, opts: StoreContra
       await store.issueDeviceTokenSlot('iotSlots00000006', cand(1), 1, T0);
       await store.activateDeviceTokenSlot('iotSlots00000006', 1, T0);
       assert.deepEqual(await store.issueDeviceTokenSlot('iotSlots00000006', cand(2), 1, T0), { outcome: 'full', live: 1 });
+    }));
+
+    it('refused, in the issuing transaction, for a device activated with its DeviceSecret (no slot ever) or bound to a gateway (issue 13)', withStore(makeStore, async (store) => {
+      await oneDevice(store, 'a1Slots7', 'iotSlots00000007');
+      // A login with the DeviceSecret activated it: no slot.
+      assert.deepEqual(await store.markOnline('iotSlots00000007', T0), { activated: true });
+      assert.deepEqual(await store.issueDeviceTokenSlot('iotSlots00000007', cand(1), 5, T1), { outcome: 'refused', reason: 'activated' });
+      assert.deepEqual(await store.listDeviceTokenSlots('iotSlots00000007'), [], 'nothing written');
+      // Reset: UNACTIVE again, a slot is issued; a login then (through that slot) does not close the door.
+      await store.resetDevice('iotSlots00000007');
+      assert.equal((await store.issueDeviceTokenSlot('iotSlots00000007', cand(2), 5, T1))?.outcome, 'new');
+      await store.activateDeviceTokenSlot('iotSlots00000007', 1, T1);
+      await store.markOnline('iotSlots00000007', T1);
+      assert.equal((await store.issueDeviceTokenSlot('iotSlots00000007', cand(3), 5, T2))?.outcome, 'new');
+
+      // Bound to a gateway (its registrar): refused until an operator releases it.
+      await store.createProduct(namedProduct('a1SlotsGw', { nodeType: 'GATEWAY' }));
+      await store.createDevices('a1SlotsGw', [{ iotId: 'iotSlotsGateway1', deviceName: 'gw', deviceSecret: 'DeviceSecret0000000000000000002' }], 10, T0);
+      await store.createProduct(namedProduct('a1Slots8', { nodeType: 'SUB_DEVICE', dynamicRegistration: true, preRegistrationFree: true }));
+      await store.createDevices('a1Slots8', [{ iotId: 'iotSlots00000008', deviceName: 'dev-slot', deviceSecret: 'DeviceSecret0000000000000000003' }], 10, T0);
+      assert.equal(await store.claimSubDeviceRegistration('iotSlots00000008', 'iotSlotsGateway1'), true);
+      assert.deepEqual(await store.issueDeviceTokenSlot('iotSlots00000008', cand(1), 5, T1), { outcome: 'refused', reason: 'bound' });
+      await store.releaseSubDevice('iotSlots00000008');
+      assert.equal((await store.issueDeviceTokenSlot('iotSlots00000008', cand(1), 5, T1))?.outcome, 'new');
+      // Attached by topology (gatewayIotId): refused as well.
+      await store.attachSubDevices('iotSlotsGateway1', ['iotSlots00000008'], 10);
+      assert.deepEqual(await store.issueDeviceTokenSlot('iotSlots00000008', cand(2), 5, T1), { outcome: 'refused', reason: 'bound' });
     }));
   });
 }
