@@ -148,8 +148,17 @@ export class SubDeviceRegistrationService {
     if (sub.activatedAt) {
       return { ...id, code: C.ALREADY_ACTIVATED, message: 'sub-device is already activated; an operator must reset it before it can register again' };
     }
-    // The check above read a snapshot; the claim decides atomically (a racing gateway loses).
-    if (!(await this.store.claimSubDeviceRegistration(sub.iotId, gateway.iotId))) return { ...id, ...BOUND_ELSEWHERE };
+    // The checks above read a snapshot; the claim decides atomically (a racing gateway loses,
+    // and so does a registration racing the sub-device's first login on another node).
+    if (!(await this.store.claimSubDeviceRegistration(sub.iotId, gateway.iotId, { unactivatedOnly: true }))) {
+      const now = await this.store.getDeviceByIotId(sub.iotId);
+      if (!now) return { ...id, code: C.DEVICE_NOT_FOUND, message: 'sub-device not found; sub-devices must be created before they register' };
+      const boundNow = boundGatewayOf(now);
+      if (now.activatedAt && (!boundNow || boundNow === gateway.iotId)) {
+        return { ...id, code: C.ALREADY_ACTIVATED, message: 'sub-device is already activated; an operator must reset it before it can register again' };
+      }
+      return { ...id, ...BOUND_ELSEWHERE };
+    }
     return { ...id, code: C.SUCCESS, message: 'success', extra: { iotId: sub.iotId, deviceSecret: sub.deviceSecret } };
   }
 

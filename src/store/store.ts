@@ -262,7 +262,12 @@ export interface Store {
    * records this gateway as its registrar and returns true; false when it is bound to another
    * gateway or does not exist. Racing gateways: exactly one wins.
    */
-  claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean>;
+  /**
+   * With `unactivatedOnly`, also false when the sub-device is activated (activatedAt set),
+   * decided in the same statement: an activation on another node cannot slip in between a
+   * caller's read and the claim. The caller reads the device again to tell why.
+   */
+  claimSubDeviceRegistration(subIotId: string, gatewayIotId: string, opts?: { unactivatedOnly?: boolean }): Promise<boolean>;
   /**
    * The operator's release, atomically: forgets the registrar and detaches the sub-device
    * from its gateway. Returns the device as it was before (so the caller can tell the old

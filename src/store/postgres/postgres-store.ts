@@ -916,12 +916,13 @@ export class PostgresStore implements Store {
     return this.count('SELECT COUNT(*) AS n FROM devices WHERE gateway_iot_id = $1', [gatewayIotId]);
   }
 
-  async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean> {
+  async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string, opts: { unactivatedOnly?: boolean } = {}): Promise<boolean> {
     // One statement: after waiting for a racing writer, PostgreSQL re-checks the WHERE on the new row.
     const r = await this.exec(
       `UPDATE devices SET registered_by_gateway_iot_id = $2
-         WHERE iot_id = $1 AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, $2) = $2`,
-      [subIotId, gatewayIotId],
+         WHERE iot_id = $1 AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, $2) = $2
+           AND (NOT $3::boolean OR activated_at IS NULL)`,
+      [subIotId, gatewayIotId, opts.unactivatedOnly === true],
     );
     return r.rowCount === 1;
   }

@@ -722,14 +722,15 @@ export class SqliteStore implements Store {
     return (this.s.countSubs.get(gatewayIotId) as { n: number }).n;
   }
 
-  async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string): Promise<boolean> {
+  async claimSubDeviceRegistration(subIotId: string, gatewayIotId: string, opts: { unactivatedOnly?: boolean } = {}): Promise<boolean> {
     // One statement: the bound gateway is read and the registrar written under the same lock.
     const r = this.db
       .prepare(
         `UPDATE devices SET registered_by_gateway_iot_id = @gw
-           WHERE iot_id = @sub AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, @gw) = @gw`,
+           WHERE iot_id = @sub AND COALESCE(gateway_iot_id, registered_by_gateway_iot_id, @gw) = @gw
+             AND (@unact = 0 OR activated_at IS NULL)`,
       )
-      .run({ sub: subIotId, gw: gatewayIotId });
+      .run({ sub: subIotId, gw: gatewayIotId, unact: opts.unactivatedOnly === true ? 1 : 0 });
     return r.changes === 1;
   }
 

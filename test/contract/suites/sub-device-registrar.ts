@@ -64,6 +64,18 @@ export function subDeviceRegistrarContract(makeStore: MakeStore): void {
       assert.equal(await store.releaseSubDevice('iotNoSuchDevice01'), undefined);
     }));
 
+    it('unactivatedOnly: an activated sub-device is not claimed (nothing written); without it, it is; reset makes it claimable again', withStore(makeStore, async (store) => {
+      const { gwA, gwB, sub } = await gatewaysAndSub(store);
+      await store.markOnline(sub.iotId, at);
+      assert.equal(await store.claimSubDeviceRegistration(sub.iotId, gwA.iotId, { unactivatedOnly: true }), false);
+      assert.equal((await store.getDeviceByIotId(sub.iotId))?.registeredByGatewayIotId, null, 'nothing written');
+      assert.equal(await store.claimSubDeviceRegistration(sub.iotId, gwA.iotId), true);
+      assert.equal(await store.claimSubDeviceRegistration(sub.iotId, gwA.iotId, { unactivatedOnly: true }), false);
+      await store.resetDevice(sub.iotId);
+      assert.equal(await store.claimSubDeviceRegistration(sub.iotId, gwA.iotId, { unactivatedOnly: true }), true);
+      assert.equal(await store.claimSubDeviceRegistration(sub.iotId, gwB.iotId, { unactivatedOnly: true }), false, 'bound to another gateway');
+    }));
+
     it('deleting the registrar gateway frees the sub-device; reset keeps the registrar', withStore(makeStore, async (store) => {
       const { gwA, gwB, sub } = await gatewaysAndSub(store);
       await store.claimSubDeviceRegistration(sub.iotId, gwA.iotId);
