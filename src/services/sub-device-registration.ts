@@ -159,7 +159,11 @@ export class SubDeviceRegistrationService {
       }
       return { ...id, ...BOUND_ELSEWHERE };
     }
-    return { ...id, code: C.SUCCESS, message: 'success', extra: { iotId: sub.iotId, deviceSecret: sub.deviceSecret } };
+    // The secret as it is after the claim: a rotation on another node since the read above is
+    // not answered with the secret it replaced.
+    const claimed = await this.store.getDeviceByIotId(sub.iotId);
+    if (!claimed) return { ...id, code: C.DEVICE_NOT_FOUND, message: 'sub-device not found; sub-devices must be created before they register' };
+    return { ...id, code: C.SUCCESS, message: 'success', extra: { iotId: claimed.iotId, deviceSecret: claimed.deviceSecret } };
   }
 
   private audit(action: string, gateway: DeviceRef, outcomes: ItemOutcome[]): void {
