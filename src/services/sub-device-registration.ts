@@ -134,13 +134,16 @@ export class SubDeviceRegistrationService {
     if (productKey === gateway.productKey && deviceName === gateway.deviceName) {
       return { ...id, code: C.GATEWAY_ITSELF, message: 'a gateway cannot register itself as a sub-device' };
     }
+    // The device before its product: while it exists the store keeps the product's nodeType,
+    // so a product read after it is the one the device lives under (the answers keep the
+    // spec's order below).
+    const sub = await this.store.getDevice(productKey, deviceName);
     const product = await this.productOf(productKey, products);
     if (!product) return { ...id, code: C.PRODUCT_NOT_FOUND, message: `product ${productKey} not found` };
     if (product.nodeType !== 'SUB_DEVICE') {
       return { ...id, code: C.PARAM_ERROR, message: `product ${productKey} has nodeType ${product.nodeType}; only SUB_DEVICE products register through a gateway` };
     }
     if (!product.dynamicRegistration) return { ...id, code: C.DYNAMIC_REGISTRATION_OFF, message: `dynamic registration is switched off for product ${productKey}` };
-    const sub = await this.store.getDevice(productKey, deviceName);
     if (!sub) return { ...id, code: C.DEVICE_NOT_FOUND, message: 'sub-device not found; sub-devices must be created before they register' };
     const bound = boundGatewayOf(sub);
     if (bound && bound !== gateway.iotId) return { ...id, ...BOUND_ELSEWHERE };

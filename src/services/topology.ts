@@ -122,9 +122,10 @@ export class TopologyService {
         outcomes.push({ ...id, code: C.GATEWAY_ITSELF, message: 'a gateway cannot be its own sub-device' });
         continue;
       }
-      if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
-      // Read whether or not the product exists: the same store work either way.
+      // Read whether or not the product exists: the same store work either way. The device
+      // before its product: while a device exists the store keeps its product's nodeType.
       const record = await this.store.getDevice(id.productKey, id.deviceName);
+      if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
       const found = products.get(id.productKey) ? record : undefined;
       // Unknown or not: the same sign work and the same answers, until the sign verified.
       const sign = checkSubDeviceSignRotating(item as Record<string, unknown>, found ?? UNKNOWN_SUB_DEVICE_SECRETS, this.now().getTime());
@@ -217,9 +218,10 @@ export class TopologyService {
   // ---- the operator's way (management API, CLI) ----
 
   private async gatewayRecord(productKey: string, deviceName: string): Promise<Device> {
+    // The device before its product: while it exists the store keeps the product's nodeType.
+    const gw = await this.store.getDevice(productKey, deviceName);
     const product = await this.store.getProduct(productKey);
     if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`, { field: 'productKey' });
-    const gw = await this.store.getDevice(productKey, deviceName);
     if (!gw) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`, { field: 'deviceName' });
     if (product.nodeType !== 'GATEWAY') {
       throw new ThingAuthError('INVALID_ARGUMENT', `device ${productKey}/${deviceName} is not a gateway: product nodeType is ${product.nodeType}, not GATEWAY`, { field: 'deviceName' });
@@ -290,9 +292,10 @@ export class TopologyService {
    * a topo/change). Afterwards any gateway may register it (if not activated) or add it.
    */
   async releaseByOperator(productKey: string, deviceName: string): Promise<{ device: Device; gateway: Device | undefined; registeredBy: Device | undefined }> {
+    // The device before its product: while it exists the store keeps the product's nodeType.
+    const sub = await this.store.getDevice(productKey, deviceName);
     const product = await this.store.getProduct(productKey);
     if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`, { field: 'productKey' });
-    const sub = await this.store.getDevice(productKey, deviceName);
     if (!sub) throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${productKey}`, { field: 'deviceName' });
     if (product.nodeType !== 'SUB_DEVICE') {
       throw new ThingAuthError('INVALID_ARGUMENT', `device ${productKey}/${deviceName} is not a sub-device: product nodeType is ${product.nodeType}, not SUB_DEVICE`, { field: 'deviceName' });
@@ -344,10 +347,11 @@ export class TopologyService {
     if (id.productKey === gateway.productKey && id.deviceName === gateway.deviceName) {
       return { code: C.GATEWAY_ITSELF, message: 'a gateway cannot be its own sub-device' };
     }
+    // The device before its product (see addSigned).
+    const sub = known ?? (await this.store.getDevice(id.productKey, id.deviceName));
     if (!products.has(id.productKey)) products.set(id.productKey, await this.store.getProduct(id.productKey));
     const product = products.get(id.productKey);
     if (!product) return { code: C.DEVICE_NOT_FOUND, message: `product ${id.productKey} not found` };
-    const sub = known ?? (await this.store.getDevice(id.productKey, id.deviceName));
     if (!sub) return { code: C.DEVICE_NOT_FOUND, message: 'sub-device not found' };
     if (product.nodeType !== 'SUB_DEVICE') {
       return { code: C.PARAM_ERROR, message: `product ${id.productKey} has nodeType ${product.nodeType}; only SUB_DEVICE products connect through a gateway` };
