@@ -13,6 +13,7 @@
  * Transactions run at READ COMMITTED and are retried on deadlock or serialization failure.
  * Secrets are sealed exactly as the SQLite adapter seals them (../secret-binding.ts).
  */
+import { DEVICE_COLUMNS, deviceIds, PRODUCT_COLUMNS } from '../columns.js';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ThingAuthError } from '../../core/errors.js';
@@ -81,32 +82,6 @@ const PRIMARY_KEYS: Record<string, string[]> = {
   device_tokens: ['iot_id', 'slot'],
 };
 
-const PRODUCT_COLUMNS: Record<keyof ProductPatch, string> = {
-  productName: 'product_name',
-  description: 'description',
-  dynamicRegistration: 'dynamic_registration',
-  preRegistrationFree: 'pre_registration_free',
-  requireTls: 'require_tls',
-  replayProtection: 'replay_protection',
-  deviceLimit: 'device_limit',
-  nodeType: 'node_type',
-  timestampWindowSeconds: 'timestamp_window_seconds',
-};
-
-const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
-  enabled: 'enabled',
-  deviceSecret: 'device_secret',
-  nickname: 'nickname',
-  activatedAt: 'activated_at',
-  lastAuthError: 'last_auth_error',
-  lastAuthErrorAt: 'last_auth_error_at',
-  lastAuthErrorSource: 'last_auth_error_source',
-};
-
-/** A device row's identity as its secrets are bound to it (../secret-binding.ts). */
-function deviceIds(iotId: unknown, productKey: unknown, deviceName: unknown): unknown[] {
-  return [iotId, productKey, deviceName];
-}
 
 /** deadlock_detected, serialization_failure: the transaction is safe to run again. */
 function isRetryable(e: unknown): boolean {

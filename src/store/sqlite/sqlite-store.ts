@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
+import { DEVICE_COLUMNS, deviceIds, PRODUCT_COLUMNS } from '../columns.js';
 import { ThingAuthError } from '../../core/errors.js';
 import type { Device, DeviceTokenCredential, DeviceTokenSlot, NodeType, Product } from '../../core/records.js';
 import type { SecretCipher } from '../../core/secret-cipher.js';
@@ -43,32 +44,6 @@ export interface SqliteStoreOptions {
   synchronous?: 'FULL' | 'NORMAL';
 }
 
-const PRODUCT_COLUMNS: Record<keyof ProductPatch, string> = {
-  productName: 'product_name',
-  description: 'description',
-  dynamicRegistration: 'dynamic_registration',
-  preRegistrationFree: 'pre_registration_free',
-  requireTls: 'require_tls',
-  replayProtection: 'replay_protection',
-  deviceLimit: 'device_limit',
-  nodeType: 'node_type',
-  timestampWindowSeconds: 'timestamp_window_seconds',
-};
-
-const DEVICE_COLUMNS: Record<keyof DevicePatch, string> = {
-  enabled: 'enabled',
-  deviceSecret: 'device_secret',
-  nickname: 'nickname',
-  activatedAt: 'activated_at',
-  lastAuthError: 'last_auth_error',
-  lastAuthErrorAt: 'last_auth_error_at',
-  lastAuthErrorSource: 'last_auth_error_source',
-};
-
-/** A device row's identity as its secrets are bound to it (secret-binding.ts). */
-function deviceIds(iotId: unknown, productKey: unknown, deviceName: unknown): unknown[] {
-  return [iotId, productKey, deviceName];
-}
 
 /**
  * The database file, and its WAL and shared-memory files, readable by the owner only (0600):
