@@ -3,7 +3,9 @@
  * pre-created devices, and MQTT `authType=regnwl` over TLS (CONNECT -> CONNACK -> the
  * server's PUBLISH on /ext/regnwl), each device once.
  * The per-product registration rate limit (THINGAUTH_REGISTRATION_RATE, default 1,000/s) is
- * raised for this run so the figure is the server's capacity, not the configured quota.
+ * raised and the per-source one (THINGAUTH_REGISTRATION_RATE_PER_SOURCE, default 20/s; the load
+ * generator is one address for a whole fleet) switched off for this run, so the figure is the
+ * server's capacity, not the configured quota.
  */
 import path from 'node:path';
 import mqttPacket from 'mqtt-packet';
@@ -40,7 +42,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
     { product: benchProduct(FREE_PK, FREE_PS, { dynamicRegistration: true, preRegistrationFree: true, deviceLimit: sizes.regnwlN + 10 }), devices: [] },
   ]);
   const tls = await benchTls(dataDir);
-  const server = await startThingAuthProcess({ dataDir, env: { THINGAUTH_REGISTRATION_RATE: '1000000' } });
+  const server = await startThingAuthProcess({ dataDir, env: { THINGAUTH_REGISTRATION_RATE: '1000000', THINGAUTH_REGISTRATION_RATE_PER_SOURCE: '0' } });
   try {
     const bodies = fleet.map((d) => {
       const sign = signPairs('sha256', PRE_PS, registrationSignPairs(d.deviceName, PRE_PK, RANDOM));
