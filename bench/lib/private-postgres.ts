@@ -33,6 +33,8 @@ export interface PrivatePostgres {
   dump(database: string): string;
   /** Directory of initdb, pg_ctl, pg_dump. */
   binDir: string;
+  /** The postmaster's process id while it runs (its backends are its children). */
+  postmasterPid(): number | undefined;
   /** Stops the server (immediate) and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
   /** Turns TLS on (this certificate and key, PEM) for new connections; plaintext stays allowed. */
@@ -164,6 +166,13 @@ export async function startPostgresServer(opts: PostgresServerOptions = {}): Pro
     binDir,
     url,
     admin,
+    postmasterPid() {
+      try {
+        return Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]) || undefined;
+      } catch {
+        return undefined;
+      }
+    },
     async createDatabase(name, template = 'template1') {
       await admin(`CREATE DATABASE "${name}" TEMPLATE "${template}"`);
       return url(name);

@@ -19,7 +19,7 @@ import { ensureTlsMaterial, type TlsMaterial } from '../../src/tls/local-ca.js';
 import type { VirtualDevice } from './fleet.js';
 import { freePorts, isListening, waitForPort } from './ports.js';
 import type { PrivatePostgres } from './private-postgres.js';
-import { readProcMemory, type ProcMemory } from './proc.js';
+import { readProcMemory, readProcTreeCpuMs, type ProcMemory } from './proc.js';
 
 export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
@@ -72,6 +72,15 @@ export async function benchDatabaseUrl(dataDir: string): Promise<string | undefi
     databaseOf.set(dataDir, url);
   }
   return url;
+}
+
+/**
+ * CPU time (ms) the run's PostgreSQL server has used so far (postmaster and backends), or
+ * undefined on SQLite, whose work runs inside the thingauth process and is counted there.
+ */
+export function benchDatabaseCpuMs(): number | undefined {
+  const pid = databaseServer?.postmasterPid();
+  return pid === undefined ? undefined : readProcTreeCpuMs(pid);
 }
 
 /** The store a bench data dir's server will use (SQLite file, or its PostgreSQL database in the postgres pass), migrated. */
