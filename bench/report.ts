@@ -72,9 +72,28 @@ export function targetChecks(figs: F[]): TargetCheck[] {
   return out;
 }
 
+/** The tables; a run with several stores (--store sqlite,postgres) gets one set per store under one header. */
 export function markdownReport(figs: F[]): string {
-  const parts: string[] = [];
+  const stores = [...new Set(figs.map((f) => f.store).filter((s): s is string => typeof s === 'string'))];
+  if (stores.length <= 1) return storeReport(figs, true);
+  const run = figs.filter((f) => f.bench === 'machine' || f.bench === 'machine-end');
+  return [runHeader(run), ...stores.map((s) => `## Store: ${s}\n\n` + storeReport(figs.filter((f) => f.store === s), false))].filter(Boolean).join('\n\n');
+}
+
+function runHeader(figs: F[]): string {
   const m = figs.find((f) => f.bench === 'machine');
+  if (!m) return '';
+  const end = figs.find((f) => f.bench === 'machine-end');
+  return (
+    `Run ${m.date} · mode \`${m.mode}\` · ${m.cpus} cores (${m.cpuModel}) · ${m.memoryGiB} GiB RAM · Node ${m.node} · ${m.platform}  \n` +
+    `Command: \`${m.command}\`` +
+    (m.loadAvg1m !== undefined ? `  \nLoad average (other work on the machine): ${m.loadAvg1m} at the start` + (end ? `, ${end.loadAvg5m} over the last 5 minutes at the end (${end.seconds} s run)` : '') : '')
+  );
+}
+
+function storeReport(figs: F[], withHeader: boolean): string {
+  const parts: string[] = [];
+  const m = withHeader ? figs.find((f) => f.bench === 'machine') : undefined;
   if (m) {
     const end = figs.find((f) => f.bench === 'machine-end');
     parts.push(

@@ -5,6 +5,10 @@
  * docs/benchmarks-connect.svg and the results block of docs/benchmarks.md (--no-docs to skip);
  * --quick writes them under bench/out/ (git-ignored). `node dist/bench/report.js <jsonl>`
  * turns any results file into the tables.
+ * --store sqlite,postgres runs the chosen scenarios once per store in the same run (default:
+ * sqlite only); the postgres pass starts a private PostgreSQL server (initdb in a temp dir,
+ * fsync on) and gives every scenario's server its own database on it. Each figure carries
+ * `store`.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,7 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FigureSink, note } from './lib/emit.js';
 import { connectChartSvg, markdownReport, writeIntoDoc } from './report.js';
-import { makeBenchDir } from './lib/thingauth.js';
+import { startPostgresServer, type PrivatePostgres } from './lib/private-postgres.js';
+import { makeBenchDir, useBenchDatabaseServer, type StoreKind } from './lib/thingauth.js';
 import { runAuthDecision, type AuthSizes } from './scenarios/auth-decision.js';
 import { runBulkProvision, type BulkSizes } from './scenarios/bulk-provision.js';
 import { runConnectScenarios, type ConnectSizes } from './scenarios/connect.js';
@@ -64,7 +69,15 @@ interface Args {
   docs: boolean;
   mosquitto: boolean;
   out: string | undefined;
+  stores: StoreKind[];
 }
+
+/**
+ * The benchmark's PostgreSQL: durable (fsync on, as in production, so the figures compare with
+ * SQLite at synchronous=FULL), with the memory a dedicated database host would give it instead
+ * of initdb's 128 MB, and WAL room so a 500,000-row import is not paced by forced checkpoints.
+ */
+const BENCH_POSTGRES_SETTINGS = { shared_buffers: '2GB', max_wal_size: '8GB', checkpoint_timeout: '15min' };
 
 function parseArgs(argv: string[]): Args {
   let mode: Mode = 'quick';
@@ -73,6 +86,7 @@ function parseArgs(argv: string[]): Args {
   let docs = true;
   let mosquitto = true;
   let out: string | undefined;
+  let stores: StoreKind[] = ['sqlite'];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--quick') mode = 'quick';
@@ -83,13 +97,18 @@ function parseArgs(argv: string[]): Args {
     else if (a === '--only') only = new Set(argv[++i]!.split(','));
     else if (a === '--keep') keep = true;
     else if (a === '--no-docs') docs = false;
-    else throw new Error(`unknown argument ${a} (use --quick | --full | --smoke [--only connect,auth,register,bulk,gateway] [--no-mosquitto] [--out <dir>] [--keep] [--no-docs])`);
+    else if (a === '--store') {
+      const list = (argv[++i] ?? '').split(',').filter(Boolean);
+      const bad = list.filter((x) => x !== 'sqlite' && x !== 'postgres');
+      if (list.length === 0 || bad.length) throw new Error(`--store takes sqlite,postgres (got "${argv[i] ?? ''}")`);
+      stores = [...new Set(list)] as StoreKind[];
+    } else throw new Error(`unknown argument ${a} (use --quick | --full | --smoke [--only connect,auth,register,bulk,gateway] [--store sqlite,postgres] [--no-mosquitto] [--out <dir>] [--keep] [--no-docs])`);
   }
-  return { mode, only, keep, docs, mosquitto, out };
+  return { mode, only, keep, docs, mosquitto, out, stores };
 }
 
 async function main(): Promise<void> {
-  const { mode, only, keep, docs, mosquitto, out } = parseArgs(process.argv.slice(2));
+  const { mode, only, keep, docs, mosquitto, out, stores } = parseArgs(process.argv.slice(2));
   const sizes = SIZES[mode];
   const sink = new FigureSink();
   const workDir = makeBenchDir();
@@ -106,21 +125,47 @@ async function main(): Promise<void> {
     command: `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
     // Other work on the machine skews every figure; say how busy it was.
     loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100,
+    stores,
   });
   const want = (s: string) => !only || only.has(s);
+  let postgres: PrivatePostgres | undefined;
   try {
-    if (want('connect')) await runConnectScenarios(sink, sizes.connect, workDir, { mosquitto });
-    if (want('auth')) await runAuthDecision(sink, sizes.auth, workDir);
-    if (want('register')) await runRegistration(sink, sizes.register, workDir);
-    if (want('bulk')) await runBulkProvision(sink, sizes.bulk, workDir);
-    if (want('gateway')) await runGateway(sink, sizes.gateway, workDir);
+    for (const store of stores) {
+      const dir = stores.length > 1 ? path.join(workDir, store) : workDir;
+      fs.mkdirSync(dir, { recursive: true });
+      if (store === 'postgres') {
+        postgres = await startPostgresServer({ durable: true, settings: BENCH_POSTGRES_SETTINGS });
+        const version = (await postgres.admin('SHOW server_version')).rows[0]?.server_version as string | undefined;
+        note(`postgres: private server ${version ?? '?'} on 127.0.0.1:${postgres.port} (fsync on)`);
+        sink.emit({ bench: 'store', store, server: `PostgreSQL ${version ?? '?'}`, settings: { fsync: 'on', synchronous_commit: 'on', ...BENCH_POSTGRES_SETTINGS } });
+      } else {
+        sink.emit({ bench: 'store', store, server: 'SQLite (embedded)' });
+      }
+      useBenchDatabaseServer(postgres);
+      sink.context = { store };
+      sink.emit({ bench: 'pass-start', loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100 });
+      try {
+        if (want('connect')) await runConnectScenarios(sink, sizes.connect, dir, { mosquitto });
+        if (want('auth')) await runAuthDecision(sink, sizes.auth, dir);
+        if (want('register')) await runRegistration(sink, sizes.register, dir);
+        if (want('bulk')) await runBulkProvision(sink, sizes.bulk, dir);
+        if (want('gateway')) await runGateway(sink, sizes.gateway, dir);
+      } finally {
+        sink.emit({ bench: 'pass-end', loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100 });
+        sink.context = {};
+        useBenchDatabaseServer(undefined);
+        await postgres?.stop();
+        postgres = undefined;
+      }
+    }
   } finally {
     if (!keep) fs.rmSync(workDir, { recursive: true, force: true });
     else note(`work dir kept: ${workDir}`);
   }
   sink.emit({ bench: 'machine-end', seconds: Math.round((Date.now() - started) / 1000), loadAvg1m: Math.round(os.loadavg()[0]! * 100) / 100, loadAvg5m: Math.round(os.loadavg()[1]! * 100) / 100 });
   note(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-  writeOutputs(sink, mode, docs && !only && mosquitto && !out, out);
+  // The docs' results block holds the default (SQLite) run; other stores' runs go to --out or bench/out/.
+  writeOutputs(sink, mode, docs && !only && mosquitto && !out && stores.length === 1 && stores[0] === 'sqlite', out);
 }
 
 function writeOutputs(sink: FigureSink, mode: Mode, docs: boolean, outDir: string | undefined): void {

@@ -10,10 +10,13 @@ export interface Figure {
 
 export class FigureSink {
   readonly figures: Figure[] = [];
+  /** Fields every figure carries from now on (the run sets `store` for each store's pass). */
+  context: Record<string, unknown> = {};
 
   constructor(private readonly write: (line: string) => void = (l) => process.stdout.write(l + '\n')) {}
 
-  emit(f: Figure): Figure {
+  emit(figure: Figure): Figure {
+    const f: Figure = { ...figure, ...this.context };
     this.figures.push(f);
     this.write(JSON.stringify(f));
     return f;

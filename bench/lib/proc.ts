@@ -76,3 +76,29 @@ export function readProcCpuMs(pid: number): number | undefined {
   const stime = Number(rest[12]);
   return ((utime + stime) / ticksPerSecond()) * 1000;
 }
+
+/**
+ * CPU time of a process and its children (a PostgreSQL postmaster and its backends): its own,
+ * its reaped children's (cutime, cstime) and its live children's, in milliseconds.
+ */
+export function readProcTreeCpuMs(rootPid: number): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/${rootPid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  let ticks = Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14]);
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const t = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const r = t.slice(t.lastIndexOf(')') + 2).split(' ');
+      if (Number(r[1]) === rootPid) ticks += Number(r[11]) + Number(r[12]);
+    } catch {
+      // Exited while we looked.
+    }
+  }
+  return (ticks / ticksPerSecond()) * 1000;
+}

@@ -12,11 +12,14 @@ import { loadConfig, sqlitePath } from '../../src/config.js';
 import type { Product } from '../../src/core/records.js';
 import { KeyringCipher } from '../../src/core/secret-cipher.js';
 import { ensureDataDir, loadMasterKey } from '../../src/data-dir.js';
+import { openStoreByUrl } from '../../src/store/open-store.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import type { Store } from '../../src/store/store.js';
 import { ensureTlsMaterial, type TlsMaterial } from '../../src/tls/local-ca.js';
 import type { VirtualDevice } from './fleet.js';
 import { freePorts, isListening, waitForPort } from './ports.js';
-import { readProcMemory, type ProcMemory } from './proc.js';
+import type { PrivatePostgres } from './private-postgres.js';
+import { readProcMemory, readProcTreeCpuMs, type ProcMemory } from './proc.js';
 
 export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 export const BENCH_ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
@@ -44,17 +47,58 @@ export function benchProduct(productKey: string, productSecret: string, extra: P
   };
 }
 
-export function openBenchStore(dataDir: string, synchronous: 'FULL' | 'NORMAL' = 'NORMAL'): SqliteStore {
-  ensureDataDir(dataDir);
-  const config = loadConfig({ dataDir });
-  return new SqliteStore({ filename: sqlitePath(config), cipher: new KeyringCipher(loadMasterKey(dataDir, undefined)), synchronous });
+export type StoreKind = 'sqlite' | 'postgres';
+
+/**
+ * The PostgreSQL server of the run's postgres pass (bench/run.ts sets it, and clears it for the
+ * sqlite pass). While set, every bench data dir gets its own database on it: provisioning
+ * writes there and the server child is started with THINGAUTH_DATABASE_URL pointing at it.
+ */
+let databaseServer: PrivatePostgres | undefined;
+const databaseOf = new Map<string, Promise<string>>();
+
+export function useBenchDatabaseServer(server: PrivatePostgres | undefined): void {
+  databaseServer = server;
+  databaseOf.clear();
 }
 
-/** Creates products and imports their devices (with the fleet's secrets) into the data dir's SQLite file. */
+/** The database URL of a data dir in the postgres pass (created on first use), else undefined (SQLite in the data dir). */
+export async function benchDatabaseUrl(dataDir: string): Promise<string | undefined> {
+  const server = databaseServer;
+  if (!server) return undefined;
+  let url = databaseOf.get(dataDir);
+  if (!url) {
+    url = server.createDatabase(`bench_${databaseOf.size + 1}_${path.basename(dataDir).replace(/[^a-z0-9]/gi, '_')}`);
+    databaseOf.set(dataDir, url);
+  }
+  return url;
+}
+
+/**
+ * CPU time (ms) the run's PostgreSQL server has used so far (postmaster and backends), or
+ * undefined on SQLite, whose work runs inside the thingauth process and is counted there.
+ */
+export function benchDatabaseCpuMs(): number | undefined {
+  const pid = databaseServer?.postmasterPid();
+  return pid === undefined ? undefined : readProcTreeCpuMs(pid);
+}
+
+/** The store a bench data dir's server will use (SQLite file, or its PostgreSQL database in the postgres pass), migrated. */
+export async function openBenchStore(dataDir: string, synchronous: 'FULL' | 'NORMAL' = 'NORMAL'): Promise<Store> {
+  ensureDataDir(dataDir);
+  const cipher = new KeyringCipher(loadMasterKey(dataDir, undefined));
+  const url = await benchDatabaseUrl(dataDir);
+  if (url) return openStoreByUrl(url, cipher);
+  const config = loadConfig({ dataDir });
+  const store = new SqliteStore({ filename: sqlitePath(config), cipher, synchronous });
+  await store.migrate();
+  return store;
+}
+
+/** Creates products and imports their devices (with the fleet's secrets) into the data dir's store. */
 export async function provision(dataDir: string, items: { product: Product; devices: VirtualDevice[] }[], onProgress?: (done: number) => void): Promise<void> {
-  const store = openBenchStore(dataDir);
+  const store = await openBenchStore(dataDir);
   try {
-    await store.migrate();
     let done = 0;
     for (const { product, devices } of items) {
       await store.createProduct({ ...product, deviceLimit: product.deviceLimit ?? Math.max(devices.length, 1) });
@@ -121,6 +165,7 @@ export interface StartOptions {
 export async function startThingAuthProcess(opts: StartOptions): Promise<RunningThingAuthProcess> {
   await benchTls(opts.dataDir);
   const [http, https, mqtt, mqtts, ws, wss] = await freePorts(6);
+  const databaseUrl = await benchDatabaseUrl(opts.dataDir);
   const ports: ThingAuthPorts = { http: http!, https: https!, mqtt: mqtt!, mqtts: mqtts!, ws: ws!, wss: wss! };
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -137,6 +182,7 @@ export async function startThingAuthProcess(opts: StartOptions): Promise<Running
     // The load generator is one address standing for a whole fleet: storms run up to 400
     // logins at once from 127.0.0.1, over the default 64 per source still logging in.
     THINGAUTH_MQTT_PENDING_PER_SOURCE: '0',
+    ...(databaseUrl ? { THINGAUTH_DATABASE_URL: databaseUrl } : {}),
     ...opts.env,
   };
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir bench/out/profile") profiles any scenario's server.

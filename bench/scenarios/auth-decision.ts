@@ -70,7 +70,7 @@ function cpuMs(u: NodeJS.CpuUsage): number {
 
 export async function runAuthDecision(sink: FigureSink, sizes: AuthSizes, workDir: string): Promise<void> {
   const dataDir = path.join(workDir, 'thingauth-auth');
-  note(`auth: provisioning ${sizes.devices} devices into SQLite`);
+  note(`auth: provisioning ${sizes.devices} devices`);
   const t0 = performance.now();
   const fleet = makeFleet(PRODUCT_KEY, sizes.devices, 'bench-auth-seed');
   let lastNote = 0;
@@ -82,7 +82,7 @@ export async function runAuthDecision(sink: FigureSink, sizes: AuthSizes, workDi
   });
   note(`auth: provisioned in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
-  const store = openBenchStore(dataDir);
+  const store = await openBenchStore(dataDir);
   const auth = new DeviceAuthenticator(store, new RegistryEvents(), createLogger('silent'));
   try {
     // Cold: each device once, in random order, on a service whose cache is empty.

@@ -7,7 +7,6 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { signPairs } from '../../src/core/sign.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { FigureSink, note } from '../lib/emit.js';
 import { C_SDK_TIMESTAMP, connectPacket, deviceCredentials, makeFleet } from '../lib/fleet.js';
 import { LatencyRecorder, round } from '../lib/histogram.js';
@@ -31,7 +30,7 @@ export async function runGateway(sink: FigureSink, sizes: GatewaySizes, workDir:
     { product: benchProduct(GW_PK, 'benchGwSecret0001', { nodeType: 'GATEWAY' }), devices: [gw!] },
     { product: benchProduct(SUB_PK, 'benchSubSecret001', { nodeType: 'SUB_DEVICE' }), devices: subs },
   ]);
-  const store: SqliteStore = openBenchStore(dataDir);
+  const store = await openBenchStore(dataDir);
   try {
     for (let i = 0; i < subs.length; i += 500) {
       await store.attachSubDevices(gw!.iotId, subs.slice(i, i + 500).map((s) => s.iotId), Math.max(sizes.subDevices, 1_500));

@@ -3,7 +3,9 @@
  * pre-created devices, and MQTT `authType=regnwl` over TLS (CONNECT -> CONNACK -> the
  * server's PUBLISH on /ext/regnwl), each device once.
  * The per-product registration rate limit (THINGAUTH_REGISTRATION_RATE, default 1,000/s) is
- * raised for this run so the figure is the server's capacity, not the configured quota.
+ * raised and the per-source one (THINGAUTH_REGISTRATION_RATE_PER_SOURCE, default 20/s; the load
+ * generator is one address for a whole fleet) switched off for this run, so the figure is the
+ * server's capacity, not the configured quota.
  */
 import path from 'node:path';
 import mqttPacket from 'mqtt-packet';
@@ -16,7 +18,7 @@ import { round } from '../lib/histogram.js';
 import { httpsLoad } from '../lib/https-load.js';
 import { mqttExchanges } from '../lib/loadgen.js';
 import { readProcCpuMs } from '../lib/proc.js';
-import { benchProduct, benchTls, provision, startThingAuthProcess } from '../lib/thingauth.js';
+import { benchDatabaseCpuMs, benchProduct, benchTls, provision, startThingAuthProcess } from '../lib/thingauth.js';
 
 export interface RegistrationSizes {
   httpsN: number;
@@ -40,7 +42,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
     { product: benchProduct(FREE_PK, FREE_PS, { dynamicRegistration: true, preRegistrationFree: true, deviceLimit: sizes.regnwlN + 10 }), devices: [] },
   ]);
   const tls = await benchTls(dataDir);
-  const server = await startThingAuthProcess({ dataDir, env: { THINGAUTH_REGISTRATION_RATE: '1000000' } });
+  const server = await startThingAuthProcess({ dataDir, env: { THINGAUTH_REGISTRATION_RATE: '1000000', THINGAUTH_REGISTRATION_RATE_PER_SOURCE: '0' } });
   try {
     const bodies = fleet.map((d) => {
       const sign = signPairs('sha256', PRE_PS, registrationSignPairs(d.deviceName, PRE_PK, RANDOM));
@@ -48,6 +50,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
     });
     note(`register: https n=${bodies.length} c=${sizes.httpsC}`);
     const cpu0 = readProcCpuMs(server.pid) ?? NaN;
+    const db0 = benchDatabaseCpuMs();
     const r = await httpsLoad({
       host: '127.0.0.1',
       port: server.ports.https,
@@ -59,6 +62,9 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
       ok: (b) => typeof b === 'object' && b !== null && (b as { code?: unknown }).code === 200 && typeof (b as { data?: { deviceSecret?: unknown } }).data?.deviceSecret === 'string',
     });
     const httpsCpuMs = (readProcCpuMs(server.pid) ?? NaN) - cpu0;
+    const db1 = benchDatabaseCpuMs();
+    // PostgreSQL's own processes (on SQLite the store's work is inside the server's figure).
+    const dbMs = db0 !== undefined && db1 !== undefined ? db1 - db0 : undefined;
     sink.emit({
       bench: 'register-https',
       target: 'thingauth',
@@ -74,6 +80,7 @@ export async function runRegistration(sink: FigureSink, sizes: RegistrationSizes
       tlsConnections: r.connectionsOpened,
       serverCpuUsPerRegistration: r.ok > 0 ? round((httpsCpuMs * 1000) / r.ok, 0) : null,
       serverCpuPct: round((httpsCpuMs / r.elapsedMs) * 100, 0),
+      ...(dbMs !== undefined ? { databaseCpuUsPerRegistration: r.ok > 0 ? round((dbMs * 1000) / r.ok, 0) : null, databaseCpuPct: round((dbMs / r.elapsedMs) * 100, 0) } : {}),
     });
 
     if (!CONNECT_AUTHENTICATORS.regnwl) {
