@@ -33,6 +33,8 @@ export interface Config {
   databasePoolSize: number;
   /** PostgreSQL: a node silent this long is dead; the others mark its devices offline. */
   presenceLeaseSeconds: number;
+  /** How long a cached device/product record is trusted (0 = until a change in this process drops it); default 5 s on PostgreSQL, 0 on SQLite. */
+  cacheTtlSeconds: number;
   tlsCert: string | undefined;
   tlsKey: string | undefined;
   hostnames: string[];
@@ -106,6 +108,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   databaseCaFile: 'THINGAUTH_DATABASE_CA_FILE',
   databasePoolSize: 'THINGAUTH_DATABASE_POOL_SIZE',
   presenceLeaseSeconds: 'THINGAUTH_PRESENCE_LEASE_SECONDS',
+  cacheTtlSeconds: 'THINGAUTH_CACHE_TTL_SECONDS',
   tlsCert: 'THINGAUTH_TLS_CERT',
   tlsKey: 'THINGAUTH_TLS_KEY',
   hostnames: 'THINGAUTH_HOSTNAMES',
@@ -219,6 +222,9 @@ export function loadConfig(input: ConfigInput): Config {
     databaseCaFile: input.databaseCaFile,
     databasePoolSize: int('databasePoolSize', 10, 1, 1000),
     presenceLeaseSeconds: int('presenceLeaseSeconds', 30, 1, 3600),
+    // A store shared by several nodes: changes made through another node reach this node's
+    // login decisions within this. One process on SQLite sees every change as an event.
+    cacheTtlSeconds: int('cacheTtlSeconds', input.databaseUrl !== undefined && /^postgres(ql)?:/i.test(input.databaseUrl) ? 5 : 0, 0, 86_400),
     tlsCert: input.tlsCert,
     tlsKey: input.tlsKey,
     hostnames: (input.hostnames ?? '').split(',').map((s) => s.trim()).filter(Boolean),

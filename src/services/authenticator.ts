@@ -48,6 +48,8 @@ export interface LoginDevice {
   lastAuthErrorSource?: string | null;
   /** ms of the last lastAuthError write from this process (not persisted). */
   lastAuthErrorWrittenMs?: number;
+  /** When this record was read from the store (ms; cache lifetime). */
+  readAtMs?: number;
 }
 
 /** A repeated identical refusal (same reason, same source) refreshes its time at most this often. */
@@ -60,9 +62,22 @@ export type DeviceLoginResult =
 
 const DEFAULT_MAX_ENTRIES = 200_000;
 
+export interface AuthenticatorCacheOptions {
+  maxEntries?: number;
+  /**
+   * How long a cached record is trusted before it is read again (0 = until an event of this
+   * process drops it). A store shared by several nodes needs a bound: a change made through
+   * another node reaches this node's login decisions within it. If the store cannot be read
+   * when an entry expires (database outage), the expired entry keeps serving.
+   */
+  ttlMs?: number;
+}
+
 export class DeviceAuthenticator {
   private readonly devices = new Map<string, LoginDevice>();
-  private readonly products = new Map<string, Product>();
+  private readonly products = new Map<string, Product & { readAtMs?: number }>();
+  private readonly maxEntries: number;
+  private readonly ttlMs: number;
   private readonly inflight = new Map<string, Promise<LoginDevice | undefined>>();
   /** Bumped on every invalidation so a lookup that raced with a change is not cached. */
   private epoch = 0;
@@ -71,10 +86,12 @@ export class DeviceAuthenticator {
     private readonly store: Store,
     events: RegistryEvents,
     private readonly logger: Logger,
-    private readonly maxEntries = DEFAULT_MAX_ENTRIES,
-    /** Wall clock (ms) for the product's replay window. */
+    cache: AuthenticatorCacheOptions = {},
+    /** Wall clock (ms) for the product's replay window and the cache lifetime. */
     private readonly clock: () => number = () => Date.now(),
   ) {
+    this.maxEntries = cache.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    this.ttlMs = cache.ttlMs ?? 0;
     events.on('device.changed', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
     events.on('device.deleted', (ref) => this.forgetDevice(ref.productKey, ref.deviceName));
     events.on('product.changed', ({ productKey }) => {
@@ -88,12 +105,23 @@ export class DeviceAuthenticator {
     this.devices.delete(productKey + '&' + deviceName);
   }
 
+  private fresh(readAtMs: number | undefined): boolean {
+    return this.ttlMs === 0 || (readAtMs !== undefined && this.clock() - readAtMs < this.ttlMs);
+  }
+
   async product(productKey: string): Promise<Product | undefined> {
     const hit = this.products.get(productKey);
-    if (hit) return hit;
+    if (hit && this.fresh(hit.readAtMs)) return hit;
     const epoch = this.epoch;
-    const p = await this.store.getProduct(productKey);
-    if (p && epoch === this.epoch) this.products.set(productKey, p);
+    let p: Product | undefined;
+    try {
+      p = await this.store.getProduct(productKey);
+    } catch (e) {
+      if (hit) return hit; // expired, but the store cannot answer: the last known record serves
+      throw e;
+    }
+    if (!p) this.products.delete(productKey);
+    else if (epoch === this.epoch) this.products.set(productKey, { ...p, readAtMs: this.clock() });
     return p;
   }
 
@@ -101,20 +129,28 @@ export class DeviceAuthenticator {
   device(productKey: string, deviceName: string): Promise<LoginDevice | undefined> {
     const key = productKey + '&' + deviceName;
     const hit = this.devices.get(key);
-    if (hit) return Promise.resolve(hit);
+    if (hit && this.fresh(hit.readAtMs)) return Promise.resolve(hit);
     let p = this.inflight.get(key);
     if (!p) {
       const epoch = this.epoch;
       p = this.store.getDevice(productKey, deviceName).then(
         (d) => {
           this.inflight.delete(key);
-          if (!d) return undefined;
+          if (!d) {
+            this.devices.delete(key);
+            return undefined;
+          }
           const rec = toLoginDevice(d);
+          rec.readAtMs = this.clock();
+          if (hit) {
+            rec.lastAuthErrorWrittenMs = hit.lastAuthErrorWrittenMs;
+          }
           if (epoch === this.epoch) this.remember(key, rec);
           return rec;
         },
         (e) => {
           this.inflight.delete(key);
+          if (hit) return hit; // expired, but the store cannot answer: the last known record serves
           throw e;
         },
       );

@@ -73,7 +73,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     defaultDeviceLimit: config.deviceLimit,
   }, logger);
   registration.observers = { audit, metrics, logLimiter };
-  const authenticator = new DeviceAuthenticator(store, events, logger);
+  const authenticator = new DeviceAuthenticator(store, events, logger, { ttlMs: config.cacheTtlSeconds * 1000 });
   registration.products = (productKey) => authenticator.product(productKey);
   const presence = new PresenceService(store, logger);
   const applications = new ApplicationService(store);

@@ -33,6 +33,8 @@ describe('config', () => {
     assert.equal(c.subDeviceLimit, 1_500);
     assert.equal(c.sqliteSynchronous, 'FULL');
     assert.equal(c.keepaliveMinSeconds, 30, 'the platform minimum (spec 1.5)');
+    assert.equal(c.cacheTtlSeconds, 0, 'one process on SQLite sees every change as an event');
+    assert.equal(loadConfig({ databaseUrl: 'postgres://u@127.0.0.1:5432/db' }).cacheTtlSeconds, 5, 'a shared store bounds staleness');
     assert.equal(sqlitePath(c), path.join(path.resolve('./data'), 'thingauth.db'));
   });
 

@@ -21,7 +21,7 @@ import { openStore } from '../../src/main.js';
 import { POSTGRES_MIGRATIONS } from '../../src/store/postgres/migrations.js';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.js';
 import mqtt from 'mqtt';
-import { connectClient, createDevice, endClient, eventually, signedConnect } from '../helpers/mqtt.js';
+import { connectClient, connectRefusal, createDevice, endClient, eventually, signedConnect } from '../helpers/mqtt.js';
 import { startPrivatePostgres } from '../helpers/postgres.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { regnwl, spawnServer, type ChildServer } from './security-child-server.js';
@@ -346,10 +346,52 @@ if ('skip' in started) {
   });
 
   // Last in this file: it stops and restarts the shared private server.
+  describe('a change made through one node reaches the other node\'s logins within the cache lifetime', () => {
+    let a: TestServer;
+    let b: TestServer;
+    before(async () => {
+      const url = await freshDatabase();
+      // One master key for both nodes (the secrets in the shared database are under it).
+      const masterKey = generateMasterKey().toString('hex');
+      // No per-device connect rate: the logins below are few but close together.
+      const settings = { databaseUrl: url, masterKey, cacheTtlSeconds: '1', deviceConnectRatePerMinute: '0' };
+      a = await startTestServer(settings);
+      b = await startTestServer(settings);
+    });
+    after(async () => {
+      await a?.stop();
+      await b?.stop();
+    });
+
+    it('a device disabled through node A is refused by node B once B\'s cached record expires (THINGAUTH_CACHE_TTL_SECONDS)', async () => {
+      const dev = await createDevice(a);
+      // Node B has the device's record cached from this login.
+      await endClient(await connectClient(b, 'mqtt', signedConnect(dev)));
+      assert.equal((await a.request('POST', `/api/v1/products/${dev.productKey}/devices/${dev.deviceName}/disable`)).status, 200);
+      // No event reaches node B (several nodes share only the database): its cache entry expires
+      // after a second and the next login reads the disabled record.
+      const pastTtl = () => new Promise((r) => setTimeout(r, 1_200));
+      await pastTtl();
+      assert.equal((await connectRefusal(b, 'mqtt', signedConnect(dev))).code, 5);
+      const seen = await b.request('GET', `/api/v1/products/${dev.productKey}/devices/${dev.deviceName}`);
+      assert.match(String(seen.body.lastAuthError), /disabled/, 'refused because it is disabled');
+      // A rotated secret likewise: the new one works on node B, the old one is refused.
+      const other = await createDevice(a);
+      await endClient(await connectClient(b, 'mqtt', signedConnect(other)));
+      const rotated = await a.request('POST', `/api/v1/products/${other.productKey}/devices/${other.deviceName}/secret/rotate`, { graceSeconds: 0 });
+      assert.equal(rotated.status, 200, JSON.stringify(rotated.body));
+      await pastTtl();
+      assert.equal((await connectRefusal(b, 'mqtt', signedConnect(other))).code, 5);
+      await endClient(await connectClient(b, 'mqtt', signedConnect({ ...other, deviceSecret: rotated.body.deviceSecret })));
+    });
+  });
+
   describe('the database goes away at run time and comes back', () => {
     let server: TestServer;
     before(async () => {
-      server = await startTestServer({ databaseUrl: await freshDatabase() });
+      // A short cache lifetime: the device's record has expired when the outage starts, and the
+      // expired record still serves its login while the database cannot answer.
+      server = await startTestServer({ databaseUrl: await freshDatabase(), cacheTtlSeconds: '1' });
     });
     after(async () => {
       await server?.stop();
@@ -363,6 +405,7 @@ if ('skip' in started) {
       const known = await createDevice(server);
       await endClient(await connectClient(server, 'mqtt', signedConnect(known)));
       await server.settle();
+      await new Promise((r) => setTimeout(r, 1_100)); // past the 1 s cache lifetime
       pg.pause();
       let online: Awaited<ReturnType<typeof connectClient>> | undefined;
       try {
