@@ -18,6 +18,7 @@ import type { AppContext, Listener } from '../context.js';
 import { tlsOptionsFor } from '../tls/profiles.js';
 import { acquireMqttBroker, type MqttBroker } from './broker.js';
 import { attachConnectionInfo, type Transport } from './connection-info.js';
+import { MAX_PACKET_SIZE } from './packet-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { pendingConnectionsOf, transportSocketOf } from './pending-connections.js';
 
@@ -270,7 +271,10 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     s.on('error', () => s.destroy());
     pending.admit(s);
   });
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  // One WebSocket message carries one MQTT packet (mqtt.js, the Node SDK's browser build): a
+  // frame larger than the largest packet thingauth accepts is refused by ws (close 1009) before
+  // it is buffered, so a socket not yet logged in holds at most that much.
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_PACKET_SIZE });
   wss.on('error', (err) => ctx.logger.warn({ err: err.message }, 'WebSocket server error'));
   const transport: Transport = secure ? 'wss' : 'ws';
   server.on('upgrade', (req, socket, head) => {

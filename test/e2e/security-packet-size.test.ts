@@ -217,6 +217,19 @@ describe('maximum MQTT packet size (issue 11 item 3)', () => {
     });
   }
 
+  it('mqtt-ws: one WebSocket message larger than the largest packet is refused by its frame header (close 1009), not buffered', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${server.running.listeners['mqtt-ws']!.port}/mqtt`, 'mqtt');
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.on('error', () => undefined);
+    ws.send(Buffer.alloc(MAX_PACKET_SIZE + 1));
+    assert.equal(await closed, 1009, 'Message Too Big');
+    await stillServes(server, dev, 'mqtt-ws');
+  });
+
   it('4 sockets declaring 40 MB CONNECTs each: every one closed after a few KB (nothing buffered)', async () => {
     const outs = await Promise.all(Array.from({ length: 4 }, async () => pump(await open(server, 'mqtt'), header(0x10, 40 * MiB))));
     for (const out of outs) {
