@@ -41,6 +41,12 @@ export function setV5ConnackReason(client: Client, reasonCode: number): void {
 }
 
 const disconnectReasons = new WeakMap<Client, number>();
+const mqtt5Clients = new WeakSet<Client>();
+
+/** Whether the client connected with MQTT 5 (its packets go through this adapter). */
+export function isMqtt5Client(client: Client): boolean {
+  return mqtt5Clients.has(client);
+}
 
 /**
  * Refuses an MQTT 5 client's packet the way MQTT 5 says: a DISCONNECT with this reason code
@@ -54,6 +60,7 @@ export function setV5DisconnectReason(client: Client, reasonCode: number): void 
 }
 
 export function adaptMqtt5Client(client: Client, connect: { protocolVersion?: number }): void {
+  mqtt5Clients.add(client);
   const internals = client as unknown as ClientInternals;
   // The parser's settings object is the CONNECT packet itself: give it its own, still at level 5.
   internals._parser.settings = { protocolVersion: 5 };

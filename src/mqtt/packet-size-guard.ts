@@ -18,6 +18,7 @@ import type { Aedes, Client } from 'aedes';
 import type { Duplex } from 'node:stream';
 import type { MqttBroker } from './broker.js';
 import { MAX_REMAINING_LENGTH, PRE_CONNACK_MAX_REMAINING_LENGTH } from './packet-limits.js';
+import { isMqtt5Client, setV5DisconnectReason } from './mqtt5-adapter.js';
 import { sessionOf } from './sessions.js';
 
 /** Where the scanner is in the byte stream of one connection; starts at a packet boundary. */
@@ -117,6 +118,10 @@ export function guardPacketSize(broker: MqttBroker, conn: Duplex, remoteAddress:
     const verdict = scanPackets(state, chunk, limit);
     if (verdict === 'ok') return;
     conn.off('data', onData);
+    // A logged-in MQTT 5 client is told why (DISCONNECT 0x95 Packet too large, 0x81 Malformed
+    // Packet); MQTT 3.1.1 has no server DISCONNECT: the socket just closes.
+    const client = (conn as { client?: Client }).client;
+    if (g.accepted && client && isMqtt5Client(client)) setV5DisconnectReason(client, verdict === 'too_large' ? 0x95 : 0x81);
     conn.destroy();
     refused(broker, conn, remoteAddress, verdict, state.length, limit, g.accepted);
   };

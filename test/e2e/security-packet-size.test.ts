@@ -277,6 +277,31 @@ describe('maximum MQTT packet size (issue 11 item 3)', () => {
     for (const which of ALL) await stillServes(server, dev, which, Buffer.alloc(256 * KiB, 0x7b));
   });
 
+  it('a logged-in MQTT 5 client over the limit is told why: DISCONNECT 0x95 (Packet too large), then the close', async () => {
+    const pipe = await open(server, 'mqtt');
+    const c = signedConnect(dev);
+    pipe.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 60, clientId: c.clientId, username: c.username, password: Buffer.from(c.password) }, { protocolVersion: 5 }));
+    const packets: mqttPacket.Packet[] = [];
+    const parser = mqttPacket.parser({ protocolVersion: 5 });
+    parser.on('packet', (p) => packets.push(p));
+    let seen = 0;
+    const drain = () => {
+      const got = pipe.received();
+      if (got.length > seen) parser.parse(got.subarray(seen));
+      seen = got.length;
+    };
+    for (let i = 0; i < 200 && !packets.some((p) => p.cmd === 'connack'); i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      drain();
+    }
+    assert.equal((packets.find((p) => p.cmd === 'connack') as { reasonCode?: number } | undefined)?.reasonCode, 0);
+    pipe.write(header(0x30, MAX_REMAINING_LENGTH + 1));
+    await pipe.closed;
+    drain();
+    const disconnect = packets.find((p) => p.cmd === 'disconnect') as { reasonCode?: number } | undefined;
+    assert.equal(disconnect?.reasonCode, 0x95, JSON.stringify(packets.map((p) => p.cmd)));
+  });
+
   it('an MQTT 5 client sees Maximum Packet Size in the CONNACK properties', async () => {
     const c = signedConnect(dev);
     const { url } = listenerUrl(server, 'mqtt');
