@@ -13,7 +13,7 @@
  * Transactions run at READ COMMITTED and are retried on deadlock or serialization failure.
  * Secrets are sealed exactly as the SQLite adapter seals them (../secret-binding.ts).
  */
-import { DEVICE_COLUMNS, deviceIds, PRODUCT_COLUMNS } from '../columns.js';
+import { auditEntryOf, DEVICE_COLUMNS, deviceIds, managementTokenOf, newDeviceRecord, PRODUCT_COLUMNS, tokenSlotOf } from '../columns.js';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { ThingAuthError } from '../../core/errors.js';
@@ -473,28 +473,6 @@ export class PostgresStore implements Store {
     );
   }
 
-  private newDeviceRecord(productKey: string, d: NewDevice, createdAt: string): Device {
-    return {
-      iotId: d.iotId,
-      productKey,
-      deviceName: d.deviceName,
-      deviceSecret: d.deviceSecret,
-      previousDeviceSecret: null,
-      previousSecretExpiresAt: null,
-      nickname: d.nickname ?? null,
-      enabled: true,
-      online: false,
-      createdAt,
-      activatedAt: d.activatedAt ?? null,
-      lastOnlineAt: null,
-      gatewayIotId: null,
-      registeredByGatewayIotId: null,
-      lastAuthError: null,
-      lastAuthErrorAt: null,
-      lastAuthErrorSource: null,
-    };
-  }
-
   /** A unique violation from a device insert, as the Store's error. */
   private insertConflict(e: unknown, productKey: string, names: string[]): unknown {
     if (pgCode(e) !== '23505') return e;
@@ -528,7 +506,7 @@ export class PostgresStore implements Store {
         throw this.insertConflict(e, productKey, names);
       }
       await c.query('UPDATE product_counts SET devices = devices + $1 WHERE product_key = $2', [devices.length, productKey]);
-      return devices.map((d) => this.newDeviceRecord(productKey, d, createdAt));
+      return devices.map((d) => newDeviceRecord(productKey, d, createdAt));
     });
   }
 
@@ -732,13 +710,9 @@ export class PostgresStore implements Store {
 
   // ---- regnwl credential slots ----
 
-  private toSlot(r: Row): DeviceTokenSlot {
-    return { slot: r.slot, clientId: r.client_id, createdAt: r.created_at, activatedAt: r.activated_at ?? null, revokedAt: r.revoked_at ?? null };
-  }
-
   private toCredential(r: Row): DeviceTokenCredential {
     const ids = [r.iot_id, r.product_key, r.device_name, r.slot];
-    return { ...this.toSlot(r), deviceToken: openSecret(this.cipher, 'device_tokens', 'device_token', ids, r.device_token) };
+    return { ...tokenSlotOf(r), deviceToken: openSecret(this.cipher, 'device_tokens', 'device_token', ids, r.device_token) };
   }
 
   async issueDeviceTokenSlot(iotId: string, candidate: { clientId: string; deviceToken: string }, maxSlots: number, at: string) {
@@ -776,7 +750,7 @@ export class PostgresStore implements Store {
   }
 
   async listDeviceTokenSlots(iotId: string): Promise<DeviceTokenSlot[]> {
-    return (await this.q('SELECT * FROM device_tokens WHERE iot_id = $1 ORDER BY slot', [iotId])).map((r) => this.toSlot(r));
+    return (await this.q('SELECT * FROM device_tokens WHERE iot_id = $1 ORDER BY slot', [iotId])).map((r) => tokenSlotOf(r));
   }
 
   async getLiveDeviceTokens(iotId: string): Promise<DeviceTokenCredential[]> {
@@ -793,7 +767,7 @@ export class PostgresStore implements Store {
       // The token itself is dropped, not just flagged: nothing is left that could log in.
       await c.query('UPDATE device_tokens SET device_token = NULL, revoked_at = $1 WHERE iot_id = $2 AND slot = $3 AND revoked_at IS NULL', [at, iotId, slot]);
       const r = await this.one('SELECT * FROM device_tokens WHERE iot_id = $1 AND slot = $2', [iotId, slot], c);
-      return r ? this.toSlot(r) : undefined;
+      return r ? tokenSlotOf(r) : undefined;
     });
   }
 
@@ -974,21 +948,7 @@ export class PostgresStore implements Store {
     if (q.action) where.push(`action = ${arg(q.action)}`);
     if (q.since) where.push(`at >= ${arg(q.since)}`);
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${arg(Math.min(q.limit ?? 100, 10_000))}`;
-    return (await this.q(sql, args)).map((r) => this.toAudit(r));
-  }
-
-  private toAudit(r: Row): AuditEntry {
-    return {
-      id: Number(r.id),
-      at: r.at,
-      action: r.action,
-      actor: r.actor,
-      productKey: r.product_key ?? null,
-      deviceName: r.device_name ?? null,
-      sourceAddress: r.source_address ?? null,
-      result: r.result,
-      reason: r.reason ?? null,
-    };
+    return (await this.q(sql, args)).map((r) => auditEntryOf(r));
   }
 
   async pruneAudit(before: string): Promise<number> {
@@ -1006,17 +966,13 @@ export class PostgresStore implements Store {
     }
   }
 
-  private toToken(r: Row): ManagementTokenRecord {
-    return { id: r.id, name: r.name, scope: r.scope, tokenHash: r.token_hash, createdAt: r.created_at };
-  }
-
   async getManagementToken(id: string): Promise<ManagementTokenRecord | undefined> {
     const r = await this.one('SELECT * FROM management_tokens WHERE id = $1', [id]);
-    return r ? this.toToken(r) : undefined;
+    return r ? managementTokenOf(r) : undefined;
   }
 
   async listManagementTokens(): Promise<ManagementTokenRecord[]> {
-    return (await this.q('SELECT * FROM management_tokens ORDER BY created_at, id')).map((r) => this.toToken(r));
+    return (await this.q('SELECT * FROM management_tokens ORDER BY created_at, id')).map((r) => managementTokenOf(r));
   }
 
   async deleteManagementToken(id: string): Promise<boolean> {
@@ -1118,7 +1074,7 @@ export class PostgresStore implements Store {
   async getDeviceTokenSlotsOf(iotIds: string[]): Promise<StoredDeviceTokenSlot[]> {
     if (iotIds.length === 0) return [];
     const rows = await this.q('SELECT * FROM device_tokens WHERE iot_id = ANY($1::text[]) ORDER BY iot_id, slot', [iotIds]);
-    return rows.map((r) => ({ iotId: r.iot_id as string, ...this.toSlot(r), deviceToken: r.device_token === null ? null : this.toCredential(r).deviceToken }));
+    return rows.map((r) => ({ iotId: r.iot_id as string, ...tokenSlotOf(r), deviceToken: r.device_token === null ? null : this.toCredential(r).deviceToken }));
   }
 
   async putDevices(productKey: string, devices: DeviceCopy[]): Promise<void> {
@@ -1198,7 +1154,7 @@ export class PostgresStore implements Store {
   }
 
   async listAuditAfter(afterId: number | null, limit: number): Promise<AuditEntry[]> {
-    return (await this.q('SELECT * FROM audit WHERE id > $1 ORDER BY id LIMIT $2', [afterId ?? 0, limit])).map((r) => this.toAudit(r));
+    return (await this.q('SELECT * FROM audit WHERE id > $1 ORDER BY id LIMIT $2', [afterId ?? 0, limit])).map((r) => auditEntryOf(r));
   }
 
   async putAuditEntries(entries: (AuditEntry & { id: number })[]): Promise<void> {

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import { DEVICE_COLUMNS, deviceIds, PRODUCT_COLUMNS } from '../columns.js';
+import { auditEntryOf, DEVICE_COLUMNS, deviceIds, managementTokenOf, newDeviceRecord, PRODUCT_COLUMNS, tokenSlotOf } from '../columns.js';
 import { ThingAuthError } from '../../core/errors.js';
 import type { Device, DeviceTokenCredential, DeviceTokenSlot, NodeType, Product } from '../../core/records.js';
 import type { SecretCipher } from '../../core/secret-cipher.js';
@@ -350,31 +350,8 @@ export class SqliteStore implements Store {
       this.s.addCount.run(devices.length, productKey);
       // The rows hold exactly what was just written: built from the inputs, not read back
       // (reading and decrypting each row again was a fifth of a bulk import's CPU).
-      return devices.map((d) => this.newDeviceRecord(productKey, d, createdAt));
+      return devices.map((d) => newDeviceRecord(productKey, d, createdAt));
     }).immediate();
-  }
-
-  /** The record of a row insertDeviceRow just wrote, with the table's defaults for the rest. */
-  private newDeviceRecord(productKey: string, d: NewDevice, createdAt: string): Device {
-    return {
-      iotId: d.iotId,
-      productKey,
-      deviceName: d.deviceName,
-      deviceSecret: d.deviceSecret,
-      previousDeviceSecret: null,
-      previousSecretExpiresAt: null,
-      nickname: d.nickname ?? null,
-      enabled: true,
-      online: false,
-      createdAt,
-      activatedAt: d.activatedAt ?? null,
-      lastOnlineAt: null,
-      gatewayIotId: null,
-      registeredByGatewayIotId: null,
-      lastAuthError: null,
-      lastAuthErrorAt: null,
-      lastAuthErrorSource: null,
-    };
   }
 
   async getOrCreateDevice(productKey: string, device: NewDevice, defaultLimit: number, createdAt: string) {
@@ -544,19 +521,9 @@ export class SqliteStore implements Store {
 
   // ---- regnwl credential slots ----
 
-  private toSlot(r: Row): DeviceTokenSlot {
-    return {
-      slot: r.slot as number,
-      clientId: r.client_id as string,
-      createdAt: r.created_at as string,
-      activatedAt: (r.activated_at as string | null) ?? null,
-      revokedAt: (r.revoked_at as string | null) ?? null,
-    };
-  }
-
   private toCredential(r: Row): DeviceTokenCredential {
     const ids = [r.iot_id, r.product_key, r.device_name, r.slot];
-    return { ...this.toSlot(r), deviceToken: openSecret(this.cipher, 'device_tokens', 'device_token', ids, r.device_token as string) };
+    return { ...tokenSlotOf(r), deviceToken: openSecret(this.cipher, 'device_tokens', 'device_token', ids, r.device_token as string) };
   }
 
   async issueDeviceTokenSlot(iotId: string, candidate: { clientId: string; deviceToken: string }, maxSlots: number, at: string) {
@@ -590,7 +557,7 @@ export class SqliteStore implements Store {
   }
 
   async listDeviceTokenSlots(iotId: string): Promise<DeviceTokenSlot[]> {
-    return (this.s.listSlots.all(iotId) as Row[]).map((r) => this.toSlot(r));
+    return (this.s.listSlots.all(iotId) as Row[]).map((r) => tokenSlotOf(r));
   }
 
   async getLiveDeviceTokens(iotId: string): Promise<DeviceTokenCredential[]> {
@@ -610,7 +577,7 @@ export class SqliteStore implements Store {
       // The token itself is dropped, not just flagged: nothing is left that could log in.
       this.db.prepare('UPDATE device_tokens SET device_token = NULL, revoked_at = ? WHERE iot_id = ? AND slot = ? AND revoked_at IS NULL').run(at, iotId, slot);
       const r = this.db.prepare('SELECT * FROM device_tokens WHERE iot_id = ? AND slot = ?').get(iotId, slot) as Row | undefined;
-      return r ? this.toSlot(r) : undefined;
+      return r ? tokenSlotOf(r) : undefined;
     }).immediate();
   }
 
@@ -781,21 +748,7 @@ export class SqliteStore implements Store {
     if (q.since) (where.push('at >= ?'), args.push(q.since));
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
     const rows = this.db.prepare(sql).all(...args, Math.min(q.limit ?? 100, 10_000)) as Row[];
-    return rows.map((r) => this.toAudit(r));
-  }
-
-  private toAudit(r: Row): AuditEntry {
-    return {
-      id: r.id as number,
-      at: r.at as string,
-      action: r.action as string,
-      actor: r.actor as string,
-      productKey: (r.product_key as string | null) ?? null,
-      deviceName: (r.device_name as string | null) ?? null,
-      sourceAddress: (r.source_address as string | null) ?? null,
-      result: r.result as AuditEntry['result'],
-      reason: (r.reason as string | null) ?? null,
-    };
+    return rows.map((r) => auditEntryOf(r));
   }
 
   async pruneAudit(before: string): Promise<number> {
@@ -815,23 +768,13 @@ export class SqliteStore implements Store {
     }
   }
 
-  private toToken(r: Row): ManagementTokenRecord {
-    return {
-      id: r.id as string,
-      name: r.name as string,
-      scope: r.scope as ManagementTokenRecord['scope'],
-      tokenHash: r.token_hash as string,
-      createdAt: r.created_at as string,
-    };
-  }
-
   async getManagementToken(id: string): Promise<ManagementTokenRecord | undefined> {
     const r = this.db.prepare('SELECT * FROM management_tokens WHERE id = ?').get(id) as Row | undefined;
-    return r ? this.toToken(r) : undefined;
+    return r ? managementTokenOf(r) : undefined;
   }
 
   async listManagementTokens(): Promise<ManagementTokenRecord[]> {
-    return (this.db.prepare('SELECT * FROM management_tokens ORDER BY created_at, id').all() as Row[]).map((r) => this.toToken(r));
+    return (this.db.prepare('SELECT * FROM management_tokens ORDER BY created_at, id').all() as Row[]).map((r) => managementTokenOf(r));
   }
 
   async deleteManagementToken(id: string): Promise<boolean> {
@@ -927,7 +870,7 @@ export class SqliteStore implements Store {
       .all(JSON.stringify(iotIds)) as Row[];
     return rows.map((r) => ({
       iotId: r.iot_id as string,
-      ...this.toSlot(r),
+      ...tokenSlotOf(r),
       deviceToken: r.device_token === null ? null : this.toCredential(r).deviceToken,
     }));
   }
@@ -996,7 +939,7 @@ export class SqliteStore implements Store {
 
   async listAuditAfter(afterId: number | null, limit: number): Promise<AuditEntry[]> {
     const rows = this.db.prepare('SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?').all(afterId ?? 0, limit) as Row[];
-    return rows.map((r) => this.toAudit(r));
+    return rows.map((r) => auditEntryOf(r));
   }
 
   async putAuditEntries(entries: (AuditEntry & { id: number })[]): Promise<void> {
