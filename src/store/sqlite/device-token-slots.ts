@@ -9,7 +9,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { SecretCipher } from '../../core/secret-cipher.js';
-import { openSecret, sealSecret } from './secret-binding.js';
+import { openSecret, sealSecret } from '../secret-binding.js';
 
 interface LegacyRow {
   iot_id: string;

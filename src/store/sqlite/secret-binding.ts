@@ -1,13 +1,11 @@
 /**
  * The SQLite adapter's part of the secret binding: the one-time migration of v1 (unbound)
  * values. Where values live and how they are bound is shared by every adapter
- * (../secret-binding.ts, re-exported here).
+ * (../secret-binding.ts).
  */
 import Database from 'better-sqlite3';
 import { isUnboundForm, type SecretCipher } from '../../core/secret-cipher.js';
 import { ENCRYPTED_COLUMNS, sealSecret, StoredSecretError } from '../secret-binding.js';
-
-export { ENCRYPTED_COLUMNS, openSecret, sealSecret, secretContext, StoredSecretError, type EncryptedTable } from '../secret-binding.js';
 
 type Row = Record<string, unknown>;
 

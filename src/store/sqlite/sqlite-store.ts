@@ -29,10 +29,9 @@ import type {
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { bindUnboundSecrets, ENCRYPTED_COLUMNS, openSecret, sealSecret } from './secret-binding.js';
+import { ENCRYPTED_COLUMNS, openSecret, sealSecret } from '../secret-binding.js';
+import { bindUnboundSecrets } from './secret-binding.js';
 import { moveDeviceTokensToSlots } from './device-token-slots.js';
-
-export { ENCRYPTED_COLUMNS } from './secret-binding.js';
 
 type Row = Record<string, unknown>;
 
