@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Services the test suite needs besides Node: PostgreSQL 15+ for the PostgreSQL store tests.
+# Services the test suite needs besides Node, all from Debian's packages: PostgreSQL 15+ (store
+# tests), redis-server and haproxy (cluster tests), chromium (operator console tests).
 #
-#   bash scripts/test-services.sh install   # PostgreSQL binaries (Debian package `postgresql`) when
-#                                           # no initdb is found; idempotent, apt-get update only if needed
+#   bash scripts/test-services.sh install   # installs whatever of those is missing; idempotent,
+#                                           # apt-get update only if needed; never starts a system service
 #   bash scripts/test-services.sh start DIR # a PRIVATE server in DIR (initdb, free port, socket in DIR,
 #                                           # fsync off); prints its URL. For trying things by hand.
 #   bash scripts/test-services.sh stop DIR  # stops it (immediate) and removes DIR
@@ -27,22 +28,40 @@ as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# apt-get install with policy-rc.d 101 in place, so the packages never start their system
+# services: the tests start private instances only, nothing of ours listens on 5432 or 6379.
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-cache show "$1" >/dev/null 2>&1; then as_root apt-get update -qq; fi
+  local policy=/usr/sbin/policy-rc.d created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy" && created_policy=1
+  fi
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  if [ "$created_policy" = 1 ]; then as_root rm -f "$policy"; fi
+}
+
+install_others() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || missing+=(redis-server)
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  [ -x /usr/bin/chromium ] || missing+=(chromium fonts-noto-cjk)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    apt_install "${missing[@]}"
+  fi
+  echo "redis-server: $(/usr/bin/redis-server --version | cut -d' ' -f3)"
+  echo "haproxy: $(/usr/sbin/haproxy -v | head -1 | cut -d' ' -f3)"
+  echo "chromium: $(/usr/bin/chromium --version 2>/dev/null | tail -1)"
+}
+
 install() {
+  install_others
   if dir=$(bin_dir); then
     echo "PostgreSQL binaries: $dir ($("$dir/postgres" --version))"
   else
     echo "no initdb found: installing the Debian package postgresql" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    # Only refresh the package lists when the package is not known yet.
-    if ! apt-cache show postgresql >/dev/null 2>&1; then as_root apt-get update -qq; fi
-    # policy-rc.d 101 keeps the package from starting the system cluster: the tests start
-    # private servers only, and nothing of ours should listen on 5432.
-    local policy=/usr/sbin/policy-rc.d created_policy=0
-    if [ ! -e "$policy" ]; then
-      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod +x "$policy" && created_policy=1
-    fi
-    as_root apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-    if [ "$created_policy" = 1 ]; then as_root rm -f "$policy"; fi
+    apt_install postgresql
     dir=$(bin_dir) || { echo "postgresql installed but no initdb found" >&2; exit 1; }
     echo "PostgreSQL binaries: $dir ($("$dir/postgres" --version))"
   fi
