@@ -88,11 +88,18 @@ export async function startRedisServer(options: { maxmemory?: string } = {}): Pr
     child.unref();
     await waitForPort(port, child, 10_000);
   };
+  // A test process that ends without stop() still takes its server along.
+  const onExit = (): void => {
+    try { child?.kill('SIGKILL'); } catch { /* already gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', onExit);
   await launch();
   const killChild = async (): Promise<void> => {
     const c = child;
     child = undefined;
     if (!c || c.exitCode !== null) return;
+    c.ref(); // keep the loop alive until the exit is seen
     await new Promise<void>((resolve) => {
       c.once('exit', () => resolve());
       c.kill('SIGKILL');
@@ -111,6 +118,7 @@ export async function startRedisServer(options: { maxmemory?: string } = {}): Pr
     stop: async () => {
       if (stopped) return;
       stopped = true;
+      process.removeListener('exit', onExit);
       await killChild();
       fs.rmSync(dir, { recursive: true, force: true });
     },
