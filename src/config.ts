@@ -90,6 +90,12 @@ export interface Config {
   httpConnectionsPerSource: number;
   /** Open connections per source address on the management API; 0 = no cap. */
   managementConnectionsPerSource: number;
+  /** Redis of a cluster (redis:// or rediss://): shared routing, sessions, events, limits. Unset: one node. */
+  redisUrl: string | undefined;
+  /** This node's name in the cluster (presence rows, session owner, drain); default host-pid-random. */
+  nodeId: string | undefined;
+  /** Draining: connections closed per second at most (the fleet reconnects elsewhere without a storm). */
+  drainRatePerSecond: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -141,6 +147,9 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
+  redisUrl: 'THINGAUTH_REDIS_URL',
+  nodeId: 'THINGAUTH_NODE_ID',
+  drainRatePerSecond: 'THINGAUTH_DRAIN_RATE',
 };
 
 export class ConfigError extends Error {
@@ -221,7 +230,8 @@ export function loadConfig(input: ConfigInput): Config {
     databaseUrl: input.databaseUrl,
     databaseCaFile: input.databaseCaFile,
     databasePoolSize: int('databasePoolSize', 10, 1, 1000),
-    presenceLeaseSeconds: int('presenceLeaseSeconds', 30, 1, 3600),
+    // In a cluster a dead node's devices must be OFFLINE within 15 s: lease 10 s, checked every lease/3.
+    presenceLeaseSeconds: int('presenceLeaseSeconds', input.redisUrl !== undefined ? 10 : 30, 1, 3600),
     // A store shared by several nodes: changes made through another node reach this node's
     // login decisions within this. One process on SQLite sees every change as an event.
     cacheTtlSeconds: int('cacheTtlSeconds', input.databaseUrl !== undefined && /^postgres(ql)?:/i.test(input.databaseUrl) ? 5 : 0, 0, 86_400),
@@ -261,7 +271,21 @@ export function loadConfig(input: ConfigInput): Config {
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
+    redisUrl: input.redisUrl,
+    nodeId: input.nodeId,
+    drainRatePerSecond: int('drainRatePerSecond', 100, 1, 1_000_000),
   };
+  if (config.redisUrl !== undefined) {
+    if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) {
+      problems.push(`${label('redisUrl')} must be redis://[user:password@]host:port[/db] or rediss://..., got "${config.redisUrl.split(':')[0]}:..."`);
+    }
+    if (!isPostgresUrl(config.databaseUrl)) {
+      problems.push(`${label('redisUrl')} makes this node part of a cluster, whose nodes share one registry: set ${CONFIG_ENV.databaseUrl}=postgres://... (SQLite is one machine's file and cannot be shared by nodes)`);
+    }
+  }
+  if (config.nodeId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(config.nodeId)) {
+    problems.push(`${label('nodeId')} must be 1-64 characters of letters, digits, '.', '_' or '-', got "${config.nodeId}"`);
+  }
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
   }

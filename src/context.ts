@@ -1,4 +1,5 @@
 /** What every edge receives from the composition root. */
+import type { ClusterControl } from './cluster/control.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import type { Services } from './services/index.js';
@@ -12,6 +13,8 @@ export interface AppContext {
   services: Services;
   tls: TlsMaterial;
   adminToken: string;
+  /** This node in its cluster (a node alone: a cluster of one). */
+  cluster: ClusterControl;
   /** Real ports of the listeners started so far, by listener name (main.ts fills it; port 0 configs). */
   listenerPorts?: Record<string, number>;
 }

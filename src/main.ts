@@ -6,6 +6,8 @@ import path from 'node:path';
 import type { Config } from './config.js';
 import { sqlitePath } from './config.js';
 import type { AppContext, Listener } from './context.js';
+import { resolveNodeId, SingleNode, type ClusterControl } from './cluster/control.js';
+import { RedisCluster } from './cluster/cluster.js';
 import { RotatingCipher } from './core/rotating-cipher.js';
 import { KeyringCipher, type SecretCipher } from './core/secret-cipher.js';
 import { ADMIN_TOKEN_FILE, ensureDataDir, loadAdminToken, loadKeyring } from './data-dir.js';
@@ -43,13 +45,17 @@ export interface RunningThingAuth {
 }
 
 /** The store the database URL names (PostgreSQL for postgres://, else the SQLite file), migrated. */
-export async function openStore(config: Config, masterKey: Buffer | SecretCipher): Promise<Store> {
+/** The version a node reports to its cluster (package.json's). */
+export const THINGAUTH_VERSION = '0.1.0';
+
+export async function openStore(config: Config, masterKey: Buffer | SecretCipher, nodeId?: string): Promise<Store> {
   const url = isPostgresUrl(config.databaseUrl) ? config.databaseUrl! : `sqlite:${sqlitePath(config)}`;
   return openStoreByUrl(url, Buffer.isBuffer(masterKey) ? new KeyringCipher(masterKey) : masterKey, {
     sqliteSynchronous: config.sqliteSynchronous,
     databaseCaFile: config.databaseCaFile,
     poolSize: config.databasePoolSize,
     presenceLeaseMs: config.presenceLeaseSeconds * 1000,
+    ...(nodeId !== undefined ? { nodeId } : {}),
   });
 }
 
@@ -68,7 +74,20 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     // log shipping (issue 11 item 13).
     process.stderr.write(`thingauth: generated an admin token in ${path.join(config.dataDir, ADMIN_TOKEN_FILE)} (mode 0600); use it with --token, THINGAUTH_ADMIN_TOKEN or --data-dir\n`);
   }
-  const store = await openStore(config, cipher);
+  const nodeId = resolveNodeId(config);
+  // A cluster node joins first: a duplicate node id or a master key the cluster does not use
+  // stops the start before anything is written.
+  const cluster: ClusterControl = config.redisUrl
+    ? await RedisCluster.join({ url: config.redisUrl, nodeId, version: THINGAUTH_VERSION, keyIds: cipher.keyIds, logger })
+    : new SingleNode(nodeId, THINGAUTH_VERSION);
+  let store: Store;
+  try {
+    store = await openStore(config, cipher, nodeId);
+  } catch (e) {
+    await cluster.close().catch(() => undefined);
+    throw e;
+  }
+  // On PostgreSQL only this node's own devices (a starting node never clears the others').
   await store.markAllOffline(new Date().toISOString());
   // Every write keeps product_counts in the same transaction as the rows; a mismatch means the
   // file was changed outside thingauth (or a bug): say so loudly, limits rely on the count.
@@ -77,6 +96,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     logger.error({ mismatches: mismatches.slice(0, 20) }, 'stored device counts disagree with the devices stored: device limits may be wrong');
   }
   const services = createServices(store, config, logger, { cipher, keySource: keyring.source, adminToken: admin.token });
+  if (cluster instanceof RedisCluster) await cluster.startEvents(services.events, services.applications);
   services.audit.start();
   if (keyring.keys.length > 1) {
     logger.warn({ olderKeyIds: cipher.keyIds.slice(1) }, 'older master keys are present (an unfinished key rotation?): run `thingauth keys rotate` to finish');
@@ -87,7 +107,8 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     certPath: config.tlsCert,
     keyPath: config.tlsKey,
   });
-  const ctx: AppContext = { config, logger, store, services, tls, adminToken: admin.token, listenerPorts: {} };
+  const ctx: AppContext = { config, logger, store, services, tls, adminToken: admin.token, cluster, listenerPorts: {} };
+  if (cluster.mode === 'redis') logger.info({ nodeId }, `cluster node ${nodeId} joined`);
 
   const listeners: Record<string, Listener> = {};
   const started: Listener[] = [];
@@ -103,6 +124,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     for (const l of started.reverse()) await l.close().catch(() => undefined);
     await services.audit.close().catch(() => undefined);
     await store.close();
+    await cluster.close().catch(() => undefined);
     throw e;
   }
 
@@ -127,6 +149,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
         await services.audit.close().catch((e) => logger.warn({ err: e }, 'audit flush failed'));
         await store.markAllOffline(new Date().toISOString()).catch(() => undefined);
         await store.close();
+        await cluster.close().catch((e) => logger.warn({ err: e }, 'leaving the cluster failed'));
       })();
       return closing;
     },

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { CONFIG_ENV, ConfigError, configInputFromEnv, loadConfig, type Config, type ConfigInput } from '../config.js';
 import type { Logger } from '../logger.js';
+import cluster from 'node:cluster';
 import { exitOnFatalErrors } from './fatal-errors.js';
+import { parseWorkers, runWorkers, workerNodeId, workersProblem } from './workers.js';
 
 function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
@@ -13,6 +15,7 @@ export function addServeCommand(program: Command): void {
   for (const [key, env] of Object.entries(CONFIG_ENV)) {
     serve.option(`--${flagName(key)} <value>`, `overrides ${env}`);
   }
+  serve.option('--workers <n>', 'run N worker processes sharing the listeners (a number or "auto" = one per core; needs THINGAUTH_REDIS_URL)');
   serve.action(async (opts: Record<string, string>) => {
     const input: ConfigInput = configInputFromEnv(process.env);
     for (const key of Object.keys(CONFIG_ENV) as (keyof Config)[]) {
@@ -29,6 +32,24 @@ export function addServeCommand(program: Command): void {
       }
       throw e;
     }
+    if (opts.workers !== undefined && !cluster.isWorker) {
+      let count: number;
+      try {
+        count = parseWorkers(opts.workers);
+      } catch (e) {
+        process.stderr.write(`thingauth: ${(e as Error).message}\n`);
+        process.exit(2);
+      }
+      const problem = workersProblem(config);
+      if (problem) {
+        process.stderr.write(`thingauth: ${problem}\n`);
+        process.exit(2);
+      }
+      await runWorkers(config, count, config.shutdownTimeoutSeconds);
+      return;
+    }
+    const nodeId = workerNodeId(config);
+    if (nodeId !== undefined) config = { ...config, nodeId };
     // Loaded here, not at the top: the server pulls in every listener and the store, which
     // the API-client commands (product, device, ...) do not need at their start-up.
     const { startThingAuth } = await import('../main.js');

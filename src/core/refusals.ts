@@ -14,6 +14,10 @@ import { ThingAuthError, type ErrorKind } from './errors.js';
 import { SubDeviceCodes } from './sub-device-protocol.js';
 
 export type RefusalKind =
+  /** This node is draining (thingauth node drain): the device should log in on another node. */
+  | 'node-draining'
+  /** The cluster's shared state (Redis) is unreachable: a login cannot be made cluster-wide now. */
+  | 'cluster-unavailable'
   /** Shape of the request: ClientId without `|...|`, a bad field, username not `dn&pk` in registration. */
   | 'malformed'
   /** A login without the credential itself: username not `dn&pk`, empty password, `app:` without key. */
@@ -118,6 +122,8 @@ export const REFUSALS: Readonly<Record<RefusalKind, RefusalInfo>> = {
   'rate-limited': { connack: 3, registrationConnack: 3, alink: 429, httpChannel: HTTP_AUTH_FAILED, label: 'rate_limited', throttle: 'registration' },
   'device-connect-rate': { connack: 5, registrationConnack: 5, v5: 0x9f /* Connection rate exceeded */, alink: 429, httpChannel: HTTP_AUTH_FAILED, label: 'device_connect_rate', throttle: 'never' },
   'throttled': { connack: 5, registrationConnack: 5, v5: 0x9f /* Connection rate exceeded */, alink: 429, httpChannel: HTTP_AUTH_FAILED, label: 'throttled', throttle: 'never' },
+  'node-draining': { connack: 3, registrationConnack: 3, v5: 0x9c /* Use another server */, alink: 503, httpChannel: HTTP_COMMON, label: 'node_draining', throttle: 'never' },
+  'cluster-unavailable': { connack: 3, registrationConnack: 3, v5: 0x88 /* Server unavailable */, alink: 503, httpChannel: HTTP_COMMON, label: 'cluster_unavailable', throttle: 'never' },
   'server-error': { connack: 3, registrationConnack: 3, alink: 500, httpChannel: HTTP_COMMON, label: 'server_error', throttle: 'never' },
 };
 

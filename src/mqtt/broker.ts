@@ -36,6 +36,9 @@ import { startBootstrapNotices } from './handlers/bootstrap-notify.js';
 import { startSlotRevocationKicks } from './slot-revocation.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 import { RetainedQuota } from './retained-quota.js';
+import { RedisCluster } from '../cluster/cluster.js';
+import { SessionDrainer } from './drain.js';
+import { clusterBrokerOptions } from '../cluster/broker-parts.js';
 import { isLiveSession, isSystemTopic, mayReceive } from './session-liveness.js';
 
 import { MAX_PAYLOAD_BYTES } from './packet-limits.js';
@@ -73,6 +76,9 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   const { authenticator, presence, applications } = ctx.services;
   const sessions = new SessionRegistry();
   ctx.services.metrics.useSessionSource(sessions);
+  ctx.cluster.sessionCount = () => sessions.size;
+  const drainer = new SessionDrainer(sessions, logger, ctx.config.drainRatePerSecond);
+  ctx.cluster.onDrain((on) => (on ? drainer.start() : drainer.stop()));
   const facts = new WeakMap<Client, ConnectFacts>();
   const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
   const retained = new RetainedQuota({
@@ -88,6 +94,8 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   let broker: MqttBroker;
 
   const aedes = await Aedes.createBroker({
+    // A cluster node: routing and persistent sessions on Redis (cluster/broker-parts.ts).
+    ...(ctx.cluster instanceof RedisCluster ? clusterBrokerOptions(ctx.cluster) : { id: ctx.cluster.nodeId }),
     connectTimeout: 15_000,
     // Platform ClientIds often exceed 100 characters (spec 1.1); aedes applies this to MQTT 3.1 only.
     maxClientsIdLength: 65_535,
@@ -371,6 +379,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       stopTopoChangeNotices();
       stopBootstrapNotices();
       stopSlotRevocationKicks();
+      drainer.stop();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

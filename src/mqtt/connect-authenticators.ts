@@ -126,6 +126,14 @@ export async function connectDecisionsSettled(ctx: AppContext): Promise<boolean>
 }
 
 async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+  // Cluster state first: a draining node sends devices elsewhere; without Redis a login cannot
+  // be made the one live session of its device cluster-wide (cluster/control.ts).
+  if (ctx.cluster.draining) {
+    return refuseConnect('node-draining', refusalPathOf(attempt), `node ${ctx.cluster.nodeId} is draining: log in on another node`, usernameFields(attempt.username));
+  }
+  if (!ctx.cluster.available()) {
+    return refuseConnect('cluster-unavailable', refusalPathOf(attempt), 'the cluster\'s shared state (Redis) is unreachable from this node; retry shortly', usernameFields(attempt.username));
+  }
   const throttle = ctx.services.loginThrottle;
   const gate = throttle.checkSource(attempt.remoteAddress);
   if (!gate.ok) {

@@ -36,6 +36,8 @@ export class ApplicationService extends EventEmitter<ApplicationEvents> {
     private readonly now: () => Date = () => new Date(),
   ) {
     super();
+    // Also when another node of a cluster deleted it (the event bus re-emits it here).
+    this.on('application.deleted', ({ appKey }) => this.cache.delete(appKey));
   }
 
   async create(input: CreateApplicationInput): Promise<Application> {

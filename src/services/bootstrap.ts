@@ -40,6 +40,19 @@ const deviceKeyOf = (pk: string, dn: string) => `bootstrap-endpoint:${pk}/${dn}`
 /** Message ids: the cloud documents 0..4294967295, unique per device; a counter from a random start. */
 let nextId = randomInt(0, 2 ** 31);
 
+/** The order the broker hands to live sessions (also rebuilt on other nodes of a cluster from its scope). */
+export function bootstrapNotifyOrder(productKey: string, deviceName?: string): BootstrapNotifyOrder {
+  return {
+    productKey,
+    ...(deviceName !== undefined ? { deviceName } : {}),
+    messageFor: (dn) => {
+      nextId = (nextId + 1) % 2 ** 32;
+      return { topic: bootstrapNotifyTopic(productKey, dn), payload: bootstrapNotifyMessage(String(nextId)) };
+    },
+    delivered: 0,
+  };
+}
+
 export class BootstrapService {
   constructor(
     private readonly store: Store,
@@ -88,15 +101,7 @@ export class BootstrapService {
       await this.store.setMeta(key, JSON.stringify(req.endpoint));
     }
     const stored = await this.read(key);
-    const order: BootstrapNotifyOrder = {
-      productKey,
-      ...(deviceName !== undefined ? { deviceName } : {}),
-      messageFor: (dn) => {
-        nextId = (nextId + 1) % 2 ** 32;
-        return { topic: bootstrapNotifyTopic(productKey, dn), payload: bootstrapNotifyMessage(String(nextId)) };
-      },
-      delivered: 0,
-    };
+    const order = bootstrapNotifyOrder(productKey, deviceName);
     this.events.emit('bootstrap.notify', order);
     return { notified: order.delivered, endpoint: Object.keys(stored).length > 0 ? stored : null };
   }

@@ -63,6 +63,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   const keyRotation = new KeyRotationService(rawStore, security.cipher, audit, logger, {
     dataDir: config.dataDir,
     keySource: security.keySource,
+    clustered: config.redisUrl !== undefined,
   });
   const events = new RegistryEvents(logger);
   const registry = new Registry(store, events, { deviceLimit: config.deviceLimit, subDeviceLimit: config.subDeviceLimit });

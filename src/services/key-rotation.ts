@@ -26,6 +26,9 @@ import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { AuditLog } from './audit.js';
 
+const CLUSTER_ROTATION_HELP =
+  'in a cluster every node must hold the same master keys: give every node the new key as THINGAUTH_MASTER_KEY and the old one as THINGAUTH_MASTER_KEY_PREVIOUS, restart the nodes one by one, then run `thingauth keys rotate` (docs/deployment.md "Master key")';
+
 export interface RotationStatus {
   state: 'idle' | 'running' | 'done' | 'failed';
   /** Where the master key comes from: the data dir's master.key, or the environment. */
@@ -47,6 +50,8 @@ export interface RotationStatus {
 export interface KeyRotationOptions {
   dataDir: string;
   keySource: 'file' | 'env';
+  /** Part of a Redis cluster: the key cannot be changed in one node's data dir. */
+  clustered?: boolean;
   /** Rows per transaction (default 500): short enough that a login never waits long. */
   batchSize?: number;
 }
@@ -90,6 +95,11 @@ export class KeyRotationService {
   start(): RotationStatus {
     if (this.running) throw new ThingAuthError('CONFLICT', 'a key rotation is already running; see GET /api/v1/keys (thingauth keys status)');
     if (this.stopping) throw new ThingAuthError('CONFLICT', 'the server is shutting down');
+    if (this.opts.clustered && this.opts.keySource === 'file') {
+      // A new key written into this node's data dir would be known to this process only: the
+      // other nodes could not read what it re-encrypts.
+      throw new ThingAuthError('CONFLICT', CLUSTER_ROTATION_HELP);
+    }
     if (this.opts.keySource === 'env') {
       if (this.cipher.keys.length < 2) throw new ThingAuthError('CONFLICT', ENV_ROTATION_HELP);
       // The operator already put the new key in force; what is left is steps 3-4.

@@ -85,13 +85,22 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   // (200), but writes fail until it is back. Asked at most once a second, however often
   // /healthz (public) is polled.
   let dbCheck: { at: number; ok: Promise<boolean> } | undefined;
-  app.get('/healthz', { schema: { hide: true } }, async () => {
+  // A draining node answers 503, so a load balancer's health check takes it out of rotation.
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+    const cluster = ctx.cluster.status();
+    const node = cluster.mode === 'redis' ? { nodeId: cluster.nodeId, redis: cluster.redis } : {};
     const ping = ctx.store.ping?.bind(ctx.store);
-    if (!ping) return { status: 'ok' };
-    if (!dbCheck || Date.now() - dbCheck.at >= 1000) {
-      dbCheck = { at: Date.now(), ok: ping().then(() => true, () => false) };
+    let dbOk = true;
+    if (ping) {
+      if (!dbCheck || Date.now() - dbCheck.at >= 1000) {
+        dbCheck = { at: Date.now(), ok: ping().then(() => true, () => false) };
+      }
+      dbOk = await dbCheck.ok;
     }
-    return (await dbCheck.ok) ? { status: 'ok' } : { status: 'degraded', database: 'unavailable' };
+    if (cluster.draining) return reply.code(503).send({ status: 'draining', ...node });
+    if (!dbOk) return { status: 'degraded', database: 'unavailable', ...node };
+    if (cluster.redis === 'down') return { status: 'degraded', ...node };
+    return { status: 'ok', ...node };
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
