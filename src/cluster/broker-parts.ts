@@ -9,6 +9,7 @@
  * routing"); messages for other nodes during the outage are lost (QoS 0 semantics across nodes).
  */
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import type { RedisCluster } from './cluster.js';
 
 const require = createRequire(import.meta.url);
@@ -36,6 +37,15 @@ export function clusterBrokerOptions(cluster: RedisCluster): ClusterBrokerOption
     if (cluster.redis.mqPub.status === 'ready' && cluster.redis.mqSub.status === 'ready') viaRedis(msg, done);
     else mq._emit(msg, done);
   };
-  const persistence = new AsyncRedisPersistence({ conn: cluster.redis.persistence });
+  const persistence = new AsyncRedisPersistence({ conn: cluster.redis.persistence }) as {
+    createRetainedStreamCombi(patterns: string[]): unknown;
+  };
+  // aedes 1.2's SUBSCRIBE pipes the retained messages (a stream, as aedes-persistence 11 gives);
+  // aedes-persistence-redis 11 answers with an async iterable: wrap it.
+  const retainedCombi = persistence.createRetainedStreamCombi.bind(persistence);
+  persistence.createRetainedStreamCombi = (patterns) => {
+    const r = retainedCombi(patterns);
+    return typeof (r as { pipe?: unknown }).pipe === 'function' ? r : Readable.from(r as AsyncIterable<unknown>);
+  };
   return { id: cluster.nodeId, mq, persistence, heartbeatInterval: 5_000 };
 }

@@ -1,0 +1,150 @@
+/**
+ * A thingauth cluster for a test file: a private PostgreSQL database and a private Redis
+ * (test/helpers/postgres.ts, redis.ts), and `thingauth serve` child processes joined to them
+ * (test/e2e/security-child-server.ts spawnServer), each with its own data dir and node id and
+ * the same master key. Skipped only when a service cannot be started and CI is unset.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { spawnServer, type ChildServer } from '../e2e/security-child-server.js';
+import { startPrivatePostgres, type PrivatePostgres } from './postgres.js';
+import { startPrivateRedis, type PrivateRedis } from './redis.js';
+import { makeTempDir } from './server.js';
+import type { DeviceCredentials } from './mqtt.js';
+
+export interface TestCluster {
+  pg: PrivatePostgres;
+  redis: PrivateRedis;
+  databaseUrl: string;
+  masterKey: string;
+  nodes: ChildServer[];
+  /** Starts one more node (its id, extra environment). */
+  startNode(nodeId: string, env?: Record<string, string>): Promise<ChildServer>;
+  stop(): Promise<void>;
+}
+
+export async function startTestCluster(nodeIds: string[], env: Record<string, string> = {}): Promise<{ cluster: TestCluster } | { skip: string }> {
+  const pgStarted = await startPrivatePostgres();
+  if ('skip' in pgStarted) return pgStarted;
+  const redisStarted = await startPrivateRedis();
+  if ('skip' in redisStarted) {
+    await pgStarted.server.stop();
+    return redisStarted;
+  }
+  const pg = pgStarted.server;
+  const redis = redisStarted.server;
+  const databaseUrl = await pg.createDatabase(`cluster_${process.pid}`);
+  const masterKey = randomBytes(32).toString('hex');
+  const nodes: ChildServer[] = [];
+  const startNode = async (nodeId: string, extra: Record<string, string> = {}) => {
+    const node = await spawnServer(makeTempDir('thingauth-node-'), {
+      THINGAUTH_DATABASE_URL: databaseUrl,
+      THINGAUTH_REDIS_URL: redis.url,
+      THINGAUTH_NODE_ID: nodeId,
+      THINGAUTH_MASTER_KEY: masterKey,
+      THINGAUTH_KEEPALIVE_MIN_SECONDS: '2',
+      THINGAUTH_DATABASE_POOL_SIZE: '4',
+      THINGAUTH_LOG_LEVEL: 'info',
+      ...env,
+      ...extra,
+    });
+    nodes.push(node);
+    return node;
+  };
+  const cluster: TestCluster = {
+    pg,
+    redis,
+    databaseUrl,
+    masterKey,
+    nodes,
+    startNode,
+    async stop() {
+      await Promise.all(
+        nodes.map(async (n) => {
+          if (n.proc.exitCode === null && n.proc.signalCode === null) {
+            n.proc.kill('SIGTERM');
+            const t = setTimeout(() => n.proc.kill('SIGKILL'), 15_000);
+            await n.exited;
+            clearTimeout(t);
+          }
+        }),
+      );
+      await redis.stop();
+      await pg.stop();
+    },
+  };
+  try {
+    for (const id of nodeIds) await startNode(id);
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return { cluster };
+}
+
+/** A product and a device created through one node's API. */
+export async function createDeviceOn(node: ChildServer, product: Record<string, unknown> = {}): Promise<DeviceCredentials & { iotId: string }> {
+  const p = await node.request('POST', '/api/v1/products', { productName: 'cluster product', ...product });
+  if (p.status !== 201) throw new Error(`product: ${p.status} ${JSON.stringify(p.body)}`);
+  return createDeviceIn(node, p.body.productKey);
+}
+
+export async function createDeviceIn(node: ChildServer, productKey: string): Promise<DeviceCredentials & { iotId: string }> {
+  const d = await node.request('POST', `/api/v1/products/${productKey}/devices`, {});
+  if (d.status !== 201) throw new Error(`device: ${d.status} ${JSON.stringify(d.body)}`);
+  return { productKey, deviceName: d.body.deviceName, deviceSecret: d.body.deviceSecret, iotId: d.body.iotId };
+}
+
+/** The CONNECT fields of a device (hmacsha256, securemode=3, no timestamp). */
+export function deviceConnect(dev: DeviceCredentials, clientIdBase = `${dev.productKey}.${dev.deviceName}`): { clientId: string; username: string; password: string } {
+  const content = `clientId${clientIdBase}deviceName${dev.deviceName}productKey${dev.productKey}`;
+  return {
+    clientId: `${clientIdBase}|securemode=3,signmethod=hmacsha256|`,
+    username: `${dev.deviceName}&${dev.productKey}`,
+    password: createHmac('sha256', dev.deviceSecret).update(content).digest('hex'),
+  };
+}
+
+/** Connects over plain MQTT to a port; resolves on CONNACK 0. */
+export function connectTo(port: number, fields: { clientId: string; username: string; password: string }, o: Partial<IClientOptions> = {}): Promise<MqttClient> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o });
+    const fail = (err: Error) => {
+      client.end(true);
+      reject(err);
+    };
+    client.once('connect', () => {
+      client.off('error', fail);
+      resolve(client);
+    });
+    client.once('error', fail);
+    client.once('close', () => fail(new Error('closed before CONNACK')));
+  });
+}
+
+/** Connects expecting a refusal: the CONNACK code. */
+export function refusalFrom(port: number, fields: { clientId: string; username: string; password: string }, o: Partial<IClientOptions> = {}): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o });
+    let code: number | undefined;
+    client.once('connect', () => {
+      client.end(true);
+      reject(new Error('connection was accepted'));
+    });
+    client.on('error', (err: Error & { code?: number }) => {
+      if (typeof err.code === 'number') code = err.code;
+    });
+    client.once('close', () => {
+      client.end(true);
+      resolve(code);
+    });
+  });
+}
+
+/** An application credential (through a node's API) connected to a port with its signed password. */
+export async function connectAppTo(node: ChildServer, port: number, productKeys: string[], o: Partial<IClientOptions> = {}): Promise<MqttClient> {
+  const app = await node.request('POST', '/api/v1/applications', { name: `cluster-app-${randomBytes(3).toString('hex')}`, productKeys });
+  if (app.status !== 201) throw new Error(`application: ${app.status} ${JSON.stringify(app.body)}`);
+  const clientId = `app-${app.body.appKey}-${randomBytes(2).toString('hex')}`;
+  return connectTo(port, { clientId, username: `app:${app.body.appKey}`, password: createHmac('sha256', app.body.appSecret).update(`appKey${app.body.appKey}clientId${clientId}`).digest('hex') }, o);
+}
