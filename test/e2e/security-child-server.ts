@@ -31,8 +31,8 @@ export interface ChildServer {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function spawnServer(dataDir: string, env: Record<string, string> = {}): Promise<ChildServer> {
-  const proc = spawn(process.execPath, [MAIN, 'serve'], {
+export async function spawnServer(dataDir: string, env: Record<string, string> = {}, args: string[] = []): Promise<ChildServer> {
+  const proc = spawn(process.execPath, [MAIN, 'serve', ...args], {
     env: {
       ...process.env,
       THINGAUTH_DATA_DIR: dataDir,

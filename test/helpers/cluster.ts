@@ -19,7 +19,7 @@ export interface TestCluster {
   masterKey: string;
   nodes: ChildServer[];
   /** Starts one more node (its id, extra environment). */
-  startNode(nodeId: string, env?: Record<string, string>): Promise<ChildServer>;
+  startNode(nodeId: string, env?: Record<string, string>, args?: string[]): Promise<ChildServer>;
   stop(): Promise<void>;
 }
 
@@ -36,7 +36,7 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
   const databaseUrl = await pg.createDatabase(`cluster_${process.pid}`);
   const masterKey = randomBytes(32).toString('hex');
   const nodes: ChildServer[] = [];
-  const startNode = async (nodeId: string, extra: Record<string, string> = {}) => {
+  const startNode = async (nodeId: string, extra: Record<string, string> = {}, args: string[] = []) => {
     const node = await spawnServer(makeTempDir('thingauth-node-'), {
       THINGAUTH_DATABASE_URL: databaseUrl,
       THINGAUTH_REDIS_URL: redis.url,
@@ -47,7 +47,7 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
       THINGAUTH_LOG_LEVEL: 'info',
       ...env,
       ...extra,
-    });
+    }, args);
     nodes.push(node);
     return node;
   };
