@@ -13,7 +13,7 @@
 import type { Logger } from '../logger.js';
 import type { ApplicationService } from '../services/applications.js';
 import type { RegistryEvents } from '../services/events.js';
-import type { ClusterControl, ClusterStatus, NodeSummary } from './control.js';
+import type { ClusterControl, ClusterStatus, NodeSummary, SubDeviceRef } from './control.js';
 import { ClusterEventBus } from './event-bus.js';
 import { Membership } from './membership.js';
 import { connectRedis, type RedisLink } from './redis-link.js';
@@ -91,6 +91,16 @@ export class RedisCluster implements ClusterControl {
 
   onDrain(listener: (on: boolean) => void): void {
     this.drainListeners.push(listener);
+  }
+
+  claimSubDevice(ref: SubDeviceRef): void {
+    this.bus.command('subdevice.claimed', { nodeId: this.nodeId, iotId: ref.iotId, productKey: ref.productKey, deviceName: ref.deviceName }).catch(() => undefined);
+  }
+
+  onSubDeviceClaimed(listener: (ref: SubDeviceRef) => void): void {
+    this.bus.onCommand('subdevice.claimed', (claim) => {
+      if (claim.nodeId !== this.nodeId) listener({ iotId: claim.iotId, productKey: claim.productKey, deviceName: claim.deviceName });
+    });
   }
 
   async close(): Promise<void> {

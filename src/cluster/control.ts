@@ -8,6 +8,12 @@ import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import type { NodeRecord } from './membership.js';
 
+export interface SubDeviceRef {
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+}
+
 export type NodeSummary = Omit<NodeRecord, 'instance'>;
 
 export interface ClusterStatus {
@@ -32,6 +38,10 @@ export interface ClusterControl {
   drain(nodeId: string, on: boolean): Promise<boolean>;
   /** This node's drain orders. */
   onDrain(listener: (on: boolean) => void): void;
+  /** A sub-device logged in through a gateway here: the other nodes drop it from their gateways. */
+  claimSubDevice(ref: SubDeviceRef): void;
+  /** Claims made on other nodes. */
+  onSubDeviceClaimed(listener: (ref: SubDeviceRef) => void): void;
   /** Live MQTT sessions of this node (for the node list); set by the broker. */
   sessionCount: () => number;
   close(): Promise<void>;
@@ -83,6 +93,11 @@ export class SingleNode implements ClusterControl {
   onDrain(listener: (on: boolean) => void): void {
     this.listeners.push(listener);
   }
+
+  /** One node: the session registry already moves a sub-device between its gateways. */
+  claimSubDevice(): void {}
+
+  onSubDeviceClaimed(): void {}
 
   async close(): Promise<void> {}
 }

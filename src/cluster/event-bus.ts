@@ -38,6 +38,8 @@ const PLAIN_EVENTS = [
 export interface ClusterCommandMap {
   /** Drain (on) or return to service (off) the node named. */
   'node.drain': [{ nodeId: string; on: boolean }];
+  /** A sub-device logged in through a gateway on `nodeId`: a gateway elsewhere acting for it stops. */
+  'subdevice.claimed': [{ nodeId: string; iotId: string; productKey: string; deviceName: string }];
 }
 
 interface WireMessage {
@@ -128,8 +130,8 @@ export class ClusterEventBus {
       this.unknown(m);
       return;
     }
-    if (m.event === 'node.drain') {
-      this.dispatchCommand('node.drain', m.args as ClusterCommandMap['node.drain']);
+    if (m.event === 'node.drain' || m.event === 'subdevice.claimed') {
+      this.dispatchCommand(m.event, m.args as ClusterCommandMap[typeof m.event]);
       return;
     }
     this.receiving = true;

@@ -79,6 +79,10 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   ctx.cluster.sessionCount = () => sessions.size;
   const drainer = new SessionDrainer(sessions, logger, ctx.config.drainRatePerSecond);
   ctx.cluster.onDrain((on) => (on ? drainer.start() : drainer.stop()));
+  ctx.cluster.onSubDeviceClaimed((ref) => {
+    const actor = sessions.actingSessionOf(ref.iotId);
+    if (actor) sessions.removeActingFor(actor, ref.iotId, 'logged in through a gateway on another node');
+  });
   const facts = new WeakMap<Client, ConnectFacts>();
   const readyHooks = new WeakMap<Client, NonNullable<ConnectAllow['onSessionReady']>>();
   const retained = new RetainedQuota({

@@ -53,6 +53,8 @@ export function gatewayLinkOf(hctx: HandlerContext, session: Session): GatewayLi
     gateway: { iotId, productKey, deviceName },
     actFor(sub: DeviceRef) {
       hctx.sessions.addActingFor(session, { kind: 'device', iotId: sub.iotId, productKey: sub.productKey, deviceName: sub.deviceName });
+      // One live login of a sub-device cluster-wide: a gateway on another node acting for it stops.
+      hctx.app.cluster.claimSubDevice(sub);
       if (autoSub) autoSubscribe(session.client, sub).catch((err) => hctx.logger.warn({ err, sub: `${sub.productKey}/${sub.deviceName}` }, 'auto-subscribe of a sub-device failed'));
     },
     stopActingFor(sub: DeviceRef, reason: string) {
