@@ -7,6 +7,7 @@ import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
 import { isPostgresUrl, postgresUrlProblem } from './store/postgres/connection.js';
+import { TrustedSources } from './net/trusted-sources.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -90,6 +91,10 @@ export interface Config {
   httpConnectionsPerSource: number;
   /** Open connections per source address on the management API; 0 = no cap. */
   managementConnectionsPerSource: number;
+  /** Addresses/CIDRs (a load balancer) whose connections to the device listeners must start with a PROXY v2 header; empty = off. */
+  proxyProtocolFrom: string[];
+  /** How long a PROXY header (or, from elsewhere, the first bytes) may take to arrive. */
+  proxyProtocolTimeoutSeconds: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -141,6 +146,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
+  proxyProtocolFrom: 'THINGAUTH_PROXY_PROTOCOL_FROM',
+  proxyProtocolTimeoutSeconds: 'THINGAUTH_PROXY_PROTOCOL_TIMEOUT_SECONDS',
 };
 
 export class ConfigError extends Error {
@@ -261,7 +268,12 @@ export function loadConfig(input: ConfigInput): Config {
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
+    // Behind HAProxy: docs/deployment.md "Behind HAProxy".
+    proxyProtocolFrom: (input.proxyProtocolFrom ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    proxyProtocolTimeoutSeconds: int('proxyProtocolTimeoutSeconds', 10, 1, 600),
   };
+  const trusted = TrustedSources.parse(config.proxyProtocolFrom);
+  for (const p of trusted.problems) problems.push(`${label('proxyProtocolFrom')}: ${p}`);
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
   }
