@@ -35,7 +35,7 @@ export const DOC_EXAMPLE: HaproxyCfgInput = {
 export function renderHaproxyCfg(c: HaproxyCfgInput): string {
   const server = (port: string, send: string) => `    server thingauth ${c.thingauth.host}:${port} ${send} check check-send-proxy`;
   return `global
-    maxconn 20000
+    # maxconn: HAProxy derives it from the open-file limit; set it (and the limit) for your fleet.
 
 defaults
     mode tcp
