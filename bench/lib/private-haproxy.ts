@@ -13,6 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './private-redis.js';
@@ -26,6 +27,8 @@ export interface PrivateHaproxy {
   pid(): number | undefined;
   /** What HAProxy wrote to stderr so far (warnings, alerts). */
   output(): string;
+  /** Sends one command to HAProxy's stats socket (e.g. `show stat`) and resolves with the answer. */
+  command(cmd: string): Promise<string>;
   /** Stops HAProxy and removes its directory. Safe to call twice. */
   stop(): Promise<void>;
 }
@@ -83,7 +86,12 @@ export async function startHaproxy<P extends string>(opts: HaproxyStart<P>): Pro
       ports[name] = p;
     }
     for (const [name, content] of Object.entries(opts.files ?? {})) fs.writeFileSync(path.join(dir, name), content, { mode: 0o600 });
-    const cfg = opts.render({ dir, ports });
+    // The launcher's own stats socket (in the private directory) for command(); the rendered
+    // configuration is otherwise written as it is.
+    const statsSocket = path.join(dir, 'admin.sock');
+    const rendered = opts.render({ dir, ports });
+    if (!rendered.startsWith('global\n')) throw new Error('the configuration must start with its global section');
+    const cfg = rendered.replace('global\n', `global\n    stats socket ${statsSocket} mode 600 level user\n`);
     const cfgPath = path.join(dir, 'haproxy.cfg');
     fs.writeFileSync(cfgPath, cfg);
     const check = spawnSync(bin, ['-c', '-q', '-f', cfgPath], { encoding: 'utf8' });
@@ -131,7 +139,15 @@ export async function startHaproxy<P extends string>(opts: HaproxyStart<P>): Pro
       }
       await new Promise((r) => setTimeout(r, 25));
     }
-    return { dir, cfgPath, cfg, ports, pid: () => child.pid, output: () => stderr, stop };
+    const command = (cmd: string) =>
+      new Promise<string>((resolve, reject) => {
+        let answer = '';
+        const s = net.connect(statsSocket, () => s.end(`${cmd}\n`));
+        s.on('data', (d: Buffer) => (answer += d.toString('utf8')));
+        s.once('error', reject);
+        s.once('close', () => resolve(answer));
+      });
+    return { dir, cfgPath, cfg, ports, pid: () => child.pid, output: () => stderr, command, stop };
   } catch (e) {
     cleanupDir();
     throw e;

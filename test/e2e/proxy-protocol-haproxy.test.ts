@@ -132,19 +132,23 @@ describe('thingauth behind a real HAProxy (PROXY protocol v2)', () => {
     if (!h) return;
     const PS = 'proxyProtocolProductSecret0123';
     const reg = srv.running.ctx.services.registry;
-    const { productKey } = await reg.createProduct({ productName: 'proxy dynreg', dynamicRegistration: true, preRegistrationFree: true, productSecret: PS });
+    const { productKey } = await reg.createProduct({ productName: 'proxy dynreg', dynamicRegistration: true, productSecret: PS });
+    await reg.createDevices(productKey, { deviceNames: ['behind-haproxy-1', 'behind-haproxy-2'] });
     const login = registrationConnect({ productKey, deviceName: 'behind-haproxy-1', productSecret: PS, authType: 'register' });
     const overTls = await connectVia(tlsVia(h.ports.mqttsOffload, '127.0.0.6'), login, 1200);
     assert.ok(overTls.client, `refused with ${overTls.code}`);
     await overTls.closed; // the server pushes the secret, then closes
     const pushed = overTls.messages.find((m) => m.topic === '/ext/register');
     assert.ok(pushed, 'no /ext/register push');
-    assert.equal(JSON.parse(pushed.payload).deviceName, 'behind-haproxy-1');
+    assert.equal(JSON.parse(pushed.payload).deviceSecret, (await reg.getDeviceSecret(productKey, 'behind-haproxy-1')).deviceSecret);
 
     const plain = await connectVia(plainVia(h.ports.mqtt, '127.0.0.6'), registrationConnect({ productKey, deviceName: 'behind-haproxy-2', productSecret: PS, authType: 'register' }), 1200);
     assert.equal(plain.client, undefined);
     assert.notEqual(plain.code, undefined);
-    await assert.rejects(reg.getDevice(productKey, 'behind-haproxy-2'));
+    const [refusal] = await auditOf(srv, productKey, 'behind-haproxy-2', 'mqtt.connect.register');
+    assert.equal(refusal!.result, 'deny');
+    assert.equal(refusal!.sourceAddress, '127.0.0.6');
+    assert.match(refusal!.reason, /TLS/);
   });
 
   it('(b) MQTT over WebSocket with TLS terminated by HAProxy counts as wss', async (t) => {
@@ -187,14 +191,24 @@ describe('thingauth behind a real HAProxy (PROXY protocol v2)', () => {
     assert.equal(entry!.sourceAddress, '127.0.0.9');
   });
 
-  it("accepts HAProxy's health checks (LOCAL headers) and refused nothing HAProxy sent", async (t) => {
+  it("HAProxy's health checks (check-send-proxy: LOCAL headers) pass, and nothing HAProxy sent was refused", async (t) => {
     const h = need(t);
     if (!h) return;
-    // check-send-proxy: every backend is checked every 2 s with a LOCAL header.
-    await eventually(async () => (await headers(srv, { listener: 'mqtts', command: 'local' })) > 0 && (await headers(srv, { listener: 'device-https', command: 'local' })) > 0, 8_000);
+    // Every backend's server checked and up (checks every 2 s; L4OK once one has run).
+    const states = async () => {
+      const [head, ...rows] = (await h.command('show stat')).trim().split('\n');
+      const cols = head!.replace(/^# /, '').split(',');
+      const at = (row: string, name: string) => row.split(',')[cols.indexOf(name)];
+      return rows.filter((r) => at(r, 'svname') === 'thingauth').map((r) => `${at(r, 'pxname')} ${at(r, 'status')} ${at(r, 'check_status')}`);
+    };
+    const ok = await eventually(async () => {
+      const s = await states();
+      return s.length === 5 && s.every((x) => x.endsWith(' UP L4OK')) && s;
+    }, 8_000);
+    assert.equal(ok.length, 5);
     assert.ok((await headers(srv, { command: 'proxy' })) >= 8);
-    assert.equal(await refused(srv), 0, 'a header HAProxy sent was refused');
-    assert.doesNotMatch(h.output(), /\[ALERT\]/);
+    assert.equal(await refused(srv), 0, 'a connection from HAProxy was refused');
+    assert.doesNotMatch(h.output(), /\[ALERT\]|is DOWN/);
   });
 });
 
