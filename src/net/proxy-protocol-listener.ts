@@ -75,6 +75,9 @@ function setPeer(socket: net.Socket, address: string, port: number, family: stri
 export function acceptProxyProtocol(server: net.Server, opts: ProxyProtocolOptions): void {
   const isTls = server instanceof tls.Server;
   const waiting = new Map<string, number>();
+  /** Sockets whose header (or first bytes) has not come yet: closing the server ends them. */
+  const unread = new Set<net.Socket>();
+  let closing = false;
   const emit = server.emit as (this: net.Server, event: string | symbol, ...args: unknown[]) => boolean;
   const handOver = (socket: net.Socket) => {
     emit.call(server, 'connection', socket);
@@ -107,11 +110,13 @@ export function acceptProxyProtocol(server: net.Server, opts: ProxyProtocolOptio
     }
     let buf: Buffer = Buffer.alloc(0);
     let done = false;
+    unread.add(socket);
     const timer = setTimeout(() => refuse('timeout'), opts.timeoutMs);
     timer.unref();
     const finish = () => {
       if (done) return;
       done = true;
+      unread.delete(socket);
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('end', onEnd);
@@ -146,7 +151,10 @@ export function acceptProxyProtocol(server: net.Server, opts: ProxyProtocolOptio
       // else: the bytes so far may start a PROXY header; wait for more (bounded by the timer).
     };
     const onEnd = () => {
-      if (trusted) refuse('truncated');
+      if (closing) {
+        finish(); // ended by the server's close, not the peer's doing
+        socket.destroy();
+      } else if (trusted) refuse('truncated');
       else if (buf.length > 0) refuse('untrusted'); // the start of a PROXY header, then gone
       else {
         finish();
@@ -163,6 +171,15 @@ export function acceptProxyProtocol(server: net.Server, opts: ProxyProtocolOptio
     take(args[0] as net.Socket);
     return true;
   } as typeof server.emit;
+
+  // server.close() waits for every accepted socket: those still owing their first bytes end
+  // now rather than at their timeout (the listeners end their handed-over sockets themselves).
+  const close = server.close;
+  server.close = function (this: net.Server, cb?: (err?: Error) => void): net.Server {
+    closing = true;
+    for (const s of unread) s.destroy();
+    return close.call(this, cb);
+  } as typeof server.close;
 
   // A TLS server's own socket reports the balancer's address (Node asks the TCP handle): the
   // TLS socket gets the client's too, before the server's handlers (HTTPS req.ip, MQTTS) see it.

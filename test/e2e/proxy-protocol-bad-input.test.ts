@@ -224,6 +224,49 @@ describe('PROXY protocol v2 on the device listeners: bad input', () => {
     await endClient(r.client);
     for (const s of held) s.destroy();
   });
+
+  it('sockets from one untrusted source waiting for their first bytes are capped (THINGAUTH_MQTT_PENDING_PER_SOURCE)', async () => {
+    const before = await refused(srv, { listener: 'mqtt', reason: 'waiting_per_source' });
+    const silent = () =>
+      new Promise<net.Socket>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port: port('mqtt'), localAddress: '127.0.0.4' }, () => resolve(s));
+        s.on('error', () => undefined);
+      });
+    const held = [await silent(), await silent()];
+    const third = await silent();
+    await new Promise<void>((resolve) => (third.destroyed ? resolve() : third.once('close', () => resolve())));
+    assert.equal(await refused(srv, { listener: 'mqtt', reason: 'waiting_per_source' }), before + 1);
+    // Another source is not affected.
+    const d = await createDevice(srv);
+    const r = await connectVia(() => net.connect({ host: '127.0.0.1', port: port('mqtt'), localAddress: '127.0.0.5' }), signedConnect(d));
+    assert.ok(r.client, `refused with ${r.code}`);
+    await endClient(r.client);
+    for (const s of held) s.destroy();
+  });
+});
+
+describe('PROXY protocol v2: shutdown', () => {
+  it('a socket still owing its header does not hold the listeners’ close up to its timeout', async () => {
+    const srv = await startTestServer({ proxyProtocolFrom: '127.0.0.1', proxyProtocolTimeoutSeconds: '60' });
+    const sockets = await Promise.all(
+      ['mqtt', 'mqtts', 'mqtt-ws', 'mqtt-wss', 'device-https'].map(
+        (l) =>
+          new Promise<net.Socket>((resolve) => {
+            const s = net.connect({ host: '127.0.0.1', port: srv.running.listeners[l]!.port }, () => {
+              s.write(proxyV2().subarray(0, 10));
+              resolve(s);
+            });
+            s.on('error', () => undefined);
+          }),
+      ),
+    );
+    const closed = sockets.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve()))));
+    const started = Date.now();
+    await srv.stop();
+    await Promise.all(closed);
+    assert.ok(Date.now() - started < 5_000, `stop took ${Date.now() - started} ms`);
+    assert.equal(await refused(srv), 0, 'the close is not counted as a refusal');
+  });
 });
 
 describe('THINGAUTH_PROXY_PROTOCOL_FROM validation', () => {
