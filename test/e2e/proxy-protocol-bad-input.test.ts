@@ -62,7 +62,7 @@ describe('PROXY protocol v2 on the device listeners: bad input', () => {
   const port = (listener: string) => srv.running.listeners[listener]!.port;
 
   before(async () => {
-    srv = await startTestServer({ proxyProtocolFrom: '127.0.0.1/32, 10.9.0.0/16', proxyProtocolTimeoutSeconds: '1', mqttPendingPerSource: '2' });
+    srv = await startTestServer({ proxyProtocolFrom: '127.0.0.1/32, 10.9.0.0/16', proxyProtocolTimeoutSeconds: '1', mqttPendingPerSource: '2', loginFailThreshold: '3' });
     ca = caOf(srv);
   });
   after(async () => {
@@ -224,6 +224,23 @@ describe('PROXY protocol v2 on the device listeners: bad input', () => {
     await endClient(r.client);
     for (const s of held) s.destroy();
   });
+
+  it('the login throttle counts the client address from the header: one client throttled, its neighbour behind the balancer not', async () => {
+    const d = await createDevice(srv);
+    const via = (src: string) => mqttStream('mqtt', proxyV2({ src }));
+    const before = await metricsThrottled();
+    // THINGAUTH_LOGIN_FAIL_THRESHOLD=3 failures from 198.51.100.150 ...
+    for (let i = 0; i < 3; i++) assert.equal((await connectVia(via('198.51.100.150'), signedConnect({ ...d, deviceSecret: 'NotTheSecret0000' }))).client, undefined);
+    // ... and it is refused even with the right secret (throttled),
+    const throttled = await connectVia(via('198.51.100.150'), signedConnect(d));
+    assert.equal(throttled.client, undefined);
+    assert.ok((await metricsThrottled()) > before);
+    // while the device from another client address behind the same balancer logs in.
+    const ok = await connectVia(via('198.51.100.151'), signedConnect(d));
+    assert.ok(ok.client, `refused with ${ok.code}`);
+    await endClient(ok.client);
+  });
+  const metricsThrottled = async () => (await srv.running.ctx.services.metrics.logins.get()).values.filter((v) => v.labels.reason === 'throttled').reduce((n, v) => n + v.value, 0);
 
   it('sockets from one untrusted source waiting for their first bytes are capped (THINGAUTH_MQTT_PENDING_PER_SOURCE)', async () => {
     const before = await refused(srv, { listener: 'mqtt', reason: 'waiting_per_source' });
