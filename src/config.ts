@@ -7,6 +7,7 @@ import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
 import { isPostgresUrl, postgresUrlProblem } from './store/postgres/connection.js';
+import { TrustedSources } from './net/trusted-sources.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -96,6 +97,10 @@ export interface Config {
   nodeId: string | undefined;
   /** Draining: connections closed per second at most (the fleet reconnects elsewhere without a storm). */
   drainRatePerSecond: number;
+  /** Addresses/CIDRs (a load balancer) whose connections to the device listeners must start with a PROXY v2 header; empty = off. */
+  proxyProtocolFrom: string[];
+  /** How long a PROXY header (or, from elsewhere, the first bytes) may take to arrive. */
+  proxyProtocolTimeoutSeconds: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -150,6 +155,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   redisUrl: 'THINGAUTH_REDIS_URL',
   nodeId: 'THINGAUTH_NODE_ID',
   drainRatePerSecond: 'THINGAUTH_DRAIN_RATE',
+  proxyProtocolFrom: 'THINGAUTH_PROXY_PROTOCOL_FROM',
+  proxyProtocolTimeoutSeconds: 'THINGAUTH_PROXY_PROTOCOL_TIMEOUT_SECONDS',
 };
 
 export class ConfigError extends Error {
@@ -274,7 +281,12 @@ export function loadConfig(input: ConfigInput): Config {
     redisUrl: input.redisUrl,
     nodeId: input.nodeId,
     drainRatePerSecond: int('drainRatePerSecond', 100, 1, 1_000_000),
+    // Behind HAProxy: docs/deployment.md "Behind HAProxy".
+    proxyProtocolFrom: (input.proxyProtocolFrom ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    proxyProtocolTimeoutSeconds: int('proxyProtocolTimeoutSeconds', 10, 1, 600),
   };
+  const trusted = TrustedSources.parse(config.proxyProtocolFrom);
+  for (const p of trusted.problems) problems.push(`${label('proxyProtocolFrom')}: ${p}`);
   if (config.redisUrl !== undefined) {
     if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) {
       problems.push(`${label('redisUrl')} must be redis://[user:password@]host:port[/db] or rediss://..., got "${config.redisUrl.split(':')[0]}:..."`);

@@ -21,6 +21,8 @@ import { attachConnectionInfo, type Transport } from './connection-info.js';
 import { MAX_PACKET_SIZE } from './packet-limits.js';
 import { guardPacketSize } from './packet-size-guard.js';
 import { pendingConnectionsOf, transportSocketOf } from './pending-connections.js';
+import { proxiedConnection } from './proxied-connection.js';
+import { proxyProtocolFor } from '../net/proxy-protocol-listener.js';
 
 const TLS_HANDSHAKE = 0x16;
 const WS_PATHS = new Set(['/mqtt', '/']);
@@ -31,12 +33,14 @@ function serverTlsOptions(ctx: AppContext): tls.TlsOptions {
   return { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile) };
 }
 
-function handOver(broker: MqttBroker, conn: Duplex, transport: Transport, remoteAddress: string | undefined, req?: http.IncomingMessage): void {
+function handOver(broker: MqttBroker, conn: Duplex, direct: Transport, directAddress: string | undefined, req?: http.IncomingMessage): void {
+  const socket = transportSocketOf(conn, req);
+  // Through a trusted load balancer: the client's address and TLS from its PROXY header.
+  const { transport, remoteAddress } = proxiedConnection(socket, direct, directAddress);
   attachConnectionInfo(conn, { transport, remoteAddress: remoteAddress ?? '' });
   broker.aedes.handle(conn, req);
   // Packet size limit at the fixed header; a CONNACK 0 ends the socket's count as pending.
   const pending = pendingConnectionsOf(broker.handlerContext.app);
-  const socket = transportSocketOf(conn, req);
   guardPacketSize(broker, conn, remoteAddress ?? '', () => pending.release(socket));
 }
 
@@ -128,6 +132,9 @@ async function serveAs(
   endConnections: () => void | Promise<void>,
 ): Promise<Listener> {
   let bound: number;
+  let name = '';
+  // THINGAUTH_PROXY_PROTOCOL_FROM: the PROXY header is read before anything below sees the socket.
+  proxyProtocolFor(ctx, server, () => name, ctx.config.mqttPendingPerSource);
   try {
     bound = await listen(server, port, ctx.config.host);
   } catch (e) {
@@ -135,6 +142,7 @@ async function serveAs(
     throw e;
   }
   const described = describe(bound);
+  name = described.name;
   // After the bind, a server 'error' (e.g. EMFILE while accepting) must not kill the process.
   server.on('error', (err) => ctx.logger.warn({ listener: described.name, err: err.message }, 'listener error'));
   return {

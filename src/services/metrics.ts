@@ -63,6 +63,21 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Device listeners behind a load balancer (THINGAUTH_PROXY_PROTOCOL_FROM): net/proxy-protocol-listener.ts. */
+  readonly proxyProtocolHeaders = new Counter({
+    name: 'thingauth_proxy_protocol_headers_total',
+    help: 'PROXY protocol v2 headers accepted from a trusted address, by listener and command (proxy, local)',
+    labelNames: ['listener', 'command'] as const,
+    registers: [this.registry],
+  });
+
+  readonly proxyProtocolRefused = new Counter({
+    name: 'thingauth_proxy_protocol_refused_total',
+    help: 'Connections closed by the PROXY protocol reader, by listener and reason (bad header, timeout, header from an untrusted address, ...)',
+    labelNames: ['listener', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     const self = this;
     new Gauge({

@@ -9,6 +9,7 @@ import type { AppContext, Listener } from '../../context.js';
 import { tlsOptionsFor } from '../../tls/profiles.js';
 import { installCanonicalHeaderNames } from './canonical-headers.js';
 import { capConnectionsPerSource } from '../connection-caps.js';
+import { proxyProtocolFor } from '../../net/proxy-protocol-listener.js';
 import { fastifyTimeoutOptions, serverTimeoutOptions, type RequestTimeouts } from '../request-timeouts.js';
 import { registerRoutes } from './routes/register.js';
 import { httpChannelRoutes } from './routes/http-channel.js';
@@ -44,6 +45,7 @@ export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<F
 export async function startDeviceHttps(ctx: AppContext): Promise<Listener> {
   const app = await buildDeviceApp(ctx, true);
   capConnectionsPerSource(app.server, ctx.config.httpConnectionsPerSource, ctx.logger, 'device-https');
+  proxyProtocolFor(ctx, app.server, () => 'device-https', ctx.config.httpConnectionsPerSource);
   await app.listen({ host: ctx.config.host, port: ctx.config.httpsPort });
   // After the bind, a server 'error' (e.g. EMFILE while accepting) must not kill the process.
   app.server.on('error', (err) => ctx.logger.warn({ listener: 'device-https', err: err.message }, 'listener error'));
