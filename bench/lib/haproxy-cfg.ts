@@ -86,3 +86,65 @@ backend thingauth_device_https
 ${server(c.thingauth.deviceHttps, 'send-proxy-v2')}
 `;
 }
+
+/** A cluster of thingauth nodes behind one HAProxy (docs/deployment.md "Several nodes behind HAProxy"). */
+export interface ClusterHaproxyCfgInput {
+  bind: string;
+  front: { mqtt: string; mqtts: string; deviceHttps: string };
+  nodes: { name: string; host: string; mqtt: string; mqtts: string; deviceHttps: string; management: string }[];
+  /** Health check period (HAProxy time, e.g. 1s). */
+  checkInterval: string;
+}
+
+export const CLUSTER_DOC_EXAMPLE: ClusterHaproxyCfgInput = {
+  bind: '*',
+  front: { mqtt: '1883', mqtts: '8883', deviceHttps: '8443' },
+  nodes: [1, 2, 3].map((i) => ({ name: `node-${i}`, host: `10.0.0.1${i}`, mqtt: '1883', mqtts: '8883', deviceHttps: '8443', management: '8080' })),
+  checkInterval: '1s',
+};
+
+/**
+ * Every node in every backend, least connections first. The health check asks each node's
+ * `GET /healthz` on its management port (no PROXY header there): a draining node answers 503
+ * and gets no new connection, a dead one fails the check; 2 failures take a node out, 2
+ * successes bring it back. `on-marked-down shutdown-sessions` is not set: a draining node closes
+ * its own sessions at a bounded rate instead of HAProxy cutting them all at once.
+ */
+export function renderClusterHaproxyCfg(c: ClusterHaproxyCfgInput): string {
+  const backend = (name: string, port: (n: ClusterHaproxyCfgInput['nodes'][number]) => string) =>
+    `backend ${name}
+    balance leastconn
+    option httpchk GET /healthz
+    http-check expect status 200
+    default-server inter ${c.checkInterval} fall 2 rise 2
+${c.nodes.map((n) => `    server ${n.name} ${n.host}:${port(n)} send-proxy-v2 check port ${n.management}`).join('\n')}
+`;
+  return `global
+    # maxconn: HAProxy derives it from the open-file limit; set it (and the limit) for your fleet.
+
+defaults
+    mode tcp
+    timeout connect 5s
+    # Longer than the longest MQTT keep-alive a device may ask for (1200 s) times 1.5.
+    timeout client 1900s
+    timeout server 1900s
+    # A connection to a node that died before the check saw it is tried on another node.
+    retries 2
+    option redispatch
+
+frontend mqtt
+    bind ${c.bind}:${c.front.mqtt}
+    default_backend thingauth_mqtt
+
+${backend('thingauth_mqtt', (n) => n.mqtt)}
+frontend mqtts
+    bind ${c.bind}:${c.front.mqtts}
+    default_backend thingauth_mqtts
+
+${backend('thingauth_mqtts', (n) => n.mqtts)}
+frontend device_https
+    bind ${c.bind}:${c.front.deviceHttps}
+    default_backend thingauth_device_https
+
+${backend('thingauth_device_https', (n) => n.deviceHttps)}`;
+}

@@ -5,6 +5,9 @@
  * the same master key. Skipped only when a service cannot be started and CI is unset.
  */
 import { createHmac, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ensureTlsMaterial } from '../../src/tls/local-ca.js';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { spawnServer, type ChildServer } from '../e2e/security-child-server.js';
 import { startPrivatePostgres, type PrivatePostgres } from './postgres.js';
@@ -17,6 +20,8 @@ export interface TestCluster {
   redis: PrivateRedis;
   databaseUrl: string;
   masterKey: string;
+  /** The CA every node's certificate chains to (all nodes present one certificate, as behind a balancer). */
+  ca: string;
   nodes: ChildServer[];
   /** Starts one more node (its id, extra environment). */
   startNode(nodeId: string, env?: Record<string, string>, args?: string[]): Promise<ChildServer>;
@@ -35,9 +40,14 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
   const redis = redisStarted.server;
   const databaseUrl = await pg.createDatabase(`cluster_${process.pid}`);
   const masterKey = randomBytes(32).toString('hex');
+  // One certificate for every node (as behind a load balancer): generated once, copied into each data dir.
+  const tlsTemplate = makeTempDir('thingauth-cluster-tls-');
+  await ensureTlsMaterial({ dataDir: tlsTemplate, hostnames: [] });
   const nodes: ChildServer[] = [];
   const startNode = async (nodeId: string, extra: Record<string, string> = {}, args: string[] = []) => {
-    const node = await spawnServer(makeTempDir('thingauth-node-'), {
+    const dataDir = makeTempDir('thingauth-node-');
+    fs.cpSync(path.join(tlsTemplate, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
+    const node = await spawnServer(dataDir, {
       THINGAUTH_DATABASE_URL: databaseUrl,
       THINGAUTH_REDIS_URL: redis.url,
       THINGAUTH_NODE_ID: nodeId,
@@ -56,6 +66,7 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
     redis,
     databaseUrl,
     masterKey,
+    ca: fs.readFileSync(path.join(tlsTemplate, 'tls', 'ca.pem'), 'utf8'),
     nodes,
     startNode,
     async stop() {
