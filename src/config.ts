@@ -7,6 +7,7 @@ import path from 'node:path';
 import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
 import { isPostgresUrl, postgresUrlProblem } from './store/postgres/connection.js';
+import { redisUrlProblem } from './services/limits/redis-url.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -90,6 +91,8 @@ export interface Config {
   httpConnectionsPerSource: number;
   /** Open connections per source address on the management API; 0 = no cap. */
   managementConnectionsPerSource: number;
+  /** redis:// or rediss:// URL: shared limits (services/limits) and the cluster core; unset = one node, everything in memory. */
+  redisUrl: string | undefined;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -141,6 +144,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
+  redisUrl: 'THINGAUTH_REDIS_URL',
 };
 
 export class ConfigError extends Error {
@@ -261,6 +265,7 @@ export function loadConfig(input: ConfigInput): Config {
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
+    redisUrl: input.redisUrl,
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
@@ -288,6 +293,11 @@ export function loadConfig(input: ConfigInput): Config {
   }
   if (config.databaseCaFile !== undefined && !isPostgresUrl(config.databaseUrl)) {
     problems.push(`${CONFIG_ENV.databaseCaFile} only applies with a postgres:// ${CONFIG_ENV.databaseUrl}`);
+  }
+  if (config.redisUrl !== undefined) {
+    // The message never echoes the URL: it may hold the Redis password.
+    const problem = redisUrlProblem(config.redisUrl);
+    if (problem) problems.push(`${label('redisUrl')} ${problem}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

@@ -127,7 +127,7 @@ export async function connectDecisionsSettled(ctx: AppContext): Promise<boolean>
 
 async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const throttle = ctx.services.loginThrottle;
-  const gate = throttle.checkSource(attempt.remoteAddress);
+  const gate = await throttle.checkSource(attempt.remoteAddress);
   if (!gate.ok) {
     const retry = Math.ceil(gate.retryAfterMs / 1000);
     const reason = gate.firstRefusal
@@ -139,14 +139,14 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
   if (!decision.ok) {
     if (countsAgainstSource(decision.refusal, refusalPathOf(attempt))) {
       const d = decision.device ?? (decision.productKey !== undefined && decision.deviceName !== undefined ? { productKey: decision.productKey, deviceName: decision.deviceName } : undefined);
-      throttle.recordFailure(attempt.remoteAddress, d);
+      await throttle.recordFailure(attempt.remoteAddress, d);
     }
     return decision;
   }
   const id = decision.identity;
   if (id.kind === 'device') {
-    throttle.recordSuccess(id);
-    if (!throttle.takeDeviceConnect(id, attempt.remoteAddress)) {
+    await throttle.recordSuccess(id);
+    if (!(await throttle.takeDeviceConnect(id, attempt.remoteAddress))) {
       return refuseConnect('device-connect-rate', 'login', `too many connects for this device: at most ${ctx.config.deviceConnectRatePerMinute} per minute; retry later`, {
         device: { iotId: id.iotId, productKey: id.productKey, deviceName: id.deviceName },
       });

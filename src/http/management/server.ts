@@ -86,13 +86,21 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   // /healthz (public) is polled.
   let dbCheck: { at: number; ok: Promise<boolean> } | undefined;
   app.get('/healthz', { schema: { hide: true } }, async () => {
+    const health = await databaseHealth();
+    // With THINGAUTH_REDIS_URL: "shared" while the limits are in Redis; "local" (degraded)
+    // while Redis does not answer and this node counts alone (services/limits/shared-limiter.ts).
+    const limits = ctx.services.limiter.health().mode;
+    if (limits === 'memory') return health;
+    return limits === 'redis' ? { ...health, limits: 'shared' } : { ...health, status: 'degraded', limits: 'local: redis unavailable' };
+  });
+  const databaseHealth = async (): Promise<{ status: string; database?: string }> => {
     const ping = ctx.store.ping?.bind(ctx.store);
     if (!ping) return { status: 'ok' };
     if (!dbCheck || Date.now() - dbCheck.at >= 1000) {
       dbCheck = { at: Date.now(), ok: ping().then(() => true, () => false) };
     }
     return (await dbCheck.ok) ? { status: 'ok' } : { status: 'degraded', database: 'unavailable' };
-  });
+  };
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await metricsRoute(app, ctx);
