@@ -74,8 +74,9 @@ export class LoginThrottle {
     for (const k of ['failThreshold', 'failWindowMs', 'cooldownMs', 'deviceConnectRatePerMinute'] as const) {
       if (!(opts[k] >= 0) || !Number.isFinite(opts[k])) throw new RangeError(`${k} must be a finite number >= 0`);
     }
-    const maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
-    this.limiter = opts.limiter ?? new MemoryLimiter({ now: opts.now, maxKeys });
+    // A bound set here applies to each limit; unset, the limiter's own default does.
+    const maxKeys = opts.maxKeys;
+    this.limiter = opts.limiter ?? new MemoryLimiter({ now: opts.now, maxKeys: maxKeys ?? DEFAULT_MAX_KEYS });
     this.deviceAlarmThreshold = opts.deviceAlarmThreshold ?? opts.failThreshold;
     // A window or cool-down of 0 ms (only ever in tests of rule 3) is 1 ms to the limiter.
     const windowMs = Math.max(1, opts.failWindowMs);
