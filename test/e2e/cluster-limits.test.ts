@@ -1,0 +1,189 @@
+/**
+ * Shared limits across nodes (issue 14): two real thingauth servers (each its own SQLite file,
+ * the same products and device names) share one private Redis through THINGAUTH_REDIS_URL.
+ * Failed logins from one source spread over both servers start ONE cool-down that both honour;
+ * a device's accepted connects are counted together; a source's registration bucket is one
+ * bucket. Then Redis is killed mid-run: both servers keep serving (each counting alone,
+ * /healthz "degraded", metrics), and once Redis is back they share again by themselves.
+ *
+ * Distinct source addresses come from binding the client socket to other loopback addresses
+ * (127.0.0.0/8 is all loopback on Linux), as in security-throttle.test.ts.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it, test } from 'node:test';
+import { MqttClient } from 'mqtt';
+import { deviceHttpsPost } from '../helpers/https.js';
+import { startTestServer, type TestServer } from '../helpers/server.js';
+import { signedConnect, type SignedConnect } from '../helpers/mqtt.js';
+import { startPrivateRedis } from '../helpers/redis.js';
+import { registerForm } from './registration-helpers.js';
+
+const THRESHOLD = 4;
+const CONNECT_RATE = 3;
+const PS = 'PsClusterLimits1';
+const PK = 'a1ClusterLim';
+
+/** CONNACK return code of a CONNECT over MQTT/TCP from `source` (0 = accepted; the session is closed again). */
+function connectCode(server: TestServer, source: string, c: SignedConnect): Promise<number> {
+  const port = server.running.listeners['mqtt']!.port;
+  return new Promise((resolve, reject) => {
+    const client = new MqttClient(() => net.createConnection({ host: '127.0.0.1', port, localAddress: source }), {
+      clientId: c.clientId, username: c.username, password: c.password, keepalive: 60, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000,
+    });
+    let settled = false;
+    const settle = (f: () => void) => {
+      if (settled) return;
+      settled = true;
+      client.end(true);
+      f();
+    };
+    client.once('connect', () => settle(() => resolve(0)));
+    client.on('error', (err: Error & { code?: number }) => settle(() => (typeof err.code === 'number' ? resolve(err.code) : reject(err))));
+    client.once('close', () => settle(() => reject(new Error('closed before CONNACK'))));
+  });
+}
+
+async function healthz(server: TestServer): Promise<{ status: string; limits?: string }> {
+  return (await fetch(`${server.api}/healthz`)).json() as Promise<{ status: string; limits?: string }>;
+}
+
+async function metrics(server: TestServer): Promise<string> {
+  return (await fetch(`${server.api}/metrics`, { headers: { authorization: `Bearer ${server.adminToken}` } })).text();
+}
+
+function metricValue(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(' ') + 1));
+}
+
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const started = await startPrivateRedis();
+
+if ('skip' in started) {
+  test('shared limits across nodes', { skip: started.skip }, () => undefined);
+} else {
+  const redis = started.server;
+
+  describe('shared limits across nodes (Redis)', () => {
+    const nodes: TestServer[] = [];
+    /** Each node's own credentials (the secrets differ per SQLite file; the names are the same). */
+    const secrets: Record<string, string>[] = [];
+    let a: TestServer;
+    let b: TestServer;
+    const cred = (node: number, deviceName: string, secret?: string) => ({ productKey: PK, deviceName, deviceSecret: secret ?? secrets[node]![deviceName]! });
+
+    before(async () => {
+      for (let i = 0; i < 2; i++) {
+        const s = await startTestServer({
+          redisUrl: redis.url,
+          loginFailThreshold: String(THRESHOLD),
+          loginFailWindowSeconds: '600',
+          loginCooldownSeconds: '600',
+          deviceConnectRatePerMinute: String(CONNECT_RATE),
+          registrationRatePerSourcePerSecond: '1',
+        });
+        nodes.push(s);
+        const reg = s.running.ctx.services.registry;
+        await reg.createProduct({ productName: 'cluster limits', productKey: PK, productSecret: PS, dynamicRegistration: true });
+        const created = await reg.createDevices(PK, { deviceNames: ['victim', 'flapper', 'steady', 'reg-dev', 'after-outage'] });
+        secrets.push(Object.fromEntries(created.map((d) => [d.deviceName, d.deviceSecret])));
+      }
+      [a, b] = nodes as [TestServer, TestServer];
+    });
+    after(async () => {
+      for (const s of nodes) await s.stop();
+      await redis.stop();
+    });
+
+    it('both nodes report shared limits', async () => {
+      for (const s of nodes) assert.deepEqual(await healthz(s), { status: 'ok', limits: 'shared' });
+      assert.equal(metricValue(await metrics(a), 'thingauth_limiter_redis_up'), 1);
+    });
+
+    it('failed logins from one source over both nodes start one cool-down that both honour; the device is not locked out elsewhere', async () => {
+      const attacker = '127.0.0.31';
+      for (let i = 0; i < THRESHOLD; i++) {
+        assert.equal(await connectCode(i % 2 ? b : a, attacker, signedConnect(cred(0, 'victim', `WrongGuess${i}`))), 5, `guess ${i}`);
+      }
+      // Neither node alone saw THRESHOLD failures, yet the source is refused on both, even with the right secret.
+      assert.equal(await connectCode(a, attacker, signedConnect(cred(0, 'victim'))), 5);
+      assert.equal(await connectCode(b, attacker, signedConnect(cred(1, 'victim'))), 5);
+      const http = await deviceHttpsPost(b, '/auth/register/device', registerForm(PK, 'reg-dev', PS, 'r-attacker'), { 'content-type': 'application/x-www-form-urlencoded' }, { localAddress: attacker });
+      assert.equal(http.json.code, 429);
+      assert.match(http.json.message, /source throttled/);
+      assert.deepEqual(await a.running.ctx.services.loginThrottle.throttledSources(), [attacker]);
+      // One cool-down, announced once in the whole cluster: by the node whose failure tripped it (b, the 4th).
+      await a.settle();
+      await b.settle();
+      const announced = async (s: TestServer) => (await s.request('GET', '/api/v1/audit?action=security.source.throttled')).body.items.length;
+      assert.equal(await announced(a), 0);
+      assert.equal(await announced(b), 1);
+      // The device alarm counted the device's failures over both nodes, and fired once.
+      const alarms = async (s: TestServer) => (await s.request('GET', `/api/v1/audit?productKey=${PK}&deviceName=victim&action=security.device.failures`)).body.items.length;
+      assert.equal((await alarms(a)) + (await alarms(b)), 1);
+      // Rule 2 (docs/security.md): a device's failures never lock it out; from its own address it logs in on both nodes.
+      assert.equal(await connectCode(a, '127.0.0.1', signedConnect(cred(0, 'victim'))), 0);
+      assert.equal(await connectCode(b, '127.0.0.1', signedConnect(cred(1, 'victim'))), 0);
+    });
+
+    it('a device\'s accepted connects per minute are counted over both nodes', async () => {
+      assert.equal(await connectCode(a, '127.0.0.1', signedConnect(cred(0, 'flapper'))), 0);
+      assert.equal(await connectCode(b, '127.0.0.1', signedConnect(cred(1, 'flapper'))), 0);
+      assert.equal(await connectCode(a, '127.0.0.1', signedConnect(cred(0, 'flapper'))), 0);
+      assert.equal(await connectCode(b, '127.0.0.1', signedConnect(cred(1, 'flapper'))), 5);
+      const rec = await b.request('GET', `/api/v1/products/${PK}/devices/flapper`);
+      assert.match(rec.body.lastAuthError, /too many connects for this device: at most 3 per minute/);
+      // Another device has its own budget.
+      assert.equal(await connectCode(b, '127.0.0.1', signedConnect(cred(1, 'steady'))), 0);
+    });
+
+    it('a source\'s registration bucket is one bucket over both nodes', async () => {
+      const source = '127.0.0.32';
+      const post = (s: TestServer, r: string) => deviceHttpsPost(s, '/auth/register/device', registerForm(PK, 'reg-dev', PS, r), { 'content-type': 'application/x-www-form-urlencoded' }, { localAddress: source });
+      // 1 per second, burst 2: two on a, and b has nothing left for this source.
+      assert.equal((await post(a, 'r1')).json.code, 200);
+      assert.equal((await post(a, 'r2')).json.code, 200);
+      const refused = (await post(b, 'r3')).json;
+      assert.equal(refused.code, 429);
+      assert.match(refused.message, /too many registration requests from this address/);
+      // Another source is not affected.
+      const other = await deviceHttpsPost(b, '/auth/register/device', registerForm(PK, 'reg-dev', PS, 'r4'), { 'content-type': 'application/x-www-form-urlencoded' }, { localAddress: '127.0.0.33' });
+      assert.equal(other.json.code, 200);
+    });
+
+    it('Redis killed mid-run: both nodes keep serving with local limits, say so, and share again by themselves once it is back', async () => {
+      await redis.kill();
+      // Logins keep working on both nodes, and each still applies every limit on its own.
+      assert.equal(await connectCode(a, '127.0.0.1', signedConnect(cred(0, 'after-outage'))), 0);
+      assert.equal(await connectCode(b, '127.0.0.1', signedConnect(cred(1, 'after-outage'))), 0);
+      const source = '127.0.0.34';
+      for (let i = 0; i < THRESHOLD; i++) assert.equal(await connectCode(a, source, signedConnect(cred(0, 'steady', `Wrong${i}`))), 5);
+      assert.equal(await connectCode(a, source, signedConnect(cred(0, 'steady'))), 5, 'a counted alone and throttles the source');
+      assert.equal(await connectCode(b, source, signedConnect(cred(1, 'steady'))), 0, 'b did not see those failures');
+      for (const s of nodes) assert.deepEqual(await healthz(s), { status: 'degraded', limits: 'local: redis unavailable' });
+      const m = await metrics(a);
+      assert.equal(metricValue(m, 'thingauth_limiter_redis_up'), 0);
+      assert.ok(metricValue(m, 'thingauth_limiter_fallback_total') >= THRESHOLD);
+      assert.equal(a.logs.filter((l) => l.includes('"limits.redis.down"')).length, 1, 'one warning per outage');
+
+      await redis.start();
+      for (const s of nodes) await until('shared limits again', async () => (await healthz(s)).limits === 'shared');
+      assert.equal(a.logs.filter((l) => l.includes('"limits.redis.up"')).length, 1);
+      // Shared again (Redis restarted empty): failures over both nodes add up once more.
+      const again = '127.0.0.35';
+      for (let i = 0; i < THRESHOLD; i++) assert.equal(await connectCode(i % 2 ? a : b, again, signedConnect(cred(0, 'steady', `Again${i}`))), 5);
+      assert.equal(await connectCode(a, again, signedConnect(cred(0, 'steady'))), 5);
+      assert.equal(await connectCode(b, again, signedConnect(cred(1, 'steady'))), 5);
+      // And the source a throttled alone during the outage is free again: that count was this node's only.
+      assert.equal(await connectCode(a, source, signedConnect(cred(0, 'steady'))), 0);
+    });
+  });
+}
