@@ -91,13 +91,21 @@ function loginSuccessMessage(checked: { viaPrevious: boolean }): string {
   return checked.viaPrevious ? PREVIOUS_SECRET_REASON : 'success';
 }
 
+/**
+ * The sub-device's key in the login window: its ProductKey and DeviceName, which every node
+ * knows it by (an IotId is made by the store that created the device).
+ */
+function loginWindowKey(sub: Device): string {
+  return `${sub.productKey}&${sub.deviceName}`;
+}
+
 export class SubDeviceSessionService {
   /** Set by createServices: decisions go to the batched audit log and the login metrics. */
   observers?: { audit: AuditLog; metrics: Metrics };
   private readonly links = new Map<GatewayLink, LinkState>();
   /** Sub-device IotId -> the link it is logged in through. */
   private readonly owner = new Map<string, LinkState>();
-  /** Per sub-device IotId: times of its recent successful logins (sliding window). */
+  /** Per sub-device: times of its recent successful logins (sliding window). */
   private readonly limiter: Limiter;
   private readonly loginWindow: SlidingWindowSpec;
   private readonly loginsPerWindow: number;
@@ -327,7 +335,7 @@ export class SubDeviceSessionService {
     const sign = checkSubDeviceSignRotating(entry, sub, this.now().getTime(), { exclude: LOGIN_UNSIGNED, methodOverride });
     if (!sign.ok) return { code: sign.reason === 'bad-sign' ? C.LOGIN_SIGN_ERROR : C.PARAM_ERROR, message: sign.message };
     if (sub.gatewayIotId !== gateway.iotId) return { code: C.NOT_IN_TOPOLOGY, message: 'sub-device is not in this gateway\'s topology; add it with thing/topo/add first' };
-    if ((await this.limiter.windowCount(this.loginWindow, sub.iotId)) >= this.loginsPerWindow) {
+    if ((await this.limiter.windowCount(this.loginWindow, loginWindowKey(sub))) >= this.loginsPerWindow) {
       return { code: C.RATE_LIMITED, message: `more than ${this.loginsPerWindow} logins of this sub-device within ${this.windowMs / 1000} s; retry later` };
     }
     if (sign.secret === 'previous') {
@@ -349,10 +357,10 @@ export class SubDeviceSessionService {
     return undefined;
   }
 
-  private recordLogin(iotId: string): void {
+  private recordLogin(sub: Device): void {
     // Not awaited: the in-memory limiter counts it at once, Redis in command order; a
     // limiter never rejects (a Redis outage falls back to memory), the catch is for bugs.
-    this.limiter.windowAdd(this.loginWindow, iotId).catch((e) => this.logger?.warn({ err: e }, 'sub-device login not counted'));
+    this.limiter.windowAdd(this.loginWindow, loginWindowKey(sub)).catch((e) => this.logger?.warn({ err: e }, 'sub-device login not counted'));
   }
 
   /** Makes the logins live: state, ACL, presence, and a 427 notice to a gateway that loses one. */
@@ -374,7 +382,7 @@ export class SubDeviceSessionService {
       this.owner.set(sub.iotId, state);
       link.actFor(ref);
       this.presence.markOnline(ref);
-      this.recordLogin(sub.iotId);
+      this.recordLogin(sub);
     }
   }
 

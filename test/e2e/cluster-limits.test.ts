@@ -18,11 +18,15 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { signedConnect, type SignedConnect } from '../helpers/mqtt.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { registerForm } from './registration-helpers.js';
+import { attachByApi, connectGateway, loginParams, request, sessionTopic } from './gateway-helpers.js';
+import { endClient } from '../helpers/mqtt.js';
 
 const THRESHOLD = 4;
 const CONNECT_RATE = 3;
 const PS = 'PsClusterLimits1';
 const PK = 'a1ClusterLim';
+const GW_PK = 'a1ClusterGw1';
+const SUB_PK = 'a1ClusterSub';
 
 /** CONNACK return code of a CONNECT over MQTT/TCP from `source` (0 = accepted; the session is closed again). */
 function connectCode(server: TestServer, source: string, c: SignedConnect): Promise<number> {
@@ -94,7 +98,13 @@ if ('skip' in started) {
         const reg = s.running.ctx.services.registry;
         await reg.createProduct({ productName: 'cluster limits', productKey: PK, productSecret: PS, dynamicRegistration: true });
         const created = await reg.createDevices(PK, { deviceNames: ['victim', 'flapper', 'steady', 'reg-dev', 'after-outage'] });
-        secrets.push(Object.fromEntries(created.map((d) => [d.deviceName, d.deviceSecret])));
+        // A gateway with one sub-device, the same names on both nodes.
+        await reg.createProduct({ productName: 'cluster gateway', productKey: GW_PK, nodeType: 'GATEWAY' });
+        await reg.createProduct({ productName: 'cluster sub-device', productKey: SUB_PK, nodeType: 'SUB_DEVICE' });
+        const [gw] = await reg.createDevices(GW_PK, { deviceNames: ['gateway'] });
+        const [sub] = await reg.createDevices(SUB_PK, { deviceNames: ['sub-1'] });
+        await attachByApi(s, { productKey: GW_PK, deviceName: 'gateway', deviceSecret: gw!.deviceSecret }, [{ productKey: SUB_PK, deviceName: 'sub-1', deviceSecret: sub!.deviceSecret }]);
+        secrets.push(Object.fromEntries([...created, gw!, sub!].map((d) => [d.deviceName, d.deviceSecret])));
       }
       [a, b] = nodes as [TestServer, TestServer];
     });
@@ -157,6 +167,19 @@ if ('skip' in started) {
       // Another source is not affected.
       const other = await deviceHttpsPost(b, '/auth/register/device', registerForm(PK, 'reg-dev', PS, 'r4'), { 'content-type': 'application/x-www-form-urlencoded' }, { localAddress: '127.0.0.33' });
       assert.equal(other.json.code, 200);
+    });
+
+    it('a sub-device\'s logins per window (5 per minute) are counted over both nodes', async () => {
+      const gateways = await Promise.all(nodes.map((s, i) => connectGateway(s, { productKey: GW_PK, deviceName: 'gateway', deviceSecret: secrets[i]!.gateway! })));
+      try {
+        const login = async (i: number) => (await request(gateways[i]!, sessionTopic({ productKey: GW_PK, deviceName: 'gateway', deviceSecret: '' }, 'login'), { params: loginParams({ productKey: SUB_PK, deviceName: 'sub-1', deviceSecret: secrets[i]!['sub-1']! }) })).body.code;
+        const codes = [];
+        for (const i of [0, 1, 0, 1, 0, 1]) codes.push(await login(i));
+        assert.deepEqual(codes, [200, 200, 200, 200, 200, 429]);
+        assert.equal(await login(0), 429);
+      } finally {
+        for (const g of gateways) await endClient(g);
+      }
     });
 
     it('Redis killed mid-run: both nodes keep serving with local limits, say so, and share again by themselves once it is back', async () => {
