@@ -1,7 +1,8 @@
 /**
  * The Limiter contract (services/limits/limiter.ts): one suite every implementation must pass
  * unchanged, on real time (Redis keeps its own clock, so no clock is injected here). Windows,
- * cool-downs and refills are a few hundred ms; the waits are for something to HAPPEN (a window
+ * cool-downs and refills are 0.5-1.5 s (long enough that a loaded machine does not cross them
+ * between two calls meant to fall in one window); the waits are for something to HAPPEN (a window
  * to pass, a cool-down to end), each followed by a positive assertion.
  */
 import assert from 'node:assert/strict';
@@ -17,11 +18,11 @@ export function limiterContract(name: string, make: MakeLimiter): void {
   describe(`Limiter contract: ${name}`, () => {
     it('token bucket: a full bucket gives `burst` tokens, then refuses with the time to the next token; refills at the rate', async () => {
       const l = await make();
-      const spec: BucketSpec = { name: 'c.bucket', ratePerSecond: 5, burst: 3 };
+      const spec: BucketSpec = { name: 'c.bucket', ratePerSecond: 2, burst: 3 };
       for (let i = 0; i < 3; i++) assert.deepEqual(await l.take(spec, 'k'), { ok: true }, `token ${i}`);
       const refused = await l.take(spec, 'k');
       assert.equal(refused.ok, false);
-      assert.ok(!refused.ok && refused.retryAfterMs > 0 && refused.retryAfterMs <= 200, JSON.stringify(refused));
+      assert.ok(!refused.ok && refused.retryAfterMs > 0 && refused.retryAfterMs <= 500, JSON.stringify(refused));
       // Another key and another limit of the same key have their own buckets.
       assert.deepEqual(await l.take(spec, 'other'), { ok: true });
       assert.deepEqual(await l.take({ ...spec, name: 'c.bucket2' }, 'k'), { ok: true });
@@ -33,12 +34,12 @@ export function limiterContract(name: string, make: MakeLimiter): void {
 
     it('token bucket: n tokens at once or none; never more than burst however long it waited', async () => {
       const l = await make();
-      const spec: BucketSpec = { name: 'c.bulk', ratePerSecond: 20, burst: 4 };
+      const spec: BucketSpec = { name: 'c.bulk', ratePerSecond: 4, burst: 4 };
       assert.deepEqual(await l.take(spec, 'k', 3), { ok: true });
       const r = await l.take(spec, 'k', 3);
       assert.equal(r.ok, false, 'only one token left');
       assert.deepEqual(await l.take(spec, 'k', 1), { ok: true }, 'the refused take took nothing');
-      await sleep(400); // 8 tokens' worth of time, capped at 4
+      await sleep(1_600); // 6 tokens' worth of time, capped at 4
       assert.deepEqual(await l.take(spec, 'k', 4), { ok: true });
       assert.equal((await l.take(spec, 'k', 1)).ok, false);
       assert.equal((await l.take(spec, 'k2', 5)).ok, false, 'more than burst: never');
@@ -47,20 +48,20 @@ export function limiterContract(name: string, make: MakeLimiter): void {
 
     it('failures with cool-down: `threshold` failures in a window trip it; checks are refused and counted; failures meanwhile do not count; it ends', async () => {
       const l = await make();
-      const spec: CooldownSpec = { name: 'c.cool', threshold: 3, windowMs: 5_000, cooldownMs: 400 };
+      const spec: CooldownSpec = { name: 'c.cool', threshold: 3, windowMs: 5_000, cooldownMs: 1_500 };
       assert.deepEqual(await l.checkCooldown(spec, 'src'), { ok: true });
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'counted', failures: 1 });
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'counted', failures: 2 });
       assert.deepEqual(await l.checkCooldown(spec, 'src'), { ok: true });
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'tripped', failures: 3 });
       const first = await l.checkCooldown(spec, 'src');
-      assert.ok(!first.ok && first.refusals === 1 && first.retryAfterMs > 0 && first.retryAfterMs <= 400, JSON.stringify(first));
+      assert.ok(!first.ok && first.refusals === 1 && first.retryAfterMs > 0 && first.retryAfterMs <= 1_500, JSON.stringify(first));
       const second = await l.checkCooldown(spec, 'src');
       assert.ok(!second.ok && second.refusals === 2 && second.retryAfterMs <= first.retryAfterMs, JSON.stringify(second));
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'cooling' });
       assert.deepEqual(await l.cooling(spec), ['src']);
       assert.deepEqual(await l.checkCooldown(spec, 'other'), { ok: true });
-      await sleep(450);
+      await sleep(1_550);
       assert.deepEqual(await l.checkCooldown(spec, 'src'), { ok: true });
       assert.deepEqual(await l.cooling(spec), []);
       // After the cool-down the count starts over.
@@ -70,9 +71,9 @@ export function limiterContract(name: string, make: MakeLimiter): void {
 
     it('failures with cool-down: failures further apart than the window never add up', async () => {
       const l = await make();
-      const spec: CooldownSpec = { name: 'c.window', threshold: 2, windowMs: 250, cooldownMs: 10_000 };
+      const spec: CooldownSpec = { name: 'c.window', threshold: 2, windowMs: 600, cooldownMs: 10_000 };
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'counted', failures: 1 });
-      await sleep(300);
+      await sleep(650);
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'counted', failures: 1 });
       assert.deepEqual(await l.recordFailure(spec, 'src'), { state: 'tripped', failures: 2 });
       await l.close();
@@ -80,14 +81,14 @@ export function limiterContract(name: string, make: MakeLimiter): void {
 
     it('counter: counts per fixed window, reset forgets, a new window starts at 1', async () => {
       const l = await make();
-      const spec: CounterSpec = { name: 'c.count', windowMs: 300 };
+      const spec: CounterSpec = { name: 'c.count', windowMs: 1_000 };
       assert.equal(await l.increment(spec, 'd'), 1);
       assert.equal(await l.increment(spec, 'd'), 2);
       assert.equal(await l.increment(spec, 'e'), 1);
       await l.reset(spec, 'd');
       assert.equal(await l.increment(spec, 'd'), 1);
       assert.equal(await l.increment(spec, 'd'), 2);
-      await sleep(350);
+      await sleep(1_050);
       assert.equal(await l.increment(spec, 'd'), 1);
       await l.reset(spec, 'never-counted');
       await l.close();
@@ -95,18 +96,18 @@ export function limiterContract(name: string, make: MakeLimiter): void {
 
     it('sliding window: counts the events of the last windowMs, each leaving on its own', async () => {
       const l = await make();
-      const spec: SlidingWindowSpec = { name: 'c.slide', windowMs: 400 };
+      const spec: SlidingWindowSpec = { name: 'c.slide', windowMs: 1_000 };
       assert.equal(await l.windowCount(spec, 'sub'), 0);
       await l.windowAdd(spec, 'sub');
       await l.windowAdd(spec, 'sub');
       assert.equal(await l.windowCount(spec, 'sub'), 2);
-      await sleep(250);
+      await sleep(600);
       await l.windowAdd(spec, 'sub');
       assert.equal(await l.windowCount(spec, 'sub'), 3);
       assert.equal(await l.windowCount(spec, 'other'), 0);
-      await sleep(200); // the first two are older than 400 ms now, the third is not
+      await sleep(500); // the first two are older than 1 s now, the third is not
       assert.equal(await l.windowCount(spec, 'sub'), 1);
-      await sleep(250);
+      await sleep(600);
       assert.equal(await l.windowCount(spec, 'sub'), 0);
       await l.close();
     });
