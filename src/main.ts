@@ -84,7 +84,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
   // Shared limits (THINGAUTH_REDIS_URL): a node that starts while Redis is down serves all the
   // same, counting alone until Redis answers (services/limits/shared-limiter.ts).
   if (config.redisUrl && !(await services.limiter.connected(LIMITER_CONNECT_WAIT_MS))) {
-    logger.warn({ event: 'limits.redis.down' }, `Redis did not answer within ${LIMITER_CONNECT_WAIT_MS} ms: limits are counted by this node alone until it does`);
+    logger.warn({ event: 'limits.redis.unavailable-at-start' }, `Redis did not answer within ${LIMITER_CONNECT_WAIT_MS} ms: limits are counted by this node alone until it does`);
   }
   if (keyring.keys.length > 1) {
     logger.warn({ olderKeyIds: cipher.keyIds.slice(1) }, 'older master keys are present (an unfinished key rotation?): run `thingauth keys rotate` to finish');

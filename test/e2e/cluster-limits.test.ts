@@ -17,6 +17,7 @@ import { deviceHttpsPost } from '../helpers/https.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { signedConnect, type SignedConnect } from '../helpers/mqtt.js';
 import { startPrivateRedis } from '../helpers/redis.js';
+import { freePort } from '../../bench/lib/private-redis.js';
 import { registerForm } from './registration-helpers.js';
 import { attachByApi, connectGateway, loginParams, request, sessionTopic } from './gateway-helpers.js';
 import { endClient } from '../helpers/mqtt.js';
@@ -207,6 +208,28 @@ if ('skip' in started) {
       assert.equal(await connectCode(b, again, signedConnect(cred(1, 'steady'))), 5);
       // And the source a throttled alone during the outage is free again: that count was this node's only.
       assert.equal(await connectCode(a, source, signedConnect(cred(0, 'steady'))), 0);
+    });
+  });
+
+  describe('a node started while Redis is unreachable', () => {
+    it('starts, serves logins with local limits at once, and says so in the log and /healthz', async () => {
+      const port = await freePort(); // nothing listens there
+      const node = await startTestServer({ redisUrl: `redis://:n0tl0gged@127.0.0.1:${port}`, deviceConnectRatePerMinute: '2' });
+      try {
+        assert.deepEqual(await healthz(node), { status: 'degraded', limits: 'local: redis unavailable' });
+        const reg = node.running.ctx.services.registry;
+        const p = await reg.createProduct({ productName: 'no redis' });
+        const [d] = await reg.createDevices(p.productKey, { deviceNames: ['alone'] });
+        const c = { productKey: p.productKey, deviceName: 'alone', deviceSecret: d!.deviceSecret };
+        assert.equal(await connectCode(node, '127.0.0.1', signedConnect(c)), 0);
+        assert.equal(await connectCode(node, '127.0.0.1', signedConnect(c)), 0);
+        assert.equal(await connectCode(node, '127.0.0.1', signedConnect(c)), 5, 'the connect rate still applies, counted locally');
+        assert.equal(node.logs.filter((l) => l.includes('"limits.redis.down"')).length, 1, 'one warning per outage');
+        assert.equal(node.logs.filter((l) => l.includes('"limits.redis.unavailable-at-start"')).length, 1);
+        assert.ok(!node.logs.some((l) => l.includes('n0tl0gged')), 'the Redis password is in no log line');
+      } finally {
+        await node.stop();
+      }
     });
   });
 }
