@@ -19,6 +19,7 @@ import { createRedisClient, REDIS_COMMAND_TIMEOUT_MS } from '../../src/services/
 import type { BucketSpec, CooldownSpec } from '../../src/services/limits/limiter.js';
 import { startPrivateRedis } from '../helpers/redis.js';
 import { limiterContract, sleep } from './contract.js';
+import { freePort } from '../../bench/lib/private-redis.js';
 
 const started = await startPrivateRedis();
 
@@ -186,6 +187,39 @@ if ('skip' in started) {
       assert.deepEqual(shared.health(), { mode: 'redis' });
       // Back on Redis, where this source never failed: what the node counted alone is gone.
       assert.deepEqual(await shared.checkCooldown(spec, 'src'), { ok: true });
+      await shared.close();
+    });
+
+    it('answers but cannot write (a read-only replica after a failover): stays on memory until Redis takes writes again', async () => {
+      const admin = await readyClient();
+      const shared = new SharedLimiter(client(), { logger: createLogger('silent'), keyPrefix: prefix(), probeIntervalMs: 100 });
+      assert.equal(await shared.connected(5_000), true);
+      const spec: BucketSpec = { name: 'readonly', ratePerSecond: 0.001, burst: 1 };
+      // A replica of a primary that does not exist: PING answers, every write is refused (READONLY).
+      await admin.call('REPLICAOF', '127.0.0.1', String(await freePort()));
+      try {
+        assert.deepEqual(await shared.take(spec, 'k'), { ok: true }, 'from memory');
+        assert.deepEqual(shared.health(), { mode: 'fallback' });
+        // Probes run every 100 ms and keep failing (Redis counts them): still local after several.
+        const refusedScripts = async () => {
+          const info = await admin.info('commandstats');
+          let n = 0;
+          for (const m of info.matchAll(/^cmdstat_eval(?:sha)?:.*?rejected_calls=(\d+),failed_calls=(\d+)/gm)) n += Number(m[1]) + Number(m[2]);
+          return n;
+        };
+        const before = await refusedScripts();
+        const deadline = Date.now() + 10_000;
+        while ((await refusedScripts()) < before + 3) {
+          assert.ok(Date.now() < deadline, 'no probe reached Redis');
+          await sleep(50);
+        }
+        assert.deepEqual(shared.health(), { mode: 'fallback' });
+        assert.equal((await shared.take(spec, 'k')).ok, false, 'memory still counts the first take');
+      } finally {
+        await admin.call('REPLICAOF', 'NO', 'ONE');
+      }
+      assert.equal(await shared.connected(5_000), true);
+      assert.deepEqual(await shared.take(spec, 'k'), { ok: true }, 'shared again, a fresh bucket in Redis');
       await shared.close();
     });
 

@@ -9,8 +9,8 @@
  * - The first failed command marks Redis down: one warning in the log per outage, the gauge
  *   thingauth_limiter_redis_up goes to 0, /healthz says "degraded"; every decision taken from
  *   memory meanwhile counts in thingauth_limiter_fallback_total.
- * - A probe (PING, every `probeIntervalMs`, and when the client reconnects) marks it up
- *   again: one info line, gauge 1. What this node counted alone during the outage is
+ * - A probe (one script call that writes, every `probeIntervalMs`, and when the client
+ *   reconnects) marks it up again: one info line, gauge 1. What this node counted alone during the outage is
  *   forgotten then; the shared state decides from there on (after a Redis restart it starts
  *   empty, like a restarted single node).
  */
@@ -20,6 +20,9 @@ import type { Logger } from '../../logger.js';
 import type { BucketSpec, CooldownCheck, CooldownSpec, CounterSpec, FailureResult, Limiter, LimiterHealth, SlidingWindowSpec, TakeResult } from './limiter.js';
 import { MemoryLimiter } from './memory-limiter.js';
 import { RedisLimiter, type RedisLimiterOptions } from './redis-limiter.js';
+
+/** What the probe counts: one short-lived key. */
+const PROBE = { name: 'probe', windowMs: 10_000 };
 
 export interface SharedLimiterOptions extends RedisLimiterOptions {
   logger: Logger;
@@ -42,7 +45,7 @@ export class SharedLimiter implements Limiter {
   private readonly timer: NodeJS.Timeout;
   private readonly upGauge: Gauge | undefined;
   private readonly fallbacks: Counter | undefined;
-  private readonly waiters = new Set<() => void>();
+  private readonly waiters = new Set<(up: boolean) => void>();
   private readonly onReady = (): void => void this.probe();
   private readonly onError = (e: Error): void => this.markDown(e);
   private readonly onClose = (): void => this.markDown(new Error('connection closed'));
@@ -74,7 +77,7 @@ export class SharedLimiter implements Limiter {
         this.waiters.delete(onUp);
         resolve(v);
       };
-      const onUp = () => done(true);
+      const onUp = (up: boolean) => done(up);
       const t = setTimeout(() => done(false), timeoutMs);
       this.waiters.add(onUp);
     });
@@ -113,7 +116,7 @@ export class SharedLimiter implements Limiter {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    for (const w of [...this.waiters]) w();
+    for (const w of [...this.waiters]) w(false);
     this.client.off('ready', this.onReady);
     this.client.off('error', this.onError);
     this.client.off('close', this.onClose);
@@ -151,14 +154,16 @@ export class SharedLimiter implements Limiter {
     if (this.up || this.probing || this.closed || this.client.status !== 'ready') return;
     this.probing = true;
     try {
-      await this.client.ping();
+      // A real decision, not a PING: a Redis that answers but cannot run the scripts or write
+      // (a read-only replica after a failover, out of memory) stays "down".
+      await this.redis.increment(PROBE, 'probe');
       if (this.closed) return;
       this.up = true;
       this.upGauge?.set(1);
       if (this.outageLogged) this.logger.info({ event: 'limits.redis.up' }, 'Redis answers again: limits are shared again');
       this.outageLogged = false;
       this.local.clear();
-      for (const w of [...this.waiters]) w();
+      for (const w of [...this.waiters]) w(true);
     } catch {
       /* still down; the next probe tries again */
     } finally {
