@@ -8,6 +8,7 @@ import { KEEPALIVE_MAX, KEEPALIVE_MIN } from './core/credentials.js';
 import { isValidPublicHost } from './core/bootstrap.js';
 import { isPostgresUrl, postgresUrlProblem } from './store/postgres/connection.js';
 import { TrustedSources } from './net/trusted-sources.js';
+import { redisUrlProblem } from './services/limits/redis-url.js';
 
 export type TlsProfile = 'compat' | 'strict';
 
@@ -288,9 +289,6 @@ export function loadConfig(input: ConfigInput): Config {
   const trusted = TrustedSources.parse(config.proxyProtocolFrom);
   for (const p of trusted.problems) problems.push(`${label('proxyProtocolFrom')}: ${p}`);
   if (config.redisUrl !== undefined) {
-    if (!/^rediss?:\/\/[^\s]+$/.test(config.redisUrl)) {
-      problems.push(`${label('redisUrl')} must be redis://[user:password@]host:port[/db] or rediss://..., got "${config.redisUrl.split(':')[0]}:..."`);
-    }
     if (!isPostgresUrl(config.databaseUrl)) {
       problems.push(`${label('redisUrl')} makes this node part of a cluster, whose nodes share one registry: set ${CONFIG_ENV.databaseUrl}=postgres://... (SQLite is one machine's file and cannot be shared by nodes)`);
     }
@@ -324,6 +322,11 @@ export function loadConfig(input: ConfigInput): Config {
   }
   if (config.databaseCaFile !== undefined && !isPostgresUrl(config.databaseUrl)) {
     problems.push(`${CONFIG_ENV.databaseCaFile} only applies with a postgres:// ${CONFIG_ENV.databaseUrl}`);
+  }
+  if (config.redisUrl !== undefined) {
+    // The message never echoes the URL: it may hold the Redis password.
+    const problem = redisUrlProblem(config.redisUrl);
+    if (problem) problems.push(`${label('redisUrl')} ${problem}`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;

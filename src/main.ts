@@ -33,6 +33,9 @@ const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [
   startMqttWss,
 ];
 
+/** At start, how long to wait for Redis (shared limits) before serving with local limits. */
+const LIMITER_CONNECT_WAIT_MS = 3_000;
+
 export interface RunningThingAuth {
   ctx: AppContext;
   listeners: Record<string, Listener>;
@@ -98,6 +101,11 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
   const services = createServices(store, config, logger, { cipher, keySource: keyring.source, adminToken: admin.token });
   if (cluster instanceof RedisCluster) await cluster.startEvents(services.events, services.applications);
   services.audit.start();
+  // Shared limits (THINGAUTH_REDIS_URL): a node that starts while Redis is down serves all the
+  // same, counting alone until Redis answers (services/limits/shared-limiter.ts).
+  if (config.redisUrl && !(await services.limiter.connected(LIMITER_CONNECT_WAIT_MS))) {
+    logger.warn({ event: 'limits.redis.unavailable-at-start' }, `Redis did not answer within ${LIMITER_CONNECT_WAIT_MS} ms: limits are counted by this node alone until it does`);
+  }
   if (keyring.keys.length > 1) {
     logger.warn({ olderKeyIds: cipher.keyIds.slice(1) }, 'older master keys are present (an unfinished key rotation?): run `thingauth keys rotate` to finish');
   }
@@ -123,6 +131,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
   } catch (e) {
     for (const l of started.reverse()) await l.close().catch(() => undefined);
     await services.audit.close().catch(() => undefined);
+    await services.limiter.close().catch(() => undefined);
     await store.close();
     await cluster.close().catch(() => undefined);
     throw e;
@@ -148,6 +157,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
         // The audit buffer is written before the store closes: the last decisions are kept.
         await services.audit.close().catch((e) => logger.warn({ err: e }, 'audit flush failed'));
         await store.markAllOffline(new Date().toISOString()).catch(() => undefined);
+        await services.limiter.close().catch(() => undefined);
         await store.close();
         await cluster.close().catch((e) => logger.warn({ err: e }, 'leaving the cluster failed'));
       })();

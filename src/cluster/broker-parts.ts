@@ -15,6 +15,7 @@ import type { RedisCluster } from './cluster.js';
 const require = createRequire(import.meta.url);
 
 interface MqEmitterLike {
+  state: { on(event: 'error', listener: (err: Error) => void): void };
   emit(msg: unknown, done?: (err?: Error) => void): void;
   _emit(msg: unknown, done?: (err?: Error) => void): void;
 }
@@ -32,6 +33,9 @@ export function clusterBrokerOptions(cluster: RedisCluster): ClusterBrokerOption
   // The async class: aedes 1.x requires persistence.setup() to be async.
   const AsyncRedisPersistence = require('aedes-persistence-redis/asyncPersistence.js') as new (opts: object) => unknown;
   const mq = mqemitterRedis({ pubConn: cluster.redis.mqPub, subConn: cluster.redis.mqSub });
+  // mqemitter-redis re-emits its connections' errors on `state`; an unheard 'error' would be
+  // thrown. The outage is reported by the cluster's Redis link (redis-link.ts).
+  mq.state.on('error', () => undefined);
   const viaRedis = mq.emit.bind(mq);
   mq.emit = (msg, done) => {
     if (cluster.redis.mqPub.status === 'ready' && cluster.redis.mqSub.status === 'ready') viaRedis(msg, done);

@@ -135,7 +135,7 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
     return refuseConnect('cluster-unavailable', refusalPathOf(attempt), 'the cluster\'s shared state (Redis) is unreachable from this node; retry shortly', usernameFields(attempt.username));
   }
   const throttle = ctx.services.loginThrottle;
-  const gate = throttle.checkSource(attempt.remoteAddress);
+  const gate = await throttle.checkSource(attempt.remoteAddress);
   if (!gate.ok) {
     const retry = Math.ceil(gate.retryAfterMs / 1000);
     const reason = gate.firstRefusal
@@ -147,14 +147,15 @@ async function authenticateConnectNow(attempt: ConnectAttempt, ctx: AppContext):
   if (!decision.ok) {
     if (countsAgainstSource(decision.refusal, refusalPathOf(attempt))) {
       const d = decision.device ?? (decision.productKey !== undefined && decision.deviceName !== undefined ? { productKey: decision.productKey, deviceName: decision.deviceName } : undefined);
-      throttle.recordFailure(attempt.remoteAddress, d);
+      await throttle.recordFailure(attempt.remoteAddress, d);
     }
     return decision;
   }
   const id = decision.identity;
   if (id.kind === 'device') {
-    throttle.recordSuccess(id);
-    if (!throttle.takeDeviceConnect(id, attempt.remoteAddress)) {
+    // Both at once: with shared limits (Redis) one round trip, not two.
+    const [, allowed] = await Promise.all([throttle.recordSuccess(id), throttle.takeDeviceConnect(id, attempt.remoteAddress)]);
+    if (!allowed) {
       return refuseConnect('device-connect-rate', 'login', `too many connects for this device: at most ${ctx.config.deviceConnectRatePerMinute} per minute; retry later`, {
         device: { iotId: id.iotId, productKey: id.productKey, deviceName: id.deviceName },
       });

@@ -130,7 +130,8 @@ export function guardPacketSize(broker: MqttBroker, conn: Duplex, remoteAddress:
 
 function refused(broker: MqttBroker, conn: Duplex, remoteAddress: string, verdict: ScanVerdict, declared: number, limit: number, accepted: boolean): void {
   const { app, logger } = broker.handlerContext;
-  app.services.loginThrottle.recordFailure(remoteAddress);
+  // Not awaited (the connection is already gone); counted in call order, never rejects on an outage.
+  app.services.loginThrottle.recordFailure(remoteAddress).catch((e) => logger.warn({ err: e }, 'failure not counted'));
   const fields = {
     event: 'mqtt.packet.refused',
     reason: verdict === 'too_large' ? 'packet too large' : 'malformed remaining length',

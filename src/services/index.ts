@@ -20,6 +20,7 @@ import type { RotatingCipher } from '../core/rotating-cipher.js';
 import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
 import { LogLimiter } from './log-limiter.js';
 import { BootstrapService } from './bootstrap.js';
+import { createLimiter, type Limiter } from './limits/index.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -37,6 +38,12 @@ export interface Services {
   tokens: TokenService;
   keyRotation: KeyRotationService;
   loginThrottle: LoginThrottle;
+  /**
+   * Where the login throttle, connect rate, registration buckets and sub-device login window
+   * keep their counts: this process, or Redis with THINGAUTH_REDIS_URL (limits/index.ts).
+   * main.ts waits for it at start and closes it last.
+   */
+  limiter: Limiter;
   /** Refusal log lines an outsider can trigger (CONNECT, SUBSCRIBE, registration) go through this. */
   logLimiter: LogLimiter;
   bootstrap: BootstrapService;
@@ -56,6 +63,7 @@ export interface SecurityWiring {
 
 export function createServices(rawStore: Store, config: Config, logger: Logger, security: SecurityWiring): Services {
   const metrics = new Metrics();
+  const limiter = createLimiter({ redisUrl: config.redisUrl, logger, registry: metrics.registry });
   // Services see a store whose calls are timed (thingauth_store_operation_seconds).
   const store = metrics.timeStore(rawStore);
   const audit = new AuditLog(rawStore, logger, { retentionDays: config.auditRetentionDays });
@@ -72,6 +80,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     ratePerSecond: config.registrationRatePerSecond,
     ratePerSourcePerSecond: config.registrationRatePerSourcePerSecond,
     defaultDeviceLimit: config.deviceLimit,
+    limiter,
   }, logger);
   registration.observers = { audit, metrics, logLimiter };
   const authenticator = new DeviceAuthenticator(store, events, logger, { ttlMs: config.cacheTtlSeconds * 1000 });
@@ -81,7 +90,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   const importer = new Importer(store, registry, events);
   const topology = new TopologyService(store, events, { subDeviceLimit: config.subDeviceLimit }, logger);
   const subDeviceRegistration = new SubDeviceRegistrationService(store, topology, logger);
-  const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit }, logger);
+  const subDeviceSessions = new SubDeviceSessionService(store, events, presence, topology, { onlineLimitPerGateway: config.subDeviceLimit, limiter }, logger);
   subDeviceRegistration.observers = { audit, metrics };
   subDeviceSessions.observers = { audit, metrics };
   const loginThrottle = new LoginThrottle({
@@ -89,10 +98,11 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     failWindowMs: config.loginFailWindowSeconds * 1000,
     cooldownMs: config.loginCooldownSeconds * 1000,
     deviceConnectRatePerMinute: config.deviceConnectRatePerMinute,
+    limiter,
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
   const bootstrap = new BootstrapService(store, events, authenticator);
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter, bootstrap };
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, limiter, logLimiter, bootstrap };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

@@ -18,8 +18,13 @@
  *    (spec 1.5). Only logins that passed verification take a token, so failed attempts in
  *    the device's name cannot use up the real device's budget; what it damps is two devices
  *    sharing one secret and taking the session from each other in a loop.
- * 0 switches a rule off. State is in memory, per process, bounded by `maxKeys`.
+ * 0 switches a rule off. The counts are kept by a limiter (limits/limiter.ts): in this
+ * process (bounded by `maxKeys`) by default, in Redis with THINGAUTH_REDIS_URL so that every
+ * node of a cluster counts the same failures and connects. The limiter is asynchronous, so is
+ * this class; the in-memory limiter still changes its counts when called.
  */
+import type { BucketSpec, CooldownSpec, CounterSpec, Limiter } from './limits/limiter.js';
+import { MemoryLimiter } from './limits/memory-limiter.js';
 
 export interface LoginThrottleOptions {
   /** Failed logins per source within the window before the source is refused; 0 = off. */
@@ -30,9 +35,11 @@ export interface LoginThrottleOptions {
   deviceAlarmThreshold?: number;
   /** Accepted connects per device per minute; 0 = off. */
   deviceConnectRatePerMinute: number;
-  /** Injected clock (ms). */
+  /** Where the counts are kept; default an in-memory limiter with `now` and `maxKeys`. */
+  limiter?: Limiter;
+  /** Injected clock (ms) of the default in-memory limiter. */
   now?: () => number;
-  /** Bound on tracked sources and devices each; expired entries are swept when reached. */
+  /** Bound on tracked sources and devices each (in-memory limiter); expired entries are swept when reached. */
   maxKeys?: number;
   onEvent?: (event: ThrottleEvent) => void;
 }
@@ -54,168 +61,82 @@ export type ThrottleEvent =
  */
 export type SourceCheck = { ok: true } | { ok: false; retryAfterMs: number; firstRefusal: boolean };
 
-interface Window {
-  count: number;
-  start: number;
-  /** The device alarm fires once per window. */
-  alarmed?: boolean;
-}
-
-interface Cooldown {
-  until: number;
-  /** Attempts refused during this cool-down. */
-  refused: number;
-}
-
-interface Bucket {
-  tokens: number;
-  at: number;
-}
-
 const DEFAULT_MAX_KEYS = 100_000;
 
 export class LoginThrottle {
-  private readonly sourceFailures = new Map<string, Window>();
-  private readonly cooldowns = new Map<string, Cooldown>();
-  private readonly deviceFailures = new Map<string, Window>();
-  private readonly connectBuckets = new Map<string, Bucket>();
-  private readonly now: () => number;
-  private readonly maxKeys: number;
+  readonly limiter: Limiter;
   private readonly deviceAlarmThreshold: number;
+  private readonly sourceSpec: CooldownSpec | undefined;
+  private readonly deviceSpec: CounterSpec | undefined;
+  private readonly connectSpec: BucketSpec | undefined;
 
   constructor(private readonly opts: LoginThrottleOptions) {
     for (const k of ['failThreshold', 'failWindowMs', 'cooldownMs', 'deviceConnectRatePerMinute'] as const) {
       if (!(opts[k] >= 0) || !Number.isFinite(opts[k])) throw new RangeError(`${k} must be a finite number >= 0`);
     }
-    this.now = opts.now ?? (() => performance.now());
-    this.maxKeys = opts.maxKeys ?? DEFAULT_MAX_KEYS;
+    // A bound set here applies to each limit; unset, the limiter's own default does.
+    const maxKeys = opts.maxKeys;
+    this.limiter = opts.limiter ?? new MemoryLimiter({ now: opts.now, maxKeys: maxKeys ?? DEFAULT_MAX_KEYS });
     this.deviceAlarmThreshold = opts.deviceAlarmThreshold ?? opts.failThreshold;
+    // A window or cool-down of 0 ms (only ever in tests of rule 3) is 1 ms to the limiter.
+    const windowMs = Math.max(1, opts.failWindowMs);
+    if (opts.failThreshold > 0) this.sourceSpec = { name: 'login.source', threshold: opts.failThreshold, windowMs, cooldownMs: Math.max(1, opts.cooldownMs), maxKeys };
+    if (this.deviceAlarmThreshold > 0) this.deviceSpec = { name: 'login.device', windowMs, maxKeys };
+    const rate = opts.deviceConnectRatePerMinute;
+    if (rate > 0) this.connectSpec = { name: 'connect.device', ratePerSecond: rate / 60, burst: rate, maxKeys };
   }
 
   /** Whether a login from this address may be verified at all. */
-  checkSource(remoteAddress: string | null | undefined): SourceCheck {
-    if (this.opts.failThreshold === 0) return { ok: true };
+  async checkSource(remoteAddress: string | null | undefined): Promise<SourceCheck> {
+    if (!this.sourceSpec) return { ok: true };
     const source = sourceKey(remoteAddress);
     if (source === undefined) return { ok: true };
-    const c = this.cooldowns.get(source);
-    if (!c) return { ok: true };
-    const t = this.now();
-    if (t >= c.until) {
-      this.cooldowns.delete(source);
-      return { ok: true };
-    }
-    c.refused++;
-    return { ok: false, retryAfterMs: c.until - t, firstRefusal: c.refused === 1 };
+    const c = await this.limiter.checkCooldown(this.sourceSpec, source);
+    return c.ok ? c : { ok: false, retryAfterMs: c.retryAfterMs, firstRefusal: c.refusals === 1 };
   }
 
   /**
    * A failed login (wrong secret, unknown device or product, bad token): counts against the
    * source (may start its cool-down) and the claimed device (may raise the alarm).
    */
-  recordFailure(remoteAddress: string | null | undefined, device?: DeviceRef): void {
-    const t = this.now();
+  async recordFailure(remoteAddress: string | null | undefined, device?: DeviceRef): Promise<void> {
     const source = sourceKey(remoteAddress);
+    const sourceSpec = this.sourceSpec;
+    const deviceSpec = this.deviceSpec;
     // A source in its cool-down is refused before verification anyway; a failure reported for
     // it all the same (a request refused before the gate, e.g. an unreadable body) must not
-    // start a new cool-down and announce it again: one audit entry per cool-down.
-    const cooling = source !== undefined && (this.cooldowns.get(source)?.until ?? -Infinity) > t;
-    if (this.opts.failThreshold > 0 && source !== undefined && !cooling) {
-      const w = this.bump(this.sourceFailures, source, t);
-      if (w.count >= this.opts.failThreshold) {
-        this.sourceFailures.delete(source);
-        if (this.cooldowns.size >= this.maxKeys) this.sweepCooldowns(t);
-        this.cooldowns.set(source, { until: t + this.opts.cooldownMs, refused: 0 });
-        this.opts.onEvent?.({ type: 'source_throttled', source, failures: w.count, cooldownMs: this.opts.cooldownMs });
-      }
-    }
+    // start a new cool-down and announce it again (the limiter does not count it): one audit
+    // entry per cool-down.
+    const bySource = sourceSpec && source !== undefined ? this.limiter.recordFailure(sourceSpec, source) : undefined;
     // Names longer than any valid one cannot be a device: not worth a key (and not 64 KiB of memory each).
-    if (device && this.deviceAlarmThreshold > 0 && device.productKey.length <= 64 && device.deviceName.length <= 128) {
-      const w = this.bump(this.deviceFailures, deviceKey(device), t);
-      if (w.count >= this.deviceAlarmThreshold && !w.alarmed) {
-        w.alarmed = true;
-        this.opts.onEvent?.({ type: 'device_failures', device, failures: w.count, source: source ?? '' });
-      }
-    }
+    const tracked = device && deviceSpec && device.productKey.length <= 64 && device.deviceName.length <= 128 ? device : undefined;
+    const byDevice = tracked && deviceSpec ? this.limiter.increment(deviceSpec, deviceKey(tracked)) : undefined;
+    const [s, d] = await Promise.all([bySource, byDevice]);
+    if (s?.state === 'tripped') this.opts.onEvent?.({ type: 'source_throttled', source: source!, failures: s.failures, cooldownMs: this.opts.cooldownMs });
+    // Once per window: the count passes the threshold exactly once.
+    if (tracked && d === this.deviceAlarmThreshold) this.opts.onEvent?.({ type: 'device_failures', device: tracked, failures: d, source: source ?? '' });
   }
 
   /** A login that passed verification: the device's failure count starts over. */
-  recordSuccess(device: DeviceRef): void {
-    this.deviceFailures.delete(deviceKey(device));
+  async recordSuccess(device: DeviceRef): Promise<void> {
+    if (this.deviceSpec) await this.limiter.reset(this.deviceSpec, deviceKey(device));
   }
 
   /**
    * Takes one of the device's connects for this minute; false = over the rate (the caller
    * refuses this connect; the device's earlier session is untouched).
    */
-  takeDeviceConnect(device: DeviceRef, remoteAddress?: string | null): boolean {
-    const rate = this.opts.deviceConnectRatePerMinute;
-    if (rate === 0) return true;
-    const t = this.now();
-    const key = deviceKey(device);
-    const perMs = rate / 60_000;
-    let b = this.connectBuckets.get(key);
-    if (!b) {
-      if (this.connectBuckets.size >= this.maxKeys) this.sweepBuckets(t);
-      b = { tokens: rate, at: t };
-      this.connectBuckets.set(key, b);
-    } else {
-      b.tokens = Math.min(rate, b.tokens + (t - b.at) * perMs);
-      b.at = t;
-    }
-    if (b.tokens < 1) {
-      this.opts.onEvent?.({ type: 'device_connect_rate', device, source: sourceKey(remoteAddress) ?? '' });
-      return false;
-    }
-    b.tokens -= 1;
-    return true;
+  async takeDeviceConnect(device: DeviceRef, remoteAddress?: string | null): Promise<boolean> {
+    if (!this.connectSpec) return true;
+    const r = await this.limiter.take(this.connectSpec, deviceKey(device));
+    if (r.ok) return true;
+    this.opts.onEvent?.({ type: 'device_connect_rate', device, source: sourceKey(remoteAddress) ?? '' });
+    return false;
   }
 
   /** Sources currently refused (for tests and diagnostics). */
-  throttledSources(): string[] {
-    const t = this.now();
-    return [...this.cooldowns].filter(([, c]) => c.until > t).map(([s]) => s);
-  }
-
-  private bump(map: Map<string, Window>, key: string, t: number): Window {
-    let w = map.get(key);
-    if (!w || t - w.start >= this.opts.failWindowMs) {
-      if (!w && map.size >= this.maxKeys) this.sweepWindows(map, t);
-      w = { count: 0, start: t };
-      map.set(key, w);
-    }
-    w.count++;
-    return w;
-  }
-
-  private sweepWindows(map: Map<string, Window>, t: number): void {
-    for (const [k, w] of map) if (t - w.start >= this.opts.failWindowMs) map.delete(k);
-    // Still full (a flood of distinct keys within one window): drop the oldest half rather
-    // than grow without bound; under such a flood the source rule is what protects.
-    if (map.size >= this.maxKeys) {
-      let n = Math.floor(map.size / 2);
-      for (const k of map.keys()) {
-        if (n-- <= 0) break;
-        map.delete(k);
-      }
-    }
-  }
-
-  private sweepCooldowns(t: number): void {
-    for (const [k, c] of this.cooldowns) if (c.until <= t) this.cooldowns.delete(k);
-  }
-
-  private sweepBuckets(t: number): void {
-    const rate = this.opts.deviceConnectRatePerMinute;
-    for (const [k, b] of this.connectBuckets) {
-      if (b.tokens + ((t - b.at) * rate) / 60_000 >= rate) this.connectBuckets.delete(k);
-    }
-    if (this.connectBuckets.size >= this.maxKeys) {
-      let n = Math.floor(this.connectBuckets.size / 2);
-      for (const k of this.connectBuckets.keys()) {
-        if (n-- <= 0) break;
-        this.connectBuckets.delete(k);
-      }
-    }
+  async throttledSources(): Promise<string[]> {
+    return this.sourceSpec ? this.limiter.cooling(this.sourceSpec) : [];
   }
 }
 

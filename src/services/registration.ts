@@ -22,7 +22,8 @@ import { buildSignContent, constantTimeEquals, parseSignMethod, verifySignature 
 import type { Logger } from '../logger.js';
 import type { Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
-import { KeyedTokenBucket } from './rate-limiter.js';
+import type { BucketSpec, Limiter } from './limits/limiter.js';
+import { MemoryLimiter } from './limits/memory-limiter.js';
 import { sourceKey } from './login-throttle.js';
 import type { LogLimiter } from './log-limiter.js';
 import type { AuditLog } from './audit.js';
@@ -84,7 +85,12 @@ export interface RegistrationOptions {
   ratePerSourcePerSecond?: number;
   /** Product device limit when the product sets none. */
   defaultDeviceLimit: number;
+  /** Where the buckets are kept (shared through Redis in a cluster); default in this process. */
+  limiter?: Limiter;
 }
+
+/** Buckets kept in memory per limit before full ones are swept. */
+const REGISTRATION_MAX_KEYS = 10_000;
 
 /** Longest `random` accepted: C SDKs send a uint32, Python 15 characters; 128 leaves room. */
 export const MAX_RANDOM_LENGTH = 128;
@@ -110,8 +116,9 @@ interface VerifiedRequest {
 export type ProductSource = (productKey: string) => Promise<Product | undefined>;
 
 export class RegistrationService {
-  private readonly limiter: KeyedTokenBucket;
-  private readonly sourceLimiter: KeyedTokenBucket | undefined;
+  private readonly limiter: Limiter;
+  private readonly productBucket: BucketSpec;
+  private readonly sourceBucket: BucketSpec | undefined;
   /** The pre-registration-free credential slots (also the operator's list/revoke). */
   readonly slots: RegnwlSlots;
   /** Set by createServices: decisions go to the batched audit log and the registration metrics; refusal lines through the log limiter. */
@@ -131,8 +138,12 @@ export class RegistrationService {
     private readonly logger?: Logger,
     private readonly now: () => Date = () => new Date(),
   ) {
-    this.limiter = new KeyedTokenBucket({ ratePerSecond: opts.ratePerSecond });
-    this.sourceLimiter = opts.ratePerSourcePerSecond ? new KeyedTokenBucket({ ratePerSecond: opts.ratePerSourcePerSecond }) : undefined;
+    if (!(opts.ratePerSecond > 0)) throw new RangeError('ratePerSecond must be > 0');
+    this.limiter = opts.limiter ?? new MemoryLimiter();
+    // Burst twice the rate (config.registrationRatePerSecond documents 2x).
+    this.productBucket = { name: 'register.product', ratePerSecond: opts.ratePerSecond, burst: Math.max(1, opts.ratePerSecond * 2), maxKeys: REGISTRATION_MAX_KEYS };
+    const perSource = opts.ratePerSourcePerSecond;
+    this.sourceBucket = perSource ? { name: 'register.source', ratePerSecond: perSource, burst: Math.max(1, perSource * 2), maxKeys: REGISTRATION_MAX_KEYS } : undefined;
     this.slots = new RegnwlSlots(store, events, now);
   }
 
@@ -184,10 +195,10 @@ export class RegistrationService {
       throw new ThingAuthError('BAD_SIGNATURE', 'sign does not match: HMAC over deviceName, productKey, random with the ProductSecret', { field: 'sign' });
     }
     const source = sourceKey(req.transport.sourceAddress);
-    if (this.sourceLimiter && source !== undefined && !this.sourceLimiter.tryTake(source)) {
+    if (this.sourceBucket && source !== undefined && !(await this.limiter.take(this.sourceBucket, source)).ok) {
       throw new ThingAuthError('RATE_LIMITED', 'too many registration requests from this address; retry later');
     }
-    if (!this.limiter.tryTake(productKey)) {
+    if (!(await this.limiter.take(this.productBucket, productKey)).ok) {
       throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${productKey}; retry later`);
     }
     return { product, deviceName, random };

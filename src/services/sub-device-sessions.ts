@@ -31,6 +31,8 @@ import type { DeviceRef, RegistryEvents } from './events.js';
 import { gatewayActor, outcomeAuditEntries, type AuditedOutcome } from './sub-device-audit.js';
 import { refOf, type TopologyService } from './topology.js';
 import { PREVIOUS_SECRET_REASON } from '../core/secret-rotation.js';
+import type { Limiter, SlidingWindowSpec } from './limits/limiter.js';
+import { MemoryLimiter } from './limits/memory-limiter.js';
 
 /** One live gateway connection as the broker edge exposes it. */
 export interface GatewayLink {
@@ -65,6 +67,8 @@ export interface SubDeviceSessionOptions {
   /** Logins per sub-device per window (spec 4.6: 5 per minute); above it 429. */
   loginsPerWindow?: number;
   loginWindowMs?: number;
+  /** Where the login window is kept (shared through Redis in a cluster); default in this process. */
+  limiter?: Limiter;
 }
 
 /** At most this many entries in batch_login / batch_logout (spec 4.8). */
@@ -87,14 +91,23 @@ function loginSuccessMessage(checked: { viaPrevious: boolean }): string {
   return checked.viaPrevious ? PREVIOUS_SECRET_REASON : 'success';
 }
 
+/**
+ * The sub-device's key in the login window: its ProductKey and DeviceName, which every node
+ * knows it by (an IotId is made by the store that created the device).
+ */
+function loginWindowKey(sub: Device): string {
+  return `${sub.productKey}&${sub.deviceName}`;
+}
+
 export class SubDeviceSessionService {
   /** Set by createServices: decisions go to the batched audit log and the login metrics. */
   observers?: { audit: AuditLog; metrics: Metrics };
   private readonly links = new Map<GatewayLink, LinkState>();
   /** Sub-device IotId -> the link it is logged in through. */
   private readonly owner = new Map<string, LinkState>();
-  /** Sub-device IotId -> times (ms) of its recent successful logins. */
-  private readonly recentLogins = new Map<string, number[]>();
+  /** Per sub-device: times of its recent successful logins (sliding window). */
+  private readonly limiter: Limiter;
+  private readonly loginWindow: SlidingWindowSpec;
   private readonly loginsPerWindow: number;
   private readonly windowMs: number;
   private noticeSeq = 0;
@@ -110,6 +123,8 @@ export class SubDeviceSessionService {
   ) {
     this.loginsPerWindow = opts.loginsPerWindow ?? 5;
     this.windowMs = opts.loginWindowMs ?? 60_000;
+    this.limiter = opts.limiter ?? new MemoryLimiter();
+    this.loginWindow = { name: 'login.sub-device', windowMs: this.windowMs, maxKeys: 200_000 };
     // Prepended so a sub-device gets its notice before any other listener (the broker's
     // kick) takes the session away without saying why.
     events.prependListener('device.disabled', (ref) => this.endSession(ref.iotId, C.DISABLED, 'sub-device disabled'));
@@ -320,7 +335,7 @@ export class SubDeviceSessionService {
     const sign = checkSubDeviceSignRotating(entry, sub, this.now().getTime(), { exclude: LOGIN_UNSIGNED, methodOverride });
     if (!sign.ok) return { code: sign.reason === 'bad-sign' ? C.LOGIN_SIGN_ERROR : C.PARAM_ERROR, message: sign.message };
     if (sub.gatewayIotId !== gateway.iotId) return { code: C.NOT_IN_TOPOLOGY, message: 'sub-device is not in this gateway\'s topology; add it with thing/topo/add first' };
-    if (this.recentLoginCount(sub.iotId) >= this.loginsPerWindow) {
+    if ((await this.limiter.windowCount(this.loginWindow, loginWindowKey(sub))) >= this.loginsPerWindow) {
       return { code: C.RATE_LIMITED, message: `more than ${this.loginsPerWindow} logins of this sub-device within ${this.windowMs / 1000} s; retry later` };
     }
     if (sign.secret === 'previous') {
@@ -342,23 +357,10 @@ export class SubDeviceSessionService {
     return undefined;
   }
 
-  private recentLoginCount(iotId: string): number {
-    const times = this.recentLogins.get(iotId);
-    if (!times) return 0;
-    const since = Date.now() - this.windowMs;
-    while (times.length > 0 && times[0]! <= since) times.shift();
-    if (times.length === 0) this.recentLogins.delete(iotId);
-    return times.length;
-  }
-
-  private recordLogin(iotId: string): void {
-    if (this.recentLogins.size > 200_000) {
-      // Bound memory: forget sub-devices whose window has passed.
-      for (const key of [...this.recentLogins.keys()]) this.recentLoginCount(key);
-    }
-    const times = this.recentLogins.get(iotId);
-    if (times) times.push(Date.now());
-    else this.recentLogins.set(iotId, [Date.now()]);
+  private recordLogin(sub: Device): void {
+    // Not awaited: the in-memory limiter counts it at once, Redis in command order; a
+    // limiter never rejects (a Redis outage falls back to memory), the catch is for bugs.
+    this.limiter.windowAdd(this.loginWindow, loginWindowKey(sub)).catch((e) => this.logger?.warn({ err: e }, 'sub-device login not counted'));
   }
 
   /** Makes the logins live: state, ACL, presence, and a 427 notice to a gateway that loses one. */
@@ -380,7 +382,7 @@ export class SubDeviceSessionService {
       this.owner.set(sub.iotId, state);
       link.actFor(ref);
       this.presence.markOnline(ref);
-      this.recordLogin(sub.iotId);
+      this.recordLogin(sub);
     }
   }
 

@@ -123,6 +123,24 @@ describe('config', () => {
     assert.match(bad({ presenceLeaseSeconds: '0' }), /THINGAUTH_PRESENCE_LEASE_SECONDS .*whole number from 1 to 3600/);
   });
 
+  it('THINGAUTH_REDIS_URL: unset by default; redis:// and rediss:// accepted; anything else refused without echoing the URL (issue 14)', () => {
+    assert.equal(loadConfig({}).redisUrl, undefined);
+    const pg = 'postgres://thingauth:pw@db.example:5432/thingauth';
+    assert.equal(loadConfig({ redisUrl: 'redis://127.0.0.1:6379', databaseUrl: pg }).redisUrl, 'redis://127.0.0.1:6379');
+    assert.equal(loadConfig({ redisUrl: 'rediss://user:pw@redis.example:6380/2', databaseUrl: pg }).redisUrl, 'rediss://user:pw@redis.example:6380/2');
+    assert.equal(loadConfig({ redisUrl: 'redis://r:6379', databaseUrl: pg }).presenceLeaseSeconds, 10, 'a cluster notices a dead node within 15 s');
+    assert.match(problemsOf({ redisUrl: 'redis://127.0.0.1:6379' }).join('\n'), /THINGAUTH_REDIS_URL .*set THINGAUTH_DATABASE_URL=postgres/);
+    assert.equal(configInputFromEnv({ THINGAUTH_REDIS_URL: 'redis://r:6379' }).redisUrl, 'redis://r:6379');
+    const bad = (raw: string) => problemsOf({ redisUrl: raw }).join('\n');
+    assert.match(bad('http://user:s3cretpw@redis.example'), /THINGAUTH_REDIS_URL \(--redis-url\) must start with redis:\/\/ or rediss:\/\//);
+    assert.match(bad('redis.example:6379'), /THINGAUTH_REDIS_URL .*(must be a URL|must start with redis)/);
+    assert.match(bad('redis://:s3cretpw@redis.example:99999'), /must be a URL/);
+    assert.match(bad('redis://:s3cretpw@redis.example/db1'), /database must be a number/);
+    for (const raw of ['http://user:s3cretpw@redis.example', 'redis://:s3cretpw@redis.example:99999', 'redis://:s3cretpw@redis.example/db1']) {
+      assert.ok(!bad(raw).includes('s3cretpw'), 'no password in the message');
+    }
+  });
+
   it('reports every problem at once', () => {
     const problems = problemsOf({ httpPort: 'a', mqttPort: 'b', deviceLimit: '0', adminToken: 'x' });
     assert.equal(problems.length, 4);

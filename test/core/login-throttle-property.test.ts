@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { LoginThrottle, sourceKey, type ThrottleEvent } from '../../src/services/login-throttle.js';
+import { MemoryLimiter } from '../../src/services/limits/memory-limiter.js';
 import { timestampOutsideWindow } from '../../src/core/timestamp-window.js';
 
 const RUNS = { numRuns: 300 };
@@ -16,9 +17,9 @@ type Step = { dt: number; kind: 'fail' | 'ok' | 'check'; source: string; device:
 const step: fc.Arbitrary<Step> = fc.record({ dt: fc.integer({ min: 0, max: 5_000 }), kind: fc.constantFrom('fail', 'ok', 'check'), source, device });
 
 describe('LoginThrottle', () => {
-  it('a source is refused iff `threshold` failures fell in one window and its cool-down still runs (model check)', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 6 }), fc.array(step, { maxLength: 120 }), (threshold, steps) => {
+  it('a source is refused iff `threshold` failures fell in one window and its cool-down still runs (model check)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.array(step, { maxLength: 120 }), async (threshold, steps) => {
         let t = 0;
         const events: ThrottleEvent[] = [];
         const th = new LoginThrottle({ failThreshold: threshold, failWindowMs: 10_000, cooldownMs: 7_000, deviceConnectRatePerMinute: 0, now: () => t, onEvent: (e) => events.push(e) });
@@ -30,12 +31,12 @@ describe('LoginThrottle', () => {
           const m = model.get(key) ?? { count: 0, start: -Infinity, until: -Infinity };
           model.set(key, m);
           const refused = t < m.until;
-          const check = th.checkSource(s.source);
+          const check = await th.checkSource(s.source);
           assert.equal(!check.ok, refused, `t=${t} ${s.source}`);
           if (!check.ok) assert.equal(check.retryAfterMs, m.until - t);
           if (refused) continue; // the edges refuse before verifying: nothing else is recorded
           if (s.kind === 'fail') {
-            th.recordFailure(s.source, s.device);
+            await th.recordFailure(s.source, s.device);
             if (t - m.start >= 10_000) {
               m.count = 0;
               m.start = t;
@@ -47,7 +48,7 @@ describe('LoginThrottle', () => {
               m.start = -Infinity;
             }
           } else if (s.kind === 'ok') {
-            th.recordSuccess(s.device);
+            await th.recordSuccess(s.device);
           }
         }
         const throttledEvents = events.filter((e) => e.type === 'source_throttled');
@@ -57,77 +58,80 @@ describe('LoginThrottle', () => {
     );
   });
 
-  it('failures counted against a device never refuse a login from a clean source, whatever their number', () => {
-    fc.assert(
-      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), source), { maxLength: 200 }), (fails) => {
+  it('failures counted against a device never refuse a login from a clean source, whatever their number', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.integer({ min: 0, max: 3_000 }), source), { maxLength: 200 }), async (fails) => {
         let t = 0;
         const th = new LoginThrottle({ failThreshold: 3, failWindowMs: 60_000, cooldownMs: 60_000, deviceConnectRatePerMinute: 5, now: () => t });
         const dev = { productKey: 'pk', deviceName: 'victim' };
         for (const [dt, s] of fails) {
           t += dt;
-          th.recordFailure(s, dev);
+          await th.recordFailure(s, dev);
         }
-        assert.deepEqual(th.checkSource('192.0.2.77'), { ok: true });
-        assert.equal(th.takeDeviceConnect(dev, '192.0.2.77'), true);
+        assert.deepEqual(await th.checkSource('192.0.2.77'), { ok: true });
+        assert.equal(await th.takeDeviceConnect(dev, '192.0.2.77'), true);
       }),
       RUNS,
     );
   });
 
-  it('the device alarm fires once per window when failures reach the threshold, and a success starts over', () => {
+  it('the device alarm fires once per window when failures reach the threshold, and a success starts over', async () => {
     let t = 0;
     const events: ThrottleEvent[] = [];
     const th = new LoginThrottle({ failThreshold: 0, deviceAlarmThreshold: 3, failWindowMs: 1_000, cooldownMs: 1_000, deviceConnectRatePerMinute: 0, now: () => t, onEvent: (e) => events.push(e) });
     const dev = { productKey: 'pk', deviceName: 'd' };
-    for (let i = 0; i < 5; i++) th.recordFailure('10.0.0.9', dev);
+    for (let i = 0; i < 5; i++) await th.recordFailure('10.0.0.9', dev);
     assert.equal(events.filter((e) => e.type === 'device_failures').length, 1);
-    th.recordSuccess(dev);
-    th.recordFailure('10.0.0.9', dev);
-    th.recordFailure('10.0.0.9', dev);
+    await th.recordSuccess(dev);
+    await th.recordFailure('10.0.0.9', dev);
+    await th.recordFailure('10.0.0.9', dev);
     assert.equal(events.length, 1);
-    th.recordFailure('10.0.0.9', dev);
+    await th.recordFailure('10.0.0.9', dev);
     assert.equal(events.length, 2);
     // failThreshold 0: sources are never throttled.
-    assert.deepEqual(th.checkSource('10.0.0.9'), { ok: true });
+    assert.deepEqual(await th.checkSource('10.0.0.9'), { ok: true });
     t += 1_000;
     // Absurdly long names are not tracked (no 64 KiB keys).
-    th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
-    th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
-    th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
+    await th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
+    await th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
+    await th.recordFailure('10.0.0.9', { productKey: 'pk', deviceName: 'x'.repeat(65_536) });
     assert.equal(events.length, 2);
   });
 
-  it('accepted connects per device never exceed rate + rate * elapsed minutes (token bucket)', () => {
-    fc.assert(
-      fc.property(fc.integer({ min: 1, max: 10 }), fc.array(fc.integer({ min: 0, max: 20_000 }), { maxLength: 150 }), (rate, gaps) => {
+  it('accepted connects per device never exceed rate + rate * elapsed minutes (token bucket)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 10 }), fc.array(fc.integer({ min: 0, max: 20_000 }), { maxLength: 150 }), async (rate, gaps) => {
         let t = 0;
         const th = new LoginThrottle({ failThreshold: 0, failWindowMs: 1, cooldownMs: 1, deviceConnectRatePerMinute: rate, now: () => t });
         const dev = { productKey: 'pk', deviceName: 'flap' };
         let accepted = 0;
         for (const g of gaps) {
           t += g;
-          if (th.takeDeviceConnect(dev)) accepted++;
+          if (await th.takeDeviceConnect(dev)) accepted++;
         }
         assert.ok(accepted <= rate + (rate * t) / 60_000 + 1e-9, `${accepted} > ${rate} + ${(rate * t) / 60_000}`);
         // Another device has its own budget.
-        assert.equal(th.takeDeviceConnect({ productKey: 'pk', deviceName: 'other' }), true);
+        assert.equal(await th.takeDeviceConnect({ productKey: 'pk', deviceName: 'other' }), true);
       }),
       RUNS,
     );
     const off = new LoginThrottle({ failThreshold: 0, failWindowMs: 1, cooldownMs: 1, deviceConnectRatePerMinute: 0, now: () => 0 });
-    for (let i = 0; i < 1_000; i++) assert.equal(off.takeDeviceConnect({ productKey: 'pk', deviceName: 'd' }), true);
+    for (let i = 0; i < 1_000; i++) assert.equal(await off.takeDeviceConnect({ productKey: 'pk', deviceName: 'd' }), true);
   });
 
-  it('memory stays bounded under a flood of distinct sources and devices', () => {
+  it('memory stays bounded under a flood of distinct sources and devices', async () => {
     let t = 0;
-    const th = new LoginThrottle({ failThreshold: 2, failWindowMs: 60_000, cooldownMs: 60_000, deviceConnectRatePerMinute: 5, maxKeys: 1_000, now: () => t });
+    const limiter = new MemoryLimiter({ now: () => t, maxKeys: 1_000 });
+    const th = new LoginThrottle({ failThreshold: 2, failWindowMs: 60_000, cooldownMs: 60_000, deviceConnectRatePerMinute: 5, limiter });
     for (let i = 0; i < 20_000; i++) {
       t += 1;
-      th.recordFailure(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, { productKey: 'pk', deviceName: `d${i}` });
-      th.takeDeviceConnect({ productKey: 'pk', deviceName: `d${i}` });
+      await th.recordFailure(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, { productKey: 'pk', deviceName: `d${i}` });
+      await th.takeDeviceConnect({ productKey: 'pk', deviceName: `d${i}` });
     }
-    const internals = th as unknown as Record<string, Map<unknown, unknown>>;
-    for (const k of ['sourceFailures', 'deviceFailures', 'connectBuckets', 'cooldowns']) assert.ok(internals[k]!.size <= 1_000, `${k}: ${internals[k]!.size}`);
+    // Each limit (source windows, device counters, connect buckets, cool-downs) within its bound.
+    const sizes = limiter.sizes();
+    for (const [k, n] of Object.entries(sizes)) assert.ok(n <= 1_000, `${k}: ${n}`);
+    assert.ok(sizes.windows > 0 && sizes.counters > 0 && sizes.buckets > 0, JSON.stringify(sizes));
   });
 });
 

@@ -49,7 +49,7 @@ if ('skip' in started) {
       assert.equal(r.body.redis, 'up');
       assert.deepEqual(r.body.nodes.map((n: { nodeId: string }) => n.nodeId), ['node-a', 'node-b', 'node-c']);
       const health = await fetch(`${a.api}/healthz`).then((res) => res.json());
-      assert.deepEqual(health, { status: 'ok', nodeId: 'node-a', redis: 'up' });
+      assert.deepEqual(health, { status: 'ok', nodeId: 'node-a', redis: 'up', limits: 'shared' });
     });
 
     it("a device's publish on A reaches an application on B; B's command reaches the device on A", async () => {

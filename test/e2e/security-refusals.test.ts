@@ -196,7 +196,7 @@ describe('registration rate limits cannot be drained without the ProductSecret (
     // The source is throttled now: a correct registration from it is refused (CONNACK 5) ...
     const good = registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'mdev1', authType: 'register' });
     assert.equal(await connackFrom(server, source, good, 'tls'), 5);
-    assert.ok(server.running.ctx.services.loginThrottle.throttledSources().includes(source));
+    assert.ok((await server.running.ctx.services.loginThrottle.throttledSources()).includes(source));
     // ... and accepted from another.
     assert.equal(await connackFrom(server, '127.0.0.1', registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'mdev1', authType: 'register' }), 'tls'), 0);
   });
@@ -225,7 +225,7 @@ describe('one refusal kind decides the throttle, not the wording of a reason (is
       const c = registrationConnect({ productKey: pk, productSecret: PS, deviceName: 'disabled-cam', authType: 'register' });
       assert.equal(await connackFrom(server, source, c, 'tls'), 4, `attempt ${i}`);
     }
-    assert.ok(server.running.ctx.services.loginThrottle.throttledSources().includes(source));
+    assert.ok((await server.running.ctx.services.loginThrottle.throttledSources()).includes(source));
     const after = metricValue(await metricsText(server), 'thingauth_logins_total', { channel: 'mqtt', result: 'refused', reason: 'unknown_device' });
     assert.equal(after - before, THRESHOLD);
   });
@@ -428,7 +428,7 @@ describe('an application\'s raw appSecret needs TLS (issue 11 item 12)', () => {
 
   it('raw-secret refusals are not credential failures: the source is not throttled by them', async () => {
     for (let i = 0; i < 4; i++) assert.equal((await connectRefusal(server, 'mqtt', raw(`raw-again-${i}`))).code, 5);
-    assert.deepEqual(server.running.ctx.services.loginThrottle.throttledSources(), []);
+    assert.deepEqual(await server.running.ctx.services.loginThrottle.throttledSources(), []);
     await endClient(await connectClient(server, 'mqtt', signed('signed-after')));
   });
 });

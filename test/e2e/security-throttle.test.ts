@@ -165,7 +165,7 @@ describe('brute force and floods', () => {
     const ok = await connectFrom(server, source, signedConnect(d));
     assert.equal(ok.code, 0);
     ok.client!.end(true);
-    assert.deepEqual(server.running.ctx.services.loginThrottle.throttledSources(), []);
+    assert.deepEqual(await server.running.ctx.services.loginThrottle.throttledSources(), []);
   });
 
   it('accepted connects per device are limited per minute; other devices are unaffected; the refusal is on the device record', async () => {

@@ -97,10 +97,13 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
       }
       dbOk = await dbCheck.ok;
     }
-    if (cluster.draining) return reply.code(503).send({ status: 'draining', ...node });
-    if (!dbOk) return { status: 'degraded', database: 'unavailable', ...node };
-    if (cluster.redis === 'down') return { status: 'degraded', ...node };
-    return { status: 'ok', ...node };
+    // With THINGAUTH_REDIS_URL: "shared" while the limits are in Redis; "local" (degraded)
+    // while Redis does not answer and this node counts alone (services/limits/shared-limiter.ts).
+    const limitsMode = ctx.services.limiter.health().mode;
+    const limits = limitsMode === 'memory' ? {} : { limits: limitsMode === 'redis' ? 'shared' : 'local: redis unavailable' };
+    if (cluster.draining) return reply.code(503).send({ status: 'draining', ...node, ...limits });
+    const degraded = !dbOk || cluster.redis === 'down' || limitsMode === 'fallback';
+    return { status: degraded ? 'degraded' : 'ok', ...(dbOk ? {} : { database: 'unavailable' }), ...node, ...limits };
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

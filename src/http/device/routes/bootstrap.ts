@@ -83,14 +83,14 @@ export async function bootstrapRoutes(app: FastifyInstance, ctx: AppContext): Pr
         ctx.services.audit.record({ action: 'bootstrap.https', actor: 'device', productKey, deviceName, sourceAddress: req.ip, result, reason });
 
       const throttle = ctx.services.loginThrottle;
-      const gate = throttle.checkSource(req.ip);
+      const gate = await throttle.checkSource(req.ip);
       if (!gate.ok) {
         const reason = `source throttled: too many failed requests from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
         audit('deny', reason);
         return send(reply, bootstrapRefusal(ErrorKinds.RATE_LIMITED.alink, reason));
       }
       if (!(await ctx.services.bootstrap.admits(productKey, deviceName))) {
-        throttle.recordFailure(req.ip, { productKey, deviceName });
+        await throttle.recordFailure(req.ip, { productKey, deviceName });
         audit('deny', 'unknown product or device, or device disabled');
         return send(reply, REFUSAL);
       }

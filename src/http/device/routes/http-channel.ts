@@ -88,7 +88,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       const claimed = { actor: `${fields.deviceName}&${fields.productKey}`, productKey: fields.productKey, deviceName: fields.deviceName, sourceAddress: req.ip };
       // Brute-force limits (services/login-throttle.ts), as for MQTT CONNECT.
       const throttle = ctx.services.loginThrottle;
-      const gate = throttle.checkSource(req.ip);
+      const gate = await throttle.checkSource(req.ip);
       if (!gate.ok) {
         const reason = `source throttled: too many failed logins from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
         // One audit entry per cool-down, not one per attempt (issue 11 item 11); the metrics count them all.
@@ -108,7 +108,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       if (!result.ok) {
         const refusal = REFUSALS[result.refusal];
         if (countsAgainstSource(result.refusal, 'login')) {
-          throttle.recordFailure(req.ip, { productKey: fields.productKey!, deviceName: fields.deviceName! });
+          await throttle.recordFailure(req.ip, { productKey: fields.productKey!, deviceName: fields.deviceName! });
         }
         ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'deny', reason: result.reason });
         ctx.services.metrics.login('https', 'refused', refusal.label);
@@ -116,7 +116,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${result.reason}`, `${req.protocol} ${req.ip}`);
         return send(reply, refusal.httpChannel, refusal.httpChannel === HTTP_CHANNEL_CODES.PARAM ? 'unsupported signmethod' : 'auth check error');
       }
-      throttle.recordSuccess(result.device);
+      await throttle.recordSuccess(result.device);
       const viaPrevious = result.secret === 'previous';
       ctx.services.audit.record({ action: 'http.auth', ...claimed, result: 'allow', reason: `over ${req.protocol}${viaPrevious ? `; ${PREVIOUS_SECRET_REASON}` : ''}` });
       ctx.services.metrics.login('https', 'accepted', '');

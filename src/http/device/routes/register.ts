@@ -27,7 +27,9 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
       if (isThingAuthError(err)) return sendJson(reply, errorBody(REFUSALS[refusalOfError(err)].alink, err.message));
       // Unparsable body, wrong content type, body too large: the device sent something we cannot read.
       if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-        ctx.services.loginThrottle.recordFailure(req.ip); // a refused registration like any other (issue 11 item 7)
+        // A refused registration like any other (issue 11 item 7). Not awaited in this
+        // synchronous handler; the limiter counts it in call order and never rejects on an outage.
+        ctx.services.loginThrottle.recordFailure(req.ip).catch((e) => ctx.logger.warn({ err: e }, 'failure not counted'));
         return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, `request body could not be read (${err.code ?? err.statusCode}); send productKey, deviceName, random, sign, signMethod form-encoded`));
       }
       ctx.logger.error({ err }, 'registration route failed');
@@ -37,13 +39,13 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
     scope.post(REGISTER_PATH, async (req, reply) => {
       const body = req.body;
       if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-        ctx.services.loginThrottle.recordFailure(req.ip);
+        await ctx.services.loginThrottle.recordFailure(req.ip);
         return sendJson(reply, errorBody(ErrorKinds.INVALID_ARGUMENT.alink, 'productKey is required (send productKey, deviceName, random, sign, signMethod form-encoded)'));
       }
       const f = body as Record<string, unknown>;
       // Brute-force limits (services/login-throttle.ts), as for MQTT CONNECT.
       const throttle = ctx.services.loginThrottle;
-      const gate = throttle.checkSource(req.ip);
+      const gate = await throttle.checkSource(req.ip);
       if (!gate.ok) {
         const reason = `source throttled: too many failed requests from this address; retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`;
         ctx.services.metrics.registration('register.https', 'deny');
@@ -74,7 +76,7 @@ export async function registerRoutes(app: FastifyInstance, ctx: AppContext): Pro
         // Every refusal of a registration counts against the source (core/refusals.ts, issue 11 item 7).
         if (countsAgainstSource(refusalOfError(e), 'registration')) {
           const claimed = typeof f.productKey === 'string' && typeof f.deviceName === 'string' ? { productKey: f.productKey, deviceName: f.deviceName } : undefined;
-          throttle.recordFailure(req.ip, claimed);
+          await throttle.recordFailure(req.ip, claimed);
         }
         throw e;
       }
