@@ -150,7 +150,7 @@ export interface StoredProductCa {
   createdAt: string;
 }
 
-/** One device certificate, by serial (lower-case hex). */
+/** One device certificate, by product and serial (lower-case hex). */
 export interface StoredDeviceCertificate {
   serial: string;
   iotId: string;
@@ -391,16 +391,16 @@ export interface Store {
   getProductCa(productKey: string): Promise<StoredProductCa | undefined>;
   /** Stores the CA unless the product has one; returns the one stored (racing servers agree). PRODUCT_NOT_FOUND when absent. */
   putProductCaIfAbsent(ca: StoredProductCa): Promise<StoredProductCa>;
-  /** CONFLICT when the serial exists; DEVICE_NOT_FOUND when the device does not. */
+  /** Certificates are keyed by (productKey, serial): one CA per product. CONFLICT when taken; DEVICE_NOT_FOUND when the device does not exist. */
   addDeviceCertificate(cert: StoredDeviceCertificate): Promise<void>;
-  getDeviceCertificate(serial: string): Promise<StoredDeviceCertificate | undefined>;
+  getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined>;
   /** The device's certificates, newest first. */
   listDeviceCertificates(iotId: string): Promise<StoredDeviceCertificate[]>;
   /**
    * Sets revokedAt (and the reason) unless the certificate is already revoked at or before
    * `at`; returns the certificate as stored after, undefined when the serial is unknown.
    */
-  revokeDeviceCertificate(serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined>;
+  revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined>;
   /** Serials of the product's certificates revoked at or before `asOf`, oldest revocation first. */
   listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]>;
   /**

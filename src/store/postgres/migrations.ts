@@ -155,7 +155,7 @@ CREATE TABLE product_cas (
   CHECK ((source = 'platform') = (private_key IS NOT NULL))
 );
 CREATE TABLE device_certificates (
-  serial TEXT COLLATE "C" PRIMARY KEY,
+  serial TEXT COLLATE "C" NOT NULL,
   iot_id TEXT COLLATE "C" NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
   product_key TEXT COLLATE "C" NOT NULL,
   device_name TEXT COLLATE "C" NOT NULL,
@@ -167,7 +167,8 @@ CREATE TABLE device_certificates (
   not_after TEXT NOT NULL,
   created_at TEXT NOT NULL,
   revoked_at TEXT,
-  revocation_reason TEXT
+  revocation_reason TEXT,
+  PRIMARY KEY (product_key, serial)
 );
 CREATE INDEX device_certificates_device ON device_certificates(iot_id);
 CREATE INDEX device_certificates_expiry ON device_certificates(product_key, not_after);

@@ -86,7 +86,7 @@ const PRIMARY_KEYS: Record<string, string[]> = {
   secret_settings: ['key'],
   device_tokens: ['iot_id', 'slot'],
   product_cas: ['product_key'],
-  device_certificates: ['serial'],
+  device_certificates: ['product_key', 'serial'],
 };
 
 
@@ -1252,15 +1252,15 @@ export class PostgresStore implements Store {
         throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${cert.deviceName} not found in product ${cert.productKey}`);
       }
       const res = await c.query(
-        `INSERT INTO device_certificates (${CERT_COLUMNS.join(', ')}) VALUES (${CERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (serial) DO NOTHING`,
+        `INSERT INTO device_certificates (${CERT_COLUMNS.join(', ')}) VALUES (${CERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (product_key, serial) DO NOTHING`,
         certValues(this.cipher, cert),
       );
       if (res.rowCount === 0) throw new ThingAuthError('CONFLICT', `a certificate with serial ${cert.serial} exists`, { field: 'serial' });
     });
   }
 
-  async getDeviceCertificate(serial: string): Promise<StoredDeviceCertificate | undefined> {
-    const r = await this.one('SELECT * FROM device_certificates WHERE serial = $1', [serial]);
+  async getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const r = await this.one('SELECT * FROM device_certificates WHERE product_key = $1 AND serial = $2', [productKey, serial]);
     return r ? deviceCertOf(r, this.cipher) : undefined;
   }
 
@@ -1269,9 +1269,9 @@ export class PostgresStore implements Store {
     return rows.map((r) => deviceCertOf(r, this.cipher));
   }
 
-  async revokeDeviceCertificate(serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
-    await this.exec('UPDATE device_certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND (revoked_at IS NULL OR revoked_at > $1)', [at, reason, serial]);
-    return this.getDeviceCertificate(serial);
+  async revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
+    await this.exec('UPDATE device_certificates SET revoked_at = $1, revocation_reason = $2 WHERE product_key = $3 AND serial = $4 AND (revoked_at IS NULL OR revoked_at > $1)', [at, reason, productKey, serial]);
+    return this.getDeviceCertificate(productKey, serial);
   }
 
   async listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]> {

@@ -180,7 +180,7 @@ ALTER TABLE devices ADD COLUMN last_auth_error_source TEXT;
     name: 'x509 device certificates',
     // Issue 16: a product's authentication mode and enrollment switch (product_auth: no row =
     // secret), its device CA (platform-made with its key sealed like every secret, or a
-    // customer CA without key), and every device certificate by serial. private_key columns
+    // customer CA without key), and every device certificate by (product, serial): one CA per product, so that is its issuer and serial. private_key columns
     // hold ciphertext bound to their row (secret-binding.ts); NULL when the key never was here.
     // revoked_at may lie in the future: a rotated certificate stays valid until then.
     sql: `
@@ -201,7 +201,7 @@ CREATE TABLE product_cas (
   CHECK ((source = 'platform') = (private_key IS NOT NULL))
 );
 CREATE TABLE device_certificates (
-  serial TEXT PRIMARY KEY,
+  serial TEXT NOT NULL,
   iot_id TEXT NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
   product_key TEXT NOT NULL,
   device_name TEXT NOT NULL,
@@ -213,7 +213,8 @@ CREATE TABLE device_certificates (
   not_after TEXT NOT NULL,
   created_at TEXT NOT NULL,
   revoked_at TEXT,
-  revocation_reason TEXT
+  revocation_reason TEXT,
+  PRIMARY KEY (product_key, serial)
 );
 CREATE INDEX device_certificates_device ON device_certificates(iot_id);
 CREATE INDEX device_certificates_expiry ON device_certificates(product_key, not_after);

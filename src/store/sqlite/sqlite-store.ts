@@ -1031,15 +1031,15 @@ export class SqliteStore implements Store {
       if (!d || d.product_key !== cert.productKey || d.device_name !== cert.deviceName) {
         throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${cert.deviceName} not found in product ${cert.productKey}`);
       }
-      if (this.db.prepare('SELECT 1 FROM device_certificates WHERE serial = ?').get(cert.serial)) {
+      if (this.db.prepare('SELECT 1 FROM device_certificates WHERE product_key = ? AND serial = ?').get(cert.productKey, cert.serial)) {
         throw new ThingAuthError('CONFLICT', `a certificate with serial ${cert.serial} exists`, { field: 'serial' });
       }
       this.db.prepare(`INSERT INTO device_certificates (${CERT_COLUMNS.join(', ')}) VALUES (${CERT_COLUMNS.map(() => '?').join(', ')})`).run(...certValues(this.cipher, cert));
     }).immediate();
   }
 
-  async getDeviceCertificate(serial: string): Promise<StoredDeviceCertificate | undefined> {
-    const r = this.db.prepare('SELECT * FROM device_certificates WHERE serial = ?').get(serial) as Row | undefined;
+  async getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const r = this.db.prepare('SELECT * FROM device_certificates WHERE product_key = ? AND serial = ?').get(productKey, serial) as Row | undefined;
     return r ? deviceCertOf(r, this.cipher) : undefined;
   }
 
@@ -1048,12 +1048,12 @@ export class SqliteStore implements Store {
     return rows.map((r) => deviceCertOf(r, this.cipher));
   }
 
-  async revokeDeviceCertificate(serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
+  async revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
     return this.db.transaction(() => {
       this.db
-        .prepare('UPDATE device_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND (revoked_at IS NULL OR revoked_at > ?)')
-        .run(at, reason, serial, at);
-      const r = this.db.prepare('SELECT * FROM device_certificates WHERE serial = ?').get(serial) as Row | undefined;
+        .prepare('UPDATE device_certificates SET revoked_at = ?, revocation_reason = ? WHERE product_key = ? AND serial = ? AND (revoked_at IS NULL OR revoked_at > ?)')
+        .run(at, reason, productKey, serial, at);
+      const r = this.db.prepare('SELECT * FROM device_certificates WHERE product_key = ? AND serial = ?').get(productKey, serial) as Row | undefined;
       return r ? deviceCertOf(r, this.cipher) : undefined;
     }).immediate();
   }

@@ -77,12 +77,18 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       await rejectsWith(store.addDeviceCertificate(cert(d!, 'a1')), 'CONFLICT');
       await rejectsWith(store.addDeviceCertificate(cert({ ...d!, iotId: 'iotNoSuchDevice' }, 'c3')), 'DEVICE_NOT_FOUND');
       await rejectsWith(store.addDeviceCertificate(cert({ ...d!, deviceName: 'other-name' }, 'c4')), 'DEVICE_NOT_FOUND');
-      assert.deepEqual(await store.getDeviceCertificate('a1'), first);
-      assert.equal(await store.getDeviceCertificate('c3'), undefined);
+      // The same serial from another product's CA is another certificate.
+      const q = makeProduct();
+      await store.createProduct(q);
+      const [e] = await store.createDevices(q.productKey, [makeDevice('dev-0001')], 100, T0);
+      await store.addDeviceCertificate(cert(e!, 'a1'));
+      assert.equal((await store.getDeviceCertificate(q.productKey, 'a1'))!.iotId, e!.iotId);
+      assert.deepEqual(await store.getDeviceCertificate(p.productKey, 'a1'), first);
+      assert.equal(await store.getDeviceCertificate(p.productKey, 'c3'), undefined);
       assert.deepEqual((await store.listDeviceCertificates(d!.iotId)).map((c) => [c.serial, c.privateKey === null]), [['b2', true], ['a1', false]]);
       // Deleting the device deletes its certificates.
       await store.deleteDevice(d!.iotId);
-      assert.equal(await store.getDeviceCertificate('a1'), undefined);
+      assert.equal(await store.getDeviceCertificate(p.productKey, 'a1'), undefined);
     }));
 
     it('revokes now or at a later time; an earlier revocation is never postponed; CRL and expiring lists follow', withStore(makeStore, async (store) => {
@@ -92,16 +98,16 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       await store.addDeviceCertificate(cert(d!, '01', { notAfter: '2024-02-01T00:00:00.000Z' }));
       await store.addDeviceCertificate(cert(d!, '02', { notAfter: '2024-01-15T00:00:00.000Z' }));
       await store.addDeviceCertificate(cert(d!, '03', { notAfter: '2030-01-01T00:00:00.000Z' }));
-      assert.equal(await store.revokeDeviceCertificate('ff', T1, 'x'), undefined);
-      const r = await store.revokeDeviceCertificate('01', T1, 'key compromise');
+      assert.equal(await store.revokeDeviceCertificate(p.productKey, 'ff', T1, 'x'), undefined);
+      const r = await store.revokeDeviceCertificate(p.productKey, '01', T1, 'key compromise');
       assert.equal(r!.revokedAt, T1);
       assert.equal(r!.revocationReason, 'key compromise');
       // A later time does not postpone it.
-      assert.equal((await store.revokeDeviceCertificate('01', T2, 'superseded'))!.revokedAt, T1);
+      assert.equal((await store.revokeDeviceCertificate(p.productKey, '01', T2, 'superseded'))!.revokedAt, T1);
       // A scheduled revocation (rotation) can be brought forward.
-      await store.revokeDeviceCertificate('02', T2, 'superseded');
-      assert.equal((await store.revokeDeviceCertificate('02', T1, 'now'))!.revokedAt, T1);
-      await store.revokeDeviceCertificate('03', '2029-01-01T00:00:00.000Z', 'superseded');
+      await store.revokeDeviceCertificate(p.productKey, '02', T2, 'superseded');
+      assert.equal((await store.revokeDeviceCertificate(p.productKey, '02', T1, 'now'))!.revokedAt, T1);
+      await store.revokeDeviceCertificate(p.productKey, '03', '2029-01-01T00:00:00.000Z', 'superseded');
       assert.deepEqual((await store.listRevokedCertificates(p.productKey, T2)).map((x) => x.serial), ['01', '02']);
       assert.deepEqual(await store.listRevokedCertificates(p.productKey, T0), []);
       // Expiring before 2024-03: revoked ones left out (as of T2); 03 is scheduled, still live.
