@@ -90,6 +90,10 @@ export interface Config {
   httpConnectionsPerSource: number;
   /** Open connections per source address on the management API; 0 = no cap. */
   managementConnectionsPerSource: number;
+  /** TLS listeners ask devices for a client certificate (optional: devices without one still connect). Issue 16. */
+  tlsClientCerts: 'request' | 'off';
+  /** thingauth_device_certificates_expiring counts certificates ending within this many days. */
+  x509ExpiryWarnDays: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -141,6 +145,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
+  tlsClientCerts: 'THINGAUTH_TLS_CLIENT_CERTS',
+  x509ExpiryWarnDays: 'THINGAUTH_X509_EXPIRY_WARN_DAYS',
 };
 
 export class ConfigError extends Error {
@@ -261,6 +267,8 @@ export function loadConfig(input: ConfigInput): Config {
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
+    tlsClientCerts: oneOf('tlsClientCerts', ['request', 'off'] as const, 'request'),
+    x509ExpiryWarnDays: int('x509ExpiryWarnDays', 30, 0, 36_500),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);

@@ -309,9 +309,20 @@ export interface PresentedLeaf {
  * The leaf of a presented chain (DER, leaf first) and the identity it claims, before any trust
  * decision: sizes, depth and parse checked here, so garbage never reaches the store.
  */
-export function readPresentedLeaf(chain: readonly Buffer[]): { ok: true; leaf: PresentedLeaf; certs: NodeCert[] } | { ok: false; problem: ChainProblem; reason: string } {
+export function readPresentedLeaf(
+  chain: readonly Buffer[],
+): { ok: true; leaf: PresentedLeaf; certs: NodeCert[] } | { ok: false; problem: ChainProblem; reason: string; identity?: CertIdentity } {
   if (chain.length === 0) return { ok: false, problem: 'bad-certificate', reason: 'no client certificate' };
-  if (chain.length > MAX_CHAIN_CERTS) return { ok: false, problem: 'bad-certificate', reason: `client certificate chain of ${chain.length} certificates: at most ${MAX_CHAIN_CERTS}` };
+  if (chain.length > MAX_CHAIN_CERTS) {
+    let identity: CertIdentity | undefined;
+    try {
+      const id = chain[0]!.length <= MAX_CERT_BYTES ? identityOfCertificate(new NodeCert(chain[0]!)) : undefined;
+      if (id?.ok) identity = id.identity;
+    } catch {
+      // the depth is the reason given
+    }
+    return { ok: false, problem: 'bad-certificate', reason: `client certificate chain of ${chain.length} certificates: at most ${MAX_CHAIN_CERTS}`, ...(identity ? { identity } : {}) };
+  }
   const certs: NodeCert[] = [];
   for (const der of chain) {
     if (der.length > MAX_CERT_BYTES) return { ok: false, problem: 'bad-certificate', reason: `client certificate of ${der.length} bytes: at most ${MAX_CERT_BYTES}` };
@@ -325,7 +336,7 @@ export function readPresentedLeaf(chain: readonly Buffer[]): { ok: true; leaf: P
   const id = identityOfCertificate(leaf);
   if (!id.ok) return { ok: false, problem: 'bad-certificate', reason: id.reason };
   const weak = weakKeyReason(leaf.publicKey);
-  if (weak) return { ok: false, problem: 'bad-certificate', reason: `client certificate: ${weak}` };
+  if (weak) return { ok: false, problem: 'bad-certificate', reason: `client certificate: ${weak}`, identity: id.identity };
   return { ok: true, leaf: { cert: leaf, identity: id.identity, serial: normalSerial(leaf.serialNumber), fingerprint256: leaf.fingerprint256 }, certs };
 }
 
