@@ -93,7 +93,7 @@ export interface Config {
   /** TLS listeners ask devices for a client certificate (optional: devices without one still connect). Issue 16. */
   tlsClientCerts: 'request' | 'off';
   /** thingauth_device_certificates_expiring counts certificates ending within this many days. */
-  x509ExpiryWarnDays: number;
+  certExpiryWarnDays: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -146,7 +146,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
   tlsClientCerts: 'THINGAUTH_TLS_CLIENT_CERTS',
-  x509ExpiryWarnDays: 'THINGAUTH_X509_EXPIRY_WARN_DAYS',
+  certExpiryWarnDays: 'THINGAUTH_CERT_EXPIRY_WARN_DAYS',
 };
 
 export class ConfigError extends Error {
@@ -268,7 +268,7 @@ export function loadConfig(input: ConfigInput): Config {
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
     tlsClientCerts: oneOf('tlsClientCerts', ['request', 'off'] as const, 'request'),
-    x509ExpiryWarnDays: int('x509ExpiryWarnDays', 30, 0, 36_500),
+    certExpiryWarnDays: int('certExpiryWarnDays', 30, 0, 36_500),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);

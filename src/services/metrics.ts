@@ -81,7 +81,7 @@ export class Metrics {
     });
   }
 
-  /** Window of thingauth_device_certificates_expiring (THINGAUTH_X509_EXPIRY_WARN_DAYS). */
+  /** Window of thingauth_device_certificates_expiring (THINGAUTH_CERT_EXPIRY_WARN_DAYS). */
   certExpiryDays = 30;
   private certificatesExpiring: (() => Promise<number>) | undefined;
 
@@ -91,7 +91,7 @@ export class Metrics {
     const self = this;
     new Gauge({
       name: 'thingauth_device_certificates_expiring',
-      help: 'Device certificates (not revoked) whose validity ends within THINGAUTH_X509_EXPIRY_WARN_DAYS days, expired ones included (counted up to 10000)',
+      help: 'Device certificates (not revoked) whose validity ends within THINGAUTH_CERT_EXPIRY_WARN_DAYS days, expired ones included (counted up to 10000)',
       labelNames: ['days'] as const,
       registers: [this.registry],
       async collect() {
