@@ -9,7 +9,7 @@ import { randomBytes, X509Certificate as NodeCert } from 'node:crypto';
 import { ThingAuthError } from '../core/errors.js';
 import { assertDeviceName, generateDeviceSecret, IotIdSequence } from '../core/names.js';
 import type { Device, Product } from '../core/records.js';
-import type { RefusalKind } from '../core/refusals.js';
+import { refusalOfError, type RefusalKind } from '../core/refusals.js';
 import {
   buildCrl,
   checkCustomerCa,
@@ -287,6 +287,16 @@ export class X509Service {
     return stored;
   }
 
+  /**
+   * Whether creating a device in this product issues its certificate: an x509 product whose
+   * CA is (or will be) the platform's. A customer-CA product's devices bring their own.
+   */
+  async issuesOnCreate(productKey: string): Promise<boolean> {
+    if ((await this.authModeOf(productKey)) !== 'x509') return false;
+    const ca = await this.storedCa(productKey);
+    return !ca || ca.source === 'platform';
+  }
+
   /** Devices just created in an x509 product each get a certificate (and key). */
   async issueForNew(devices: Device[], keyAlgorithm: KeyAlgorithm = 'rsa2048', onProgress?: (done: number) => void): Promise<StoredDeviceCertificate[]> {
     const out: StoredDeviceCertificate[] = [];
@@ -397,7 +407,14 @@ export class X509Service {
         return { ok: false, refusal: 'unknown-device', reason: ca.source === 'customer' ? 'unknown device (enrollment on first contact is off for this product)' : 'unknown device', identity: id };
       }
       assertDeviceName(id.deviceName);
-      const created = await this.store.getOrCreateDevice(id.productKey, { iotId: this.iotIds.next(), deviceName: id.deviceName, deviceSecret: generateDeviceSecret() }, this.opts.defaultDeviceLimit, this.iso(now));
+      let created: { device: Device; created: boolean };
+      try {
+        created = await this.store.getOrCreateDevice(id.productKey, { iotId: this.iotIds.next(), deviceName: id.deviceName, deviceSecret: generateDeviceSecret() }, this.opts.defaultDeviceLimit, this.iso(now));
+      } catch (e) {
+        const refusal = refusalOfError(e);
+        if (refusal === 'server-error') throw e;
+        return { ok: false, refusal, reason: `enrollment on first contact refused: ${(e as Error).message}`, identity: id };
+      }
       device = created.device;
       enrolled = created.created;
       if (enrolled) this.observers?.onEnrolled(device, leaf.serial);

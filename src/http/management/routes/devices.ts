@@ -113,7 +113,7 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         nickname: body.nickname ?? null,
       });
       // An X.509 product issues the device its certificate and key (download: certificate-bundle).
-      const cert = (await ctx.services.x509.authModeOf(req.params.productKey)) === 'x509' ? (await ctx.services.x509.issueForNew([d!], body.keyAlgorithm ?? 'rsa2048'))[0] : undefined;
+      const cert = (await ctx.services.x509.issuesOnCreate(req.params.productKey)) ? (await ctx.services.x509.issueForNew([d!], body.keyAlgorithm ?? 'rsa2048'))[0] : undefined;
       return reply.code(201).send({ ...(await registry.toPublic(d!)), deviceSecret: d!.deviceSecret, ...(cert ? { certificateSerial: cert.serial, certificateNotAfter: cert.notAfter } : {}) });
     },
   );
@@ -140,7 +140,7 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
       }
       const created = await registry.createDevices(req.params.productKey, { deviceNames, count, nickname: nickname ?? null });
       // An X.509 product issues each device its certificate and key (download: x509/credentials).
-      if ((await ctx.services.x509.authModeOf(req.params.productKey)) === 'x509') await ctx.services.x509.issueForNew(created, req.body.keyAlgorithm ?? 'rsa2048');
+      if (await ctx.services.x509.issuesOnCreate(req.params.productKey)) await ctx.services.x509.issueForNew(created, req.body.keyAlgorithm ?? 'rsa2048');
       // 10,000 credentials are 1.5 MB of JSON to build, send and parse; `device import` never reads them.
       if (req.query.credentials === false) return reply.code(201).send({ created: created.length });
       return reply.code(201).send({ created: created.length, devices: created.map(credentials) });
