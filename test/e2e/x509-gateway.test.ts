@@ -1,0 +1,106 @@
+/**
+ * X.509 devices in the rest of the platform (issue 16): an X.509 gateway logs its
+ * secret-authenticated sub-devices in; takeover between two connections of one certificate;
+ * the compat TLS profile with RSA key exchange (what the C SDK's mbedtls speaks) carrying a
+ * client certificate; the CLI bundle download.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import { caOf, endClient, waitForClose } from '../helpers/mqtt.js';
+import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
+import { attachByApi, loginParams, request, sessionTopic, statusOf } from './gateway-helpers.js';
+import { certConnect, identityResponse, x509Device, x509Product } from './x509-helpers.js';
+
+const run = promisify(execFile);
+
+describe('X.509 gateways, takeover, TLS compat, CLI', () => {
+  let server: TestServer;
+
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.stop();
+  });
+
+  it('an X.509 gateway logs in secret-authenticated sub-devices through its session', async () => {
+    const gwPk = await x509Product(server, { nodeType: 'GATEWAY' });
+    const gw = await x509Device(server, gwPk, 'x509-gateway-01');
+    const registry = server.running.ctx.services.registry;
+    const subProduct = await registry.createProduct({ productName: 'sub device product', nodeType: 'SUB_DEVICE' });
+    const [sub] = await registry.createDevices(subProduct.productKey, { count: 1 });
+    const subCreds = { productKey: sub!.productKey, deviceName: sub!.deviceName, deviceSecret: sub!.deviceSecret };
+    const gwCreds = { productKey: gwPk, deviceName: gw.deviceName, deviceSecret: 'unused' };
+    await attachByApi(server, gwCreds, [subCreds]);
+    const client = await certConnect(server, 'mqtts', { cert: gw.cert, key: gw.key, username: `${gw.deviceName}&${gwPk}` });
+    try {
+      const r = await request(client, sessionTopic(gwCreds, 'login'), { params: loginParams(subCreds) });
+      assert.equal(r.body.code, 200, JSON.stringify(r.body));
+      assert.equal(await statusOf(server, subCreds), 'ONLINE');
+    } finally {
+      await endClient(client);
+    }
+  });
+
+  it('a SUB_DEVICE product cannot choose X.509 (sub-devices log in through their gateway)', async () => {
+    const p = await server.request('POST', '/api/v1/products', { productName: 'subs', nodeType: 'SUB_DEVICE' });
+    const r = await server.request('PUT', `/api/v1/products/${p.body.productKey}/auth`, { authMode: 'x509' });
+    assert.equal(r.status, 409);
+  });
+
+  it('a second connection with the same certificate takes the device over', async () => {
+    const pk = await x509Product(server);
+    const d = await x509Device(server, pk, 'x509-take-01');
+    const first = await certConnect(server, 'mqtts', { cert: d.cert, key: d.key });
+    const closed = waitForClose(first, 3_000);
+    const second = await certConnect(server, 'mqtt-tls', { cert: d.cert, key: d.key });
+    await closed;
+    assert.deepEqual(await identityResponse(second), { productKey: pk, deviceName: d.deviceName });
+    await endClient(second);
+    await endClient(first);
+  });
+
+  it('the compat profile accepts a client certificate over TLS 1.2 with RSA key exchange (AES128-SHA, as mbedtls)', async () => {
+    const pk = await x509Product(server);
+    const d = await x509Device(server, pk, 'x509-mbed-01');
+    const port = server.running.listeners.mqtts!.port;
+    const socket = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: caOf(server), cert: d.cert, key: d.key, ciphers: 'AES128-SHA', maxVersion: 'TLSv1.2' });
+    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    assert.equal(socket.getCipher().name, 'AES128-SHA');
+    // A raw MQTT 3.1.1 CONNECT: ClientId ".|securemode=2|", no username, no password, keep-alive 60.
+    const clientId = Buffer.from('.|securemode=2|');
+    const variable = Buffer.concat([Buffer.from([0, 4]), Buffer.from('MQTT'), Buffer.from([4, 0x02, 0, 60])]);
+    const payload = Buffer.concat([Buffer.from([0, clientId.length]), clientId]);
+    const body = Buffer.concat([variable, payload]);
+    socket.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+    const connack = await new Promise<Buffer>((resolve, reject) => socket.once('data', resolve).once('error', reject));
+    assert.deepEqual([...connack.subarray(0, 4)], [0x20, 2, 0, 0]);
+    socket.destroy();
+  });
+
+  it('thingauth x509 bundle writes certificate, key and CA to a 0600 file', async () => {
+    const pk = await x509Product(server);
+    const d = await x509Device(server, pk, 'x509-cli-01');
+    const dir = makeTempDir('thingauth-x509-cli-');
+    const out = path.join(dir, 'dev.pem');
+    const cli = path.resolve('dist/src/cli/main.js');
+    const env = { ...process.env, THINGAUTH_URL: server.api, THINGAUTH_ADMIN_TOKEN: server.adminToken };
+    await run(process.execPath, [cli, 'x509', 'bundle', pk, d.deviceName, '--out', out], { env });
+    assert.equal(fs.readFileSync(out, 'utf8'), d.cert + d.key + d.ca);
+    assert.equal(fs.statSync(out).mode & 0o777, 0o600);
+    const list = await run(process.execPath, [cli, 'x509', 'certs', pk, d.deviceName, '--json'], { env });
+    assert.equal(JSON.parse(list.stdout).items[0].serial, d.serial);
+    // batch-issue: 3 devices, each with its certificate, all written as CSV.
+    const csv = path.join(dir, 'batch.csv');
+    await run(process.execPath, [cli, 'x509', 'batch-issue', pk, '--count', '3', '--key-algorithm', 'ec-p256', '--out', csv, '--no-progress'], { env });
+    const lines = fs.readFileSync(csv, 'utf8');
+    assert.match(lines, /^ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate\n/);
+    assert.equal((lines.match(/BEGIN PRIVATE KEY/g) ?? []).length, 4, 'x509-cli-01 and the 3 new devices');
+    assert.equal(fs.statSync(csv).mode & 0o777, 0o600);
+  });
+});
