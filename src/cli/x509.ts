@@ -51,7 +51,7 @@ export function addX509Commands(program: Command): void {
   apiCommand(x, 'auth <productKey>', "show or set the product's authentication mode (fixed once it has devices) and X.509 settings")
     .addOption(new Option('--mode <mode>', 'secret or x509').choices(['secret', 'x509']))
     .option('--enroll <bool>', 'customer CA: create unknown devices with a valid certificate at their first login', boolOption('--enroll'))
-    .option('--validity-days <n>', 'validity of certificates issued here (default 3650)', intOption('--validity-days', 1, 36500))
+    .option('--validity-days <n>', 'validity of certificates issued here (default 36500 = 100 years, as the cloud)', intOption('--validity-days', 1, 36500))
     .action(async (pk: string, o: ApiCommandOptions & { mode?: string; enroll?: boolean; validityDays?: number }) => {
       const patch = { ...(o.mode ? { authMode: o.mode } : {}), ...(o.enroll !== undefined ? { enrollOnFirstContact: o.enroll } : {}), ...(o.validityDays !== undefined ? { certValidityDays: o.validityDays } : {}) };
       const c = clientFor(o);

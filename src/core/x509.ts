@@ -21,8 +21,11 @@ export const AUTH_MODES: readonly AuthMode[] = ['secret', 'x509'];
 export type KeyAlgorithm = 'rsa2048' | 'ec-p256';
 export const KEY_ALGORITHMS: readonly KeyAlgorithm[] = ['rsa2048', 'ec-p256'];
 
-/** The cloud issues device certificates valid for many years; ours default to 10. */
-export const DEFAULT_CERT_VALIDITY_DAYS = 3650;
+/**
+ * The cloud's device certificates are valid for 100 years (its sample certificate: 2019-10-17
+ * to 2119-10-17, issuer "Alibaba Cloud IoT Operation CA1"); ours default to the same.
+ */
+export const DEFAULT_CERT_VALIDITY_DAYS = 36500;
 export const MAX_CERT_VALIDITY_DAYS = 36500;
 /** Leaf plus at most this many certificates above it (intermediates, the CA itself). */
 export const MAX_CHAIN_CERTS = 4;
@@ -95,7 +98,7 @@ export interface GeneratedCa {
   privateKey: string;
 }
 
-/** A product's platform device CA: RSA-2048 (what every embedded TLS stack verifies), 20 years. */
+/** A product's platform device CA: RSA-2048 (what every embedded TLS stack verifies), valid longer than any certificate it issues. */
 export async function generateDeviceCa(productKey: string, now: Date): Promise<GeneratedCa> {
   const keys = await generateKeys('rsa2048');
   const notBefore = new Date(now.getTime() - 60_000);
@@ -103,7 +106,7 @@ export async function generateDeviceCa(productKey: string, now: Date): Promise<G
     serialNumber: randomSerial(),
     name: `CN=thingauth device CA ${productKey}, OU=${productKey}`,
     notBefore,
-    notAfter: new Date(notBefore.getTime() + 20 * 365 * 86_400_000),
+    notAfter: new Date(notBefore.getTime() + (MAX_CERT_VALIDITY_DAYS + 366) * 86_400_000),
     keys,
     signingAlgorithm: RSA_ALG,
     extensions: [

@@ -26,6 +26,22 @@ async function lastAudit(server: TestServer, productKey: string, deviceName: str
   return r.body.items[0];
 }
 
+async function signCertWithSans(issuer: { cert: x509.X509Certificate; keys: CryptoKeyPair }, uris: string[]): Promise<{ pem: string; keyPem: string }> {
+  const keys = await keyPair();
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: '0c01',
+    subject: 'CN=padded',
+    issuer: issuer.cert.subject,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingKey: issuer.keys.privateKey,
+    publicKey: keys.publicKey,
+    signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+    extensions: [new x509.SubjectAlternativeNameExtension(uris.map((value) => ({ type: 'url' as const, value })))],
+  });
+  return { pem: cert.toString('pem') + '\n', keyPem: await pkcs8(keys.privateKey) };
+}
+
 describe('X.509 device login', () => {
   let server: TestServer;
   let pk: string;
@@ -42,6 +58,8 @@ describe('X.509 device login', () => {
 
   it('issues the device a certificate naming it (subject and SAN) and a key, downloadable as a bundle', async () => {
     const cert = new X509Certificate(dev.cert);
+    const years = (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / (365.25 * 86_400_000);
+    assert.ok(years > 99.9 && years < 100.1, `valid ${years} years (the cloud: 100)`);
     assert.match(cert.subject, new RegExp(`CN=${dev.deviceName}\\nOU=${pk}`));
     assert.equal(cert.subjectAltName, `URI:urn:thingauth:device:${pk}:${dev.deviceName}`);
     assert.ok(cert.checkIssued(new X509Certificate(dev.ca)) && cert.verify(new X509Certificate(dev.ca).publicKey));
@@ -147,6 +165,12 @@ describe('X.509 device login', () => {
     const leaf = await signCert({ issuer, ...deviceSubject(pk, dev.deviceName) });
     assert.equal((await certRefusal(server, 'mqtts', { cert: leaf.pem + chain.join(''), key: leaf.keyPem })).code, 5);
     assert.match((await lastAudit(server, pk, dev.deviceName)).reason, /chain of \d+ certificates: at most 4/);
+    // An oversized certificate (300 SAN URIs, about 20 KiB): refused before it is parsed.
+    const big = await signCertWithSans(foreign, Array.from({ length: 300 }, (_, i) => `urn:example:padding:${String(i).padStart(4, '0')}:${'x'.repeat(40)}`));
+    assert.equal((await certRefusal(server, 'mqtts', { cert: big.pem, key: big.keyPem })).code, 5);
+    await server.settle();
+    const lastX509 = (await server.request('GET', '/api/v1/audit?action=mqtt.connect.x509&limit=1')).body.items[0];
+    assert.match(lastX509.reason, /client certificate of \d+ bytes: at most 16384/);
     // Still serving the real device.
     await endClient(await certConnect(server, 'mqtts', { cert: dev.cert, key: dev.key }));
   });
@@ -233,9 +257,9 @@ describe('X.509 device login', () => {
     const r2 = await server.request('POST', `/api/v1/products/${pk}/devices/${d.deviceName}/certificates/rotate`, { graceSeconds: 0 });
     assert.equal(r2.status, 201);
     assert.equal((await certRefusal(server, 'mqtts', { cert: fresh.body.certificate, key: fresh.body.privateKey })).code, 5);
-    // Issued certificates are valid for 3650 days: none within 30, all within 3651.
+    // Issued certificates are valid for 100 years, as the cloud's: none within 30 days, all within 36500.
     assert.deepEqual((await server.request('GET', `/api/v1/x509/expiring?days=30&productKey=${pk}`)).body.items, []);
-    const soon = await server.request('GET', `/api/v1/x509/expiring?days=3651&productKey=${pk}`);
+    const soon = await server.request('GET', `/api/v1/x509/expiring?days=36500&productKey=${pk}`);
     assert.ok(soon.body.items.some((c: { serial: string }) => c.serial === r2.body.serial));
     assert.ok(!soon.body.items.some((c: { serial: string }) => c.serial === d.serial), 'revoked certificates are not reported');
     const metrics = await (await fetch(`${server.api}/metrics`, { headers: { authorization: `Bearer ${server.adminToken}` } })).text();

@@ -34,7 +34,7 @@ const AuthPatch = Type.Object(
   {
     authMode: Type.Optional(Type.Union([Type.Literal('secret'), Type.Literal('x509')], { description: 'fixed once the product has devices (as on the cloud)' })),
     enrollOnFirstContact: Type.Optional(Type.Boolean({ description: 'customer CA only: an unknown device with a valid certificate is created at its first login (within the device limit, audited)' })),
-    certValidityDays: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_CERT_VALIDITY_DAYS, description: 'validity of certificates issued here; null = 3650 days' }))),
+    certValidityDays: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_CERT_VALIDITY_DAYS, description: 'validity of certificates issued here; null = 36500 days (100 years, as the cloud)' }))),
   },
   { additionalProperties: false, minProperties: 1 },
 );
