@@ -104,7 +104,7 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   // Secret logins (MQTT sign, HTTP /auth) are refused for products whose devices use certificates.
   authenticator.authModeOf = (productKey) => x509.authModeOf(productKey);
   metrics.certExpiryDays = config.certExpiryWarnDays;
-  metrics.useCertificateSource(() => x509.expiring(metrics.certExpiryDays, undefined, 10_000).then((l) => l.length));
+  metrics.useCertificateSource(() => x509.countExpiring(metrics.certExpiryDays));
   return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter, bootstrap, x509 };
 }
 

@@ -91,7 +91,7 @@ export class Metrics {
     const self = this;
     new Gauge({
       name: 'thingauth_device_certificates_expiring',
-      help: 'Device certificates (not revoked) whose validity ends within THINGAUTH_CERT_EXPIRY_WARN_DAYS days, expired ones included (counted up to 10000)',
+      help: 'Device certificates (not revoked) whose validity ends within THINGAUTH_CERT_EXPIRY_WARN_DAYS days, expired ones included',
       labelNames: ['days'] as const,
       registers: [this.registry],
       async collect() {

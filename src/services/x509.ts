@@ -371,6 +371,12 @@ export class X509Service {
     return rows.map((c) => publicCert(c, now));
   }
 
+  /** For the gauge: certificates (not revoked) ending within `withinDays`, every product. */
+  async countExpiring(withinDays: number): Promise<number> {
+    const now = this.clock();
+    return this.store.countExpiringCertificates(this.iso(now + withinDays * 86_400_000), this.iso(now));
+  }
+
   // ---- login ----
 
   /**

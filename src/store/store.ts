@@ -405,7 +405,9 @@ export interface Store {
   listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]>;
   /**
    * Certificates not revoked (as of `asOf`) whose notAfter is before `before`, soonest first;
-   * productKey undefined = every product.
+   * productKey undefined = every product. Without keys (privateKey null): a report.
    */
   listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]>;
+  /** How many certificates listExpiringCertificates would list without a limit (every product). */
+  countExpiringCertificates(before: string, asOf: string): Promise<number>;
 }

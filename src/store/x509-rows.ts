@@ -45,8 +45,9 @@ export function sealCaKey(cipher: SecretCipher, ca: StoredProductCa): string | n
   return ca.privateKey === null ? null : sealSecret(cipher, 'product_cas', 'private_key', caIds(ca.productKey), ca.privateKey);
 }
 
-export function deviceCertOf(r: Row, cipher: SecretCipher): StoredDeviceCertificate {
-  const key = r.private_key as string | null;
+/** `withKey` false: privateKey null without decrypting (reports never need it). */
+export function deviceCertOf(r: Row, cipher: SecretCipher, withKey = true): StoredDeviceCertificate {
+  const key = withKey ? (r.private_key as string | null) : null;
   return {
     serial: r.serial as string,
     iotId: r.iot_id as string,

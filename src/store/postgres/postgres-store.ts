@@ -1288,6 +1288,10 @@ export class PostgresStore implements Store {
        ORDER BY not_after, serial LIMIT $3`,
       [before, asOf, limit, ...(productKey !== undefined ? [productKey] : [])],
     );
-    return rows.map((r) => deviceCertOf(r, this.cipher));
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
+  async countExpiringCertificates(before: string, asOf: string): Promise<number> {
+    return this.count('SELECT COUNT(*) AS n FROM device_certificates WHERE not_after < $1 AND (revoked_at IS NULL OR revoked_at > $2)', [before, asOf]);
   }
 }

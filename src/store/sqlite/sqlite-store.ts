@@ -1072,6 +1072,10 @@ export class SqliteStore implements Store {
          ORDER BY not_after, serial LIMIT ?`,
       )
       .all(...[before, asOf, ...(productKey !== undefined ? [productKey] : []), limit]) as Row[];
-    return rows.map((r) => deviceCertOf(r, this.cipher));
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
+  async countExpiringCertificates(before: string, asOf: string): Promise<number> {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM device_certificates WHERE not_after < ? AND (revoked_at IS NULL OR revoked_at > ?)').get(before, asOf) as { n: number }).n;
   }
 }

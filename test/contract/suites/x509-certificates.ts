@@ -115,6 +115,14 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       assert.deepEqual((await store.listExpiringCertificates('2031-01-01T00:00:00.000Z', T2, 10, p.productKey)).map((c) => c.serial), ['03']);
       assert.deepEqual((await store.listExpiringCertificates('2024-03-01T00:00:00.000Z', T0, 10, p.productKey)).map((c) => c.serial), ['02', '01']);
       assert.deepEqual((await store.listExpiringCertificates('2024-03-01T00:00:00.000Z', T0, 1, p.productKey)).map((c) => c.serial), ['02']);
+      // A report: no keys.
+      assert.ok((await store.listExpiringCertificates('2031-01-01T00:00:00.000Z', T0, 10, p.productKey)).every((c) => c.privateKey === null));
+      // The count (every product) follows the same rule; other products' rows may exist on a shared database.
+      const base = await store.countExpiringCertificates('2024-03-01T00:00:00.000Z', T2);
+      await store.addDeviceCertificate(cert(d!, '04', { notAfter: '2024-02-15T00:00:00.000Z' }));
+      assert.equal(await store.countExpiringCertificates('2024-03-01T00:00:00.000Z', T2), base + 1);
+      await store.revokeDeviceCertificate(p.productKey, '04', T1, 'x');
+      assert.equal(await store.countExpiringCertificates('2024-03-01T00:00:00.000Z', T2), base);
     }));
 
     it('keeps CA and device private keys encrypted at rest', withStore(makeStore, async (store) => {
