@@ -121,6 +121,10 @@ describe('X.509 device login', () => {
     const a = await lastAudit(server, pk, dev.deviceName);
     assert.equal(a.action, 'mqtt.connect.x509');
     assert.match(a.reason, /CONNACK 4: username names x509-dev-02.* but the certificate is x509-dev-01/);
+    // MQTT 5: Bad User Name or Password (0x86); a certificate login over MQTT 5 works.
+    const v5 = await certRefusal(server, 'mqtts', { cert: dev.cert, key: dev.key, username: `${other.deviceName}&${pk}`, protocolVersion: 5 });
+    assert.equal(v5.code, 0x86);
+    await endClient(await certConnect(server, 'mqtts', { cert: dev.cert, key: dev.key, protocolVersion: 5 }));
   });
 
   it('refuses a certificate with the right subject from a foreign CA (CONNACK 5)', async () => {
