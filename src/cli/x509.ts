@@ -11,9 +11,9 @@
  *   rotate <pk> <dn> --grace <seconds> [--key-algorithm ...] [--csr file]
  *   crl <pk> [--out file]
  *   expiring --days N [--product pk]
- *   batch-issue <pk> (--count N | --names file) --out file.csv [--key-algorithm ...]
+ *   batch-issue <pk> (--count N | --names file) --out file.csv|file.zip [--key-algorithm ...]
  *       creates the devices in chunks (each gets its certificate) with a progress bar, then
- *       writes every device's certificate and key as CSV (0600).
+ *       writes every device's certificate and key as CSV, or a ZIP of one PEM per device (0600).
  */
 import fs from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -144,7 +144,7 @@ export function addX509Commands(program: Command): void {
   apiCommand(x, 'batch-issue <productKey>', 'production line: create devices (each with its certificate and key) and write them all as CSV')
     .option('--count <n>', 'generate this many DeviceNames', intOption('--count', 1, 1_000_000))
     .option('--names <file>', 'one DeviceName per line')
-    .requiredOption('--out <file>', 'CSV to write (mode 0600): ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate')
+    .requiredOption('--out <file>', 'file to write (mode 0600): a .zip gets one {DeviceName}.pem per device (certificate, key, CA); anything else the CSV ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate')
     .addOption(new Option('--key-algorithm <alg>', 'key made for each device').choices(KEY_ALGS).default('rsa2048'))
     .option('--chunk <n>', 'devices per request', intOption('--chunk', 1, 1000), 50)
     .option('--no-progress', 'no progress bar')
@@ -174,8 +174,9 @@ export function addX509Commands(program: Command): void {
       } finally {
         bar?.stop();
       }
-      const csv = await client.download(apiPath('products', pk, 'x509', 'credentials'));
-      await pipeline(csv, writePrivate(o.out));
+      const zip = o.out.toLowerCase().endsWith('.zip');
+      const body = await client.download(apiPath('products', pk, 'x509', 'credentials') + (zip ? '?format=zip' : ''));
+      await pipeline(body, writePrivate(o.out));
       print(o, { productKey: pk, created: done, file: o.out }, () => `created ${done} devices with certificates; every device's certificate and key of ${pk} written to ${o.out}`);
     });
 }

@@ -11,12 +11,43 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
+import { crc32 } from 'node:zlib';
 import { caOf, endClient, waitForClose } from '../helpers/mqtt.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, loginParams, request, sessionTopic, statusOf } from './gateway-helpers.js';
 import { certConnect, identityResponse, x509Device, x509Product } from './x509-helpers.js';
 
 const run = promisify(execFile);
+
+function writeNames(dir: string, names: string[]): string {
+  const f = path.join(dir, 'names.txt');
+  fs.writeFileSync(f, names.join('\n') + '\n');
+  return f;
+}
+
+/** The files of a stored (uncompressed) ZIP, read through its central directory, CRCs checked. */
+function readZip(buf: Buffer): Map<string, string> {
+  const eocd = buf.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
+  assert.ok(eocd >= 0, 'end of central directory');
+  const count = buf.readUInt16LE(eocd + 10);
+  let p = buf.readUInt32LE(eocd + 16);
+  const out = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    assert.equal(buf.readUInt32LE(p), 0x02014b50);
+    const crc = buf.readUInt32LE(p + 16);
+    const size = buf.readUInt32LE(p + 24);
+    const nameLen = buf.readUInt16LE(p + 28);
+    const local = buf.readUInt32LE(p + 42);
+    const name = buf.subarray(p + 46, p + 46 + nameLen).toString('utf8');
+    assert.equal(buf.readUInt32LE(local), 0x04034b50);
+    const dataAt = local + 30 + buf.readUInt16LE(local + 26) + buf.readUInt16LE(local + 28);
+    const data = buf.subarray(dataAt, dataAt + size);
+    assert.equal(crc32(data), crc, `crc of ${name}`);
+    out.set(name, data.toString('utf8'));
+    p += 46 + nameLen + buf.readUInt16LE(p + 30) + buf.readUInt16LE(p + 32);
+  }
+  return out;
+}
 
 describe('X.509 gateways, takeover, TLS compat, CLI', () => {
   let server: TestServer;
@@ -102,5 +133,15 @@ describe('X.509 gateways, takeover, TLS compat, CLI', () => {
     assert.match(lines, /^ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate\n/);
     assert.equal((lines.match(/BEGIN PRIVATE KEY/g) ?? []).length, 4, 'x509-cli-01 and the 3 new devices');
     assert.equal(fs.statSync(csv).mode & 0o777, 0o600);
+    // The same as a ZIP: ca.pem and one {DeviceName}.pem per device (certificate, key, CA).
+    const zipFile = path.join(dir, 'batch.zip');
+    await run(process.execPath, [cli, 'x509', 'batch-issue', pk, '--names', writeNames(dir, ['zip-unit-01', 'zip-unit-02']), '--out', zipFile, '--no-progress'], { env });
+    const files = readZip(fs.readFileSync(zipFile));
+    for (const n of ['ca.pem', 'x509-cli-01.pem', 'zip-unit-01.pem', 'zip-unit-02.pem']) assert.ok(files.has(n), n);
+    assert.equal(files.size, 7, 'ca.pem, x509-cli-01, the 3 CSV devices, the 2 named ones');
+    assert.equal(files.get('ca.pem'), d.ca);
+    assert.equal(files.get('x509-cli-01.pem'), d.cert + d.key + d.ca);
+    const unit = files.get('zip-unit-01.pem')!;
+    await endClient(await certConnect(server, 'mqtts', { cert: unit.slice(0, unit.indexOf('-----END CERTIFICATE-----') + 26), key: unit.slice(unit.indexOf('-----BEGIN PRIVATE KEY-----'), unit.indexOf('-----END PRIVATE KEY-----') + 26) }));
   });
 });

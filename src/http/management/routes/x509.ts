@@ -17,6 +17,7 @@ import { csvCell } from '../../../core/import-formats.js';
 import { KEY_ALGORITHMS, MAX_CERT_VALIDITY_DAYS, MAX_PEM_CHARS, type KeyAlgorithm } from '../../../core/x509.js';
 import type { PublicCertificate } from '../../../services/x509.js';
 import type { StoredDeviceCertificate } from '../../../store/store.js';
+import { MAX_ZIP_ENTRIES, zipStream, type ZipEntry } from '../../../core/zip.js';
 import { DeviceParams, Nullable, ProductKeyParams, errorResponses } from '../schemas.js';
 import type { ManagementApp } from '../server.js';
 
@@ -161,34 +162,44 @@ export async function x509Routes(app: ManagementApp, ctx: AppContext): Promise<v
       config: { adminOnly: true },
       schema: {
         tags,
-        summary: "Every device's current certificate and key as CSV: ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey (production line)",
+        summary:
+          "Every device's current certificate and key (production line): CSV ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate, or ?format=zip: one {DeviceName}.pem (certificate, key, CA) per device and ca.pem",
         params: ProductKeyParams,
-        produces: ['text/csv'],
-        response: { 200: Type.String(), ...errorResponses },
+        querystring: Type.Object({ format: Type.Optional(Type.Union([Type.Literal('csv'), Type.Literal('zip')])) }, { additionalProperties: false }),
+        produces: ['text/csv', 'application/zip'],
+        response: { 200: Type.String(), 413: Type.Ref('Error'), ...errorResponses },
       },
     },
     async (req, reply) => {
       const pk = req.params.productKey;
       const ca = await x509.ca(pk); // 404/409 before the stream starts
-      async function* lines() {
-        yield 'ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate\n';
+      const zip = req.query.format === 'zip';
+      if (zip && (await ctx.store.countDevices(pk)) >= MAX_ZIP_ENTRIES) {
+        return reply.code(413).send({ code: 'PAYLOAD_TOO_LARGE', message: `a ZIP holds at most ${MAX_ZIP_ENTRIES - 1} devices here; download the CSV instead` });
+      }
+      /** Each device with its certificate in use (not revoked, not expired), in DeviceName order. */
+      async function* current() {
         for await (const page of ctx.services.registry.deviceCredentials(pk, 500)) {
-          let out = '';
           for (const d of page) {
-            const certs = await ctx.store.listDeviceCertificates(d.iotId);
             const now = Date.now();
-            const c = certs.find((x) => (x.revokedAt === null || Date.parse(x.revokedAt) > now) && Date.parse(x.notAfter) > now);
-            if (!c) continue;
-            out += [pk, d.deviceName, c.serial, c.notAfter, c.certificate, c.privateKey ?? '', ca.certificate].map(csvCell).join(',') + '\n';
+            const c = (await ctx.store.listDeviceCertificates(d.iotId)).find((x) => (x.revokedAt === null || Date.parse(x.revokedAt) > now) && Date.parse(x.notAfter) > now);
+            if (c) yield { deviceName: d.deviceName, c };
           }
-          yield out;
         }
       }
-      return reply
-        .type('text/csv; charset=utf-8')
-        .header('content-disposition', `attachment; filename="${pk}-certificates.csv"`)
-        .header('cache-control', 'no-store')
-        .send(Readable.from(lines()));
+      reply.header('cache-control', 'no-store');
+      if (zip) {
+        async function* entries(): AsyncGenerator<ZipEntry> {
+          yield { name: 'ca.pem', data: Buffer.from(ca.certificate), mode: 0o644 };
+          for await (const { deviceName, c } of current()) yield { name: `${deviceName}.pem`, data: Buffer.from(c.certificate + (c.privateKey ?? '') + ca.certificate) };
+        }
+        return reply.type('application/zip').header('content-disposition', `attachment; filename="${pk}-certificates.zip"`).send(Readable.from(zipStream(entries())));
+      }
+      async function* lines() {
+        yield 'ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate\n';
+        for await (const { deviceName, c } of current()) yield [pk, deviceName, c.serial, c.notAfter, c.certificate, c.privateKey ?? '', ca.certificate].map(csvCell).join(',') + '\n';
+      }
+      return reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="${pk}-certificates.csv"`).send(Readable.from(lines()));
     },
   );
 
