@@ -18,10 +18,8 @@ export interface CertLogin {
 }
 
 export async function x509Product(server: TestServer, body: Record<string, unknown> = {}): Promise<string> {
-  const p = await server.request('POST', '/api/v1/products', { productName: 'x509 product', ...body });
-  if (p.status !== 201) throw new Error(`product: ${p.status} ${JSON.stringify(p.body)}`);
-  const set = await server.request('PUT', `/api/v1/products/${p.body.productKey}/auth`, { authMode: 'x509' });
-  if (set.status !== 200) throw new Error(`auth: ${set.status} ${JSON.stringify(set.body)}`);
+  const p = await server.request('POST', '/api/v1/products', { productName: 'x509 product', authMode: 'x509', ...body });
+  if (p.status !== 201 || p.body.authMode !== 'x509') throw new Error(`product: ${p.status} ${JSON.stringify(p.body)}`);
   return p.body.productKey as string;
 }
 

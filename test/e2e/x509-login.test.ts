@@ -80,7 +80,15 @@ describe('X.509 device login', () => {
     assert.equal(denied.status, 403);
   });
 
-  it('fixes the authentication mode once the product has devices', async () => {
+  it('chooses the mode at product creation (refusing x509 with dynamic registration, creating nothing) and fixes it once the product has devices', async () => {
+    const before = (await server.request('GET', '/api/v1/products')).body.total;
+    const bad = await server.request('POST', '/api/v1/products', { productName: 'x509 dyn', authMode: 'x509', dynamicRegistration: true });
+    assert.equal(bad.status, 400);
+    assert.equal((await server.request('GET', '/api/v1/products')).body.total, before);
+    const empty = await server.request('POST', '/api/v1/products', { productName: 'switchable' });
+    assert.equal(empty.body.authMode, 'secret');
+    assert.equal((await server.request('PUT', `/api/v1/products/${empty.body.productKey}/auth`, { authMode: 'x509' })).body.authMode, 'x509');
+    assert.equal((await server.request('PUT', `/api/v1/products/${empty.body.productKey}/auth`, { authMode: 'secret' })).body.authMode, 'secret');
     const r = await server.request('PUT', `/api/v1/products/${pk}/auth`, { authMode: 'secret' });
     assert.equal(r.status, 409);
     assert.equal((await server.request('GET', `/api/v1/products/${pk}/auth`)).body.authMode, 'x509');
