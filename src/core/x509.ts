@@ -246,7 +246,8 @@ function sanUrisOf(ext: x509.SubjectAlternativeNameExtension | null): string[] {
   return ext.names.items.filter((n) => n.type === 'url').map((n) => n.value);
 }
 
-type IdentityResult = { ok: true; identity: CertIdentity } | { ok: false; reason: string };
+/** `noIdentity`: the certificate does not try to name a device (no thingauth SAN, no CN+OU pair that is one). */
+type IdentityResult = { ok: true; identity: CertIdentity } | { ok: false; reason: string; noIdentity?: true };
 
 function identityOfNames(subject: { cn: string[]; ou: string[] }, uris: string[]): IdentityResult {
   const ours = uris.filter((u) => u.startsWith(SAN_PREFIX));
@@ -269,7 +270,7 @@ function identityOfNames(subject: { cn: string[]; ou: string[] }, uris: string[]
     return { ok: false, reason: 'certificate identity ambiguous: subject and SAN name different devices' };
   }
   const identity = fromSan ?? fromSubject;
-  if (!identity) return { ok: false, reason: 'certificate names no device: subject CN=DeviceName, OU=ProductKey or SAN URI urn:thingauth:device:{ProductKey}:{DeviceName} required' };
+  if (!identity) return { ok: false, noIdentity: true, reason: 'certificate names no device: subject CN=DeviceName, OU=ProductKey or SAN URI urn:thingauth:device:{ProductKey}:{DeviceName} required' };
   return { ok: true, identity };
 }
 
@@ -314,7 +315,7 @@ export interface PresentedLeaf {
  */
 export function readPresentedLeaf(
   chain: readonly Buffer[],
-): { ok: true; leaf: PresentedLeaf; certs: NodeCert[] } | { ok: false; problem: ChainProblem; reason: string; identity?: CertIdentity } {
+): { ok: true; leaf: PresentedLeaf; certs: NodeCert[] } | { ok: false; problem: ChainProblem; reason: string; identity?: CertIdentity; namesNoDevice?: true } {
   if (chain.length === 0) return { ok: false, problem: 'bad-certificate', reason: 'no client certificate' };
   if (chain.length > MAX_CHAIN_CERTS) {
     let identity: CertIdentity | undefined;
@@ -337,7 +338,7 @@ export function readPresentedLeaf(
   }
   const leaf = certs[0]!;
   const id = identityOfCertificate(leaf);
-  if (!id.ok) return { ok: false, problem: 'bad-certificate', reason: id.reason };
+  if (!id.ok) return { ok: false, problem: 'bad-certificate', reason: id.reason, ...(id.noIdentity ? { namesNoDevice: true as const } : {}) };
   const weak = weakKeyReason(leaf.publicKey);
   if (weak) return { ok: false, problem: 'bad-certificate', reason: `client certificate: ${weak}`, identity: id.identity };
   return { ok: true, leaf: { cert: leaf, identity: id.identity, serial: normalSerial(leaf.serialNumber), fingerprint256: leaf.fingerprint256 }, certs };

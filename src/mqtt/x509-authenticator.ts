@@ -38,7 +38,7 @@ export function presentsDeviceCertificate(attempt: Pick<ConnectAttempt, 'clientC
   if (!chain || chain.length === 0) return false;
   if (attempt.password === '') return true;
   const leaf = readPresentedLeaf(chain);
-  return leaf.ok || !/names no device/.test(leaf.reason);
+  return leaf.ok || leaf.namesNoDevice !== true;
 }
 
 function claimedDevice(username: string | undefined): { productKey: string; deviceName: string } | 'none' | 'invalid' {
