@@ -59,7 +59,7 @@ export function addX509Commands(program: Command): void {
       print(o, r, () => formatRecord(r));
     });
 
-  apiCommand(x, 'ca <productKey>', "the product's device CA certificate (a platform CA is made on first use)")
+  apiCommand(x, 'ca <productKey>', "the product's device CA certificate (made with the first device)")
     .option('--out <file>', 'write the PEM to this file')
     .action(async (pk: string, o: ApiCommandOptions & { out?: string }) => {
       const r = await clientFor(o).request('GET', apiPath('products', pk, 'x509', 'ca'));

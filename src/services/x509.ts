@@ -184,6 +184,18 @@ export class X509Service {
     return ca;
   }
 
+  /**
+   * The product's CA as it is, never generating one (reads: a read-scope GET must not fix the
+   * product's CA choice). NOT_FOUND until the first device is created, a certificate issued or
+   * a customer CA uploaded.
+   */
+  async existingCa(productKey: string): Promise<StoredProductCa> {
+    await this.requireX509(productKey);
+    const ca = await this.storedCa(productKey);
+    if (!ca) throw new ThingAuthError('NOT_FOUND', `product ${productKey} has no device CA yet: the platform CA is made with its first device (or upload a customer CA)`);
+    return ca;
+  }
+
   /** The product's CA, a platform CA generated on first use (racing servers keep the first stored). */
   async ca(productKey: string): Promise<StoredProductCa> {
     await this.requireX509(productKey);
@@ -321,7 +333,7 @@ export class X509Service {
     const certs = await this.store.listDeviceCertificates(d.iotId);
     const c = serial !== undefined ? certs.find((x) => x.serial === serial) : certs.find((x) => ['valid', 'retiring', 'not-yet-valid'].includes(publicCert(x, now).state));
     if (!c) throw new ThingAuthError('NOT_FOUND', serial !== undefined ? `device ${deviceName} has no certificate ${serial}` : `device ${deviceName} has no certificate in use; issue one`);
-    const ca = await this.ca(productKey);
+    const ca = await this.existingCa(productKey);
     return { productKey, deviceName, serial: c.serial, notAfter: c.notAfter, certificate: c.certificate, privateKey: c.privateKey, caCertificate: ca.certificate };
   }
 
@@ -357,7 +369,7 @@ export class X509Service {
   }
 
   async crl(productKey: string): Promise<string> {
-    const ca = await this.ca(productKey);
+    const ca = await this.existingCa(productKey);
     if (ca.privateKey === null) throw new ThingAuthError('CONFLICT', `product ${productKey} trusts a customer CA: its CRL is published by that CA; revocations made here are enforced at login`, { field: 'ca' });
     const revoked = await this.store.listRevokedCertificates(productKey, this.iso());
     return buildCrl({ certificate: ca.certificate, privateKey: ca.privateKey }, revoked, new Date(this.clock()));

@@ -30,6 +30,9 @@ describe('X.509 with a customer CA', () => {
   it('refuses an upload without proof of possession, or of something that is no CA, and writes nothing', async () => {
     const regCode = await code();
     assert.match(regCode, /^[0-9a-f]{32}$/);
+    // Reading the CA never makes one (a read-scope token must not fix the product's CA choice).
+    assert.equal((await server.request('GET', `/api/v1/products/${pk}/x509/ca`)).status, 404);
+    assert.equal((await server.request('GET', `/api/v1/products/${pk}/x509/crl`)).status, 404);
     const stranger = await makeCa('someone else');
     const wrongSigner = await signCert({ issuer: stranger, subject: `CN=${regCode}` });
     let r = await server.request('POST', `/api/v1/products/${pk}/x509/ca`, { certificate: ca.pem, verificationCertificate: wrongSigner.pem });

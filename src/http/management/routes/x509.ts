@@ -125,8 +125,8 @@ export async function x509Routes(app: ManagementApp, ctx: AppContext): Promise<v
 
   app.get(
     '/products/:productKey/x509/ca',
-    { schema: { tags, summary: "The product's device CA (a platform CA is generated on first use)", params: ProductKeyParams, response: { 200: CaSchema, ...errorResponses } } },
-    async (req) => caOut(await x509.ca(req.params.productKey)),
+    { schema: { tags, summary: "The product's device CA (404 until its first device, certificate or customer CA upload)", params: ProductKeyParams, response: { 200: CaSchema, ...errorResponses } } },
+    async (req) => caOut(await x509.existingCa(req.params.productKey)),
   );
 
   app.get(
@@ -172,7 +172,7 @@ export async function x509Routes(app: ManagementApp, ctx: AppContext): Promise<v
     },
     async (req, reply) => {
       const pk = req.params.productKey;
-      const ca = await x509.ca(pk); // 404/409 before the stream starts
+      const ca = await x509.existingCa(pk); // 404/409 before the stream starts
       const zip = req.query.format === 'zip';
       if (zip && (await ctx.store.countDevices(pk)) >= MAX_ZIP_ENTRIES) {
         return reply.code(413).send({ code: 'PAYLOAD_TOO_LARGE', message: `a ZIP holds at most ${MAX_ZIP_ENTRIES - 1} devices here; download the CSV instead` });
