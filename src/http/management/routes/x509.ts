@@ -210,13 +210,13 @@ export async function x509Routes(app: ManagementApp, ctx: AppContext): Promise<v
         tags,
         summary: 'Certificates (not revoked) whose validity ends within `days` (expired ones included), soonest first',
         querystring: Type.Object(
-          { days: Type.Integer({ minimum: 0, maximum: MAX_CERT_VALIDITY_DAYS }), productKey: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })) },
+          { days: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_CERT_VALIDITY_DAYS, description: 'window in days (default THINGAUTH_CERT_EXPIRY_WARN_DAYS)' })), productKey: Type.Optional(Type.String({ maxLength: 64 })), limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })) },
           { additionalProperties: false },
         ),
         response: { 200: Type.Object({ items: Type.Array(CertificateSchema) }), ...errorResponses },
       },
     },
-    async (req) => ({ items: await x509.expiring(req.query.days, req.query.productKey, req.query.limit) }),
+    async (req) => ({ items: await x509.expiring(req.query.days ?? ctx.config.certExpiryWarnDays, req.query.productKey, req.query.limit) }),
   );
 
   app.get(`${dev}/certificates`, { schema: { tags, summary: "The device's certificates, newest first (no keys)", params: DeviceParams, response: { 200: Type.Object({ items: Type.Array(CertificateSchema) }), ...errorResponses } } }, async (req) => ({
