@@ -15,7 +15,7 @@ import { crc32 } from 'node:zlib';
 import { caOf, endClient, waitForClose } from '../helpers/mqtt.js';
 import { makeTempDir, startTestServer, type TestServer } from '../helpers/server.js';
 import { attachByApi, loginParams, request, sessionTopic, statusOf } from './gateway-helpers.js';
-import { certConnect, identityResponse, x509Device, x509Product } from './x509-helpers.js';
+import { certConnect, certRefusal, identityResponse, x509Device, x509Product } from './x509-helpers.js';
 
 const run = promisify(execFile);
 
@@ -112,6 +112,18 @@ describe('X.509 gateways, takeover, TLS compat, CLI', () => {
     const connack = await new Promise<Buffer>((resolve, reject) => socket.once('data', resolve).once('error', reject));
     assert.deepEqual([...connack.subarray(0, 4)], [0x20, 2, 0, 0]);
     socket.destroy();
+  });
+
+  it('THINGAUTH_TLS_CLIENT_CERTS=off: listeners do not ask, so a certificate device cannot log in (secret devices can)', async () => {
+    const off = await startTestServer({ tlsClientCerts: 'off' });
+    try {
+      const pk = await x509Product(off);
+      const d = await x509Device(off, pk, 'x509-off-01');
+      const r = await certRefusal(off, 'mqtts', { cert: d.cert, key: d.key });
+      assert.equal(r.code, 4, 'no certificate reached the server: an empty username is a missing credential');
+    } finally {
+      await off.stop();
+    }
   });
 
   it('thingauth x509 bundle writes certificate, key and CA to a 0600 file', async () => {

@@ -169,8 +169,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       ctx.services.audit.record({ ...audit, result: 'deny', reason });
       ctx.services.metrics.login('https', 'refused', REFUSALS[refusal].label);
       ctx.services.logLimiter.log('info', 'http.auth.deny', ip, { productKey: who?.productKey, deviceName: who?.deviceName, reason, remote: ip }, 'http channel auth refused');
-      const dev = result.ok ? result.device : result.device;
-      if (dev) ctx.services.authenticator.recordAuthError(dev, `http /auth: ${reason}`, `https ${ip}`);
+      if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${reason}`, `https ${ip}`);
       return send(reply, REFUSALS[refusal].httpChannel, 'auth check error');
     }
     if (!result.ok) return send(reply, HTTP_CHANNEL_CODES.COMMON, 'internal error');
