@@ -133,7 +133,15 @@ export class X509Service {
   async settings(productKey: string): Promise<ProductAuthSettings> {
     const hit = this.settingsCache.get(productKey);
     if (hit && this.fresh(hit.atMs)) return hit.s;
-    const s = await this.store.getProductAuth(productKey);
+    let s: ProductAuthSettings | undefined;
+    try {
+      s = await this.store.getProductAuth(productKey);
+    } catch (e) {
+      // Expired, but the store cannot answer (database outage): the last known settings serve,
+      // as the authenticator's cached records do, so secret logins keep working from cache.
+      if (hit) return hit.s;
+      throw e;
+    }
     if (!s) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
     this.settingsCache.set(productKey, { s, atMs: this.clock() });
     return s;
@@ -179,7 +187,13 @@ export class X509Service {
   async storedCa(productKey: string): Promise<StoredProductCa | undefined> {
     const hit = this.caCache.get(productKey);
     if (hit && this.fresh(hit.atMs)) return hit.ca;
-    const ca = await this.store.getProductCa(productKey);
+    let ca: StoredProductCa | undefined;
+    try {
+      ca = await this.store.getProductCa(productKey);
+    } catch (e) {
+      if (hit) return hit.ca; // as settings(): the last known CA serves during an outage
+      throw e;
+    }
     if (ca) this.caCache.set(productKey, { ca, atMs: this.clock() });
     return ca;
   }
