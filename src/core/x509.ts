@@ -420,7 +420,8 @@ export async function buildCrl(ca: GeneratedCa, revoked: { serial: string; revok
     entries: revoked.map((r) => ({ serialNumber: r.serial.length % 2 ? '0' + r.serial : r.serial, revocationDate: new Date(r.revokedAt) })),
     extensions: [await x509.AuthorityKeyIdentifierExtension.create(caCert)],
   });
-  return crl.toString('pem') + '\n';
+  // RFC 7468's label (what OpenSSL reads); @peculiar/x509 writes "CRL".
+  return pem(crl.rawData, 'X509 CRL');
 }
 
 export function fingerprintOf(certPem: string): string {

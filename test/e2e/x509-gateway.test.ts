@@ -138,6 +138,15 @@ describe('X.509 gateways, takeover, TLS compat, CLI', () => {
     assert.equal(fs.statSync(out).mode & 0o777, 0o600);
     const list = await run(process.execPath, [cli, 'x509', 'certs', pk, d.deviceName, '--json'], { env });
     assert.equal(JSON.parse(list.stdout).items[0].serial, d.serial);
+    const auth = await run(process.execPath, [cli, 'x509', 'auth', pk, '--json'], { env });
+    assert.equal(JSON.parse(auth.stdout).authMode, 'x509');
+    const expiring = await run(process.execPath, [cli, 'x509', 'expiring', '--days', '36500', '--product', pk, '--json'], { env });
+    assert.ok(JSON.parse(expiring.stdout).items.some((c: { serial: string }) => c.serial === d.serial));
+    const none = await run(process.execPath, [cli, 'x509', 'expiring', '--days', '30', '--product', pk], { env });
+    assert.match(none.stdout, /no certificate ends within 30 days/);
+    const crlFile = path.join(dir, 'ca.crl');
+    await run(process.execPath, [cli, 'x509', 'crl', pk, '--out', crlFile], { env });
+    assert.match(fs.readFileSync(crlFile, 'utf8'), /^-----BEGIN X509 CRL-----/);
     // batch-issue: 3 devices, each with its certificate, all written as CSV.
     const csv = path.join(dir, 'batch.csv');
     await run(process.execPath, [cli, 'x509', 'batch-issue', pk, '--count', '3', '--key-algorithm', 'ec-p256', '--out', csv, '--no-progress'], { env });
