@@ -102,6 +102,10 @@ export interface Config {
   proxyProtocolFrom: string[];
   /** How long a PROXY header (or, from elsewhere, the first bytes) may take to arrive. */
   proxyProtocolTimeoutSeconds: number;
+  /** TLS listeners ask devices for a client certificate (optional: devices without one still connect). Issue 16. */
+  tlsClientCerts: 'request' | 'off';
+  /** thingauth_device_certificates_expiring counts certificates ending within this many days. */
+  certExpiryWarnDays: number;
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -158,6 +162,8 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   drainRatePerSecond: 'THINGAUTH_DRAIN_RATE',
   proxyProtocolFrom: 'THINGAUTH_PROXY_PROTOCOL_FROM',
   proxyProtocolTimeoutSeconds: 'THINGAUTH_PROXY_PROTOCOL_TIMEOUT_SECONDS',
+  tlsClientCerts: 'THINGAUTH_TLS_CLIENT_CERTS',
+  certExpiryWarnDays: 'THINGAUTH_CERT_EXPIRY_WARN_DAYS',
 };
 
 export class ConfigError extends Error {
@@ -285,6 +291,8 @@ export function loadConfig(input: ConfigInput): Config {
     // Behind HAProxy: docs/deployment.md "Behind HAProxy".
     proxyProtocolFrom: (input.proxyProtocolFrom ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     proxyProtocolTimeoutSeconds: int('proxyProtocolTimeoutSeconds', 10, 1, 600),
+    tlsClientCerts: oneOf('tlsClientCerts', ['request', 'off'] as const, 'request'),
+    certExpiryWarnDays: int('certExpiryWarnDays', 30, 0, 36_500),
   };
   const trusted = TrustedSources.parse(config.proxyProtocolFrom);
   for (const p of trusted.problems) problems.push(`${label('proxyProtocolFrom')}: ${p}`);

@@ -45,8 +45,9 @@ export function addProductCommands(program: Command): void {
     .option('--description <text>')
     .option('--product-key <pk>', 'migration: keep an existing ProductKey')
     .option('--product-secret <secret>', 'migration: keep an existing ProductSecret')
-    .action(async (productName: string, o: ProductFlags) => {
-      const p = await clientFor(o).request('POST', apiPath('products'), { ...productBody(o), productName });
+    .addOption(new Option('--auth-mode <mode>', 'secret (default) or x509: devices log in with certificates (docs/x509.md)').choices(['secret', 'x509']))
+    .action(async (productName: string, o: ProductFlags & { authMode?: string }) => {
+      const p = await clientFor(o).request('POST', apiPath('products'), { ...productBody(o), productName, ...(o.authMode ? { authMode: o.authMode } : {}) });
       print(o, p, () => formatRecord(p));
     });
 

@@ -14,9 +14,10 @@ import { addKeysCommands } from './keys.js';
 import { addTokenCommands } from './token.js';
 import { addStoreCommands } from './store.js';
 import { addNodeCommands } from './node.js';
+import { addX509Commands } from './x509.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands, addNodeCommands];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands, addNodeCommands, addX509Commands];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');

@@ -33,6 +33,7 @@ const PLAIN_EVENTS = [
   'device.slot.revoked',
   'product.changed',
   'topology.changed',
+  'device.certificate.revoked',
 ] as const satisfies readonly (keyof RegistryEventMap)[];
 
 export interface ClusterCommandMap {

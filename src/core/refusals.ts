@@ -55,7 +55,18 @@ export type RefusalKind =
   | 'device-connect-rate'
   /** The source is in its cool-down after repeated failures. */
   | 'throttled'
-  | 'server-error';
+  | 'server-error'
+  /** X.509 (issue 16): a secret login for a product whose devices log in with certificates. */
+  | 'certificate-required'
+  /** A client certificate that is garbage, too large, too deep, weak, or names no device. */
+  | 'bad-certificate'
+  /** A client certificate that does not chain to the product's device CA. */
+  | 'foreign-ca'
+  | 'certificate-expired'
+  | 'certificate-not-yet-valid'
+  | 'certificate-revoked'
+  /** The CONNECT username names another device than the certificate. */
+  | 'certificate-mismatch';
 
 /** MQTT 3.1.1 CONNACK refusal codes (spec 1.7). */
 export type ConnackCode = 1 | 2 | 3 | 4 | 5;
@@ -125,6 +136,14 @@ export const REFUSALS: Readonly<Record<RefusalKind, RefusalInfo>> = {
   'node-draining': { connack: 3, registrationConnack: 3, v5: 0x9c /* Use another server */, alink: 503, httpChannel: HTTP_COMMON, label: 'node_draining', throttle: 'never' },
   'cluster-unavailable': { connack: 3, registrationConnack: 3, v5: 0x88 /* Server unavailable */, alink: 503, httpChannel: HTTP_COMMON, label: 'cluster_unavailable', throttle: 'never' },
   'server-error': { connack: 3, registrationConnack: 3, alink: 500, httpChannel: HTTP_COMMON, label: 'server_error', throttle: 'never' },
+  'certificate-required': { connack: 5, registrationConnack: 4, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'certificate_required', throttle: 'registration' },
+  'bad-certificate': { connack: 5, registrationConnack: 4, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'bad_certificate', throttle: 'always' },
+  'foreign-ca': { connack: 5, registrationConnack: 4, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'foreign_ca', throttle: 'always' },
+  // An honest device with an old certificate (or a skewed clock) retries: not a failed guess.
+  'certificate-expired': { connack: 5, registrationConnack: 4, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'certificate_expired', throttle: 'registration' },
+  'certificate-not-yet-valid': { connack: 5, registrationConnack: 4, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'certificate_not_yet_valid', throttle: 'registration' },
+  'certificate-revoked': { connack: 5, registrationConnack: 4, v5: 0x8a /* Banned */, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'certificate_revoked', throttle: 'always' },
+  'certificate-mismatch': { connack: 4, registrationConnack: 4, v5: 0x86 /* Bad User Name or Password */, alink: 460, httpChannel: HTTP_AUTH_FAILED, label: 'certificate_mismatch', throttle: 'always' },
 };
 
 /** The two families of paths the throttle rule distinguishes. */

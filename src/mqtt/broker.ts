@@ -34,6 +34,7 @@ import { refusedSubDevicePublish, SWALLOWED_TOPIC } from './handlers/gateway-lin
 import { startTopoChangeNotices } from './handlers/topo-change.js';
 import { startBootstrapNotices } from './handlers/bootstrap-notify.js';
 import { startSlotRevocationKicks } from './slot-revocation.js';
+import { startCertificateRevocationKicks } from './certificate-revocation.js';
 import { deviceKey, newSession, SessionRegistry, sessionOf, type Session } from './sessions.js';
 import { RetainedQuota } from './retained-quota.js';
 import { RedisCluster } from '../cluster/cluster.js';
@@ -130,6 +131,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
         clean: f?.clean ?? true,
         transport: info.transport,
         remoteAddress: info.remoteAddress,
+        ...(info.clientCertChain ? { clientCertChain: info.clientCertChain } : {}),
       };
       authenticateConnect(attempt, ctx).then(
         (decision) => {
@@ -369,6 +371,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
   const stopTopoChangeNotices = startTopoChangeNotices(handlerContext);
   const stopBootstrapNotices = startBootstrapNotices(handlerContext);
   const stopSlotRevocationKicks = startSlotRevocationKicks(ctx, sessions, logger);
+  const stopCertificateRevocationKicks = startCertificateRevocationKicks(ctx, sessions, logger);
 
   broker = {
     aedes,
@@ -384,6 +387,7 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
       stopBootstrapNotices();
       stopSlotRevocationKicks();
       drainer.stop();
+      stopCertificateRevocationKicks();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await presence.flush();
     },

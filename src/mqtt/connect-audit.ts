@@ -7,6 +7,7 @@
 import type { AppContext } from '../context.js';
 import { REFUSALS } from '../core/refusals.js';
 import { connectKindOf, type ConnectAttempt, type ConnectDecision } from './connect-authenticators.js';
+import { presentsDeviceCertificate } from './x509-authenticator.js';
 
 function claimedIdentity(username: string | undefined): { productKey: string | null; deviceName: string | null } {
   if (typeof username !== 'string') return { productKey: null, deviceName: null };
@@ -17,7 +18,9 @@ function claimedIdentity(username: string | undefined): { productKey: string | n
 /** `decision` undefined = the decision itself failed (store error): refused with CONNACK 3. */
 export function recordConnectDecision(ctx: AppContext, attempt: ConnectAttempt, decision: ConnectDecision | undefined): void {
   const { audit, metrics } = ctx.services;
-  const kind = connectKindOf(attempt);
+  const plain = connectKindOf(attempt);
+  // A certificate login (issue 16) is audited as mqtt.connect.x509.
+  const kind = (plain === 'sign' || plain === 'unknown') && presentsDeviceCertificate(attempt) ? 'x509' : plain;
   const action = `mqtt.connect.${kind}`;
   const actor = attempt.username === undefined ? '(no username)' : attempt.username;
   if (decision?.ok) {

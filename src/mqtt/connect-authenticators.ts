@@ -23,6 +23,7 @@ import { authenticateApplication, APPLICATION_USERNAME_PREFIX } from './applicat
 import { authenticateConnwl, authenticateRegister, authenticateRegnwl } from './registration-connect.js';
 import { countsAgainstSource, type ConnackCode, type RefusalKind, type RefusalPath } from '../core/refusals.js';
 import { refuseConnect } from './connect-refusal.js';
+import { authenticateX509Device, presentsDeviceCertificate } from './x509-authenticator.js';
 
 /** MQTT 3.1.1 CONNACK refusal codes (spec 1.7); MQTT 5 equivalents in mqtt5-adapter.ts. */
 export type ConnackRefusal = ConnackCode;
@@ -40,6 +41,8 @@ export interface ConnectAttempt {
   clean: boolean;
   transport: Transport;
   remoteAddress: string;
+  /** The TLS client certificate chain (DER, leaf first) when the device presented one (issue 16). */
+  clientCertChain?: readonly Buffer[];
 }
 
 export interface ConnectAllow {
@@ -172,6 +175,8 @@ export function refusalPathOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username
 
 async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const kind = connectKindOf(attempt);
+  // A device certificate decides the login, whatever username and password say (issue 16).
+  if ((kind === 'sign' || kind === 'unknown') && presentsDeviceCertificate(attempt)) return authenticateX509Device(attempt, ctx);
   if (kind === 'unknown') {
     const reason = attempt.parsed ? 'unsupported authType' : 'ClientId has no |...| extension section';
     return refuseConnect(attempt.parsed ? 'unsupported-auth-type' : 'malformed', 'login', reason, usernameFields(attempt.username));

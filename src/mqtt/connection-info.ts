@@ -9,6 +9,8 @@ export type Transport = 'tcp' | 'tls' | 'ws' | 'wss';
 export interface ConnectionInfo {
   transport: Transport;
   remoteAddress: string;
+  /** The client certificate chain presented in the TLS handshake (DER, leaf first); absent when none (issue 16). */
+  clientCertChain?: Buffer[];
 }
 
 const infos = new WeakMap<object, ConnectionInfo>();

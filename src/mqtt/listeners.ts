@@ -16,6 +16,7 @@ import type { Duplex } from 'node:stream';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { AppContext, Listener } from '../context.js';
 import { tlsOptionsFor } from '../tls/profiles.js';
+import { clientCertOptions, peerChainOf } from '../tls/client-certs.js';
 import { acquireMqttBroker, type MqttBroker } from './broker.js';
 import { attachConnectionInfo, type Transport } from './connection-info.js';
 import { MAX_PACKET_SIZE } from './packet-limits.js';
@@ -30,14 +31,16 @@ const WS_PATHS = new Set(['/mqtt', '/']);
 const FIRST_BYTE_TIMEOUT_MS = 15_000;
 
 function serverTlsOptions(ctx: AppContext): tls.TlsOptions {
-  return { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile) };
+  return { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile), ...clientCertOptions(ctx.config) };
 }
 
-function handOver(broker: MqttBroker, conn: Duplex, direct: Transport, directAddress: string | undefined, req?: http.IncomingMessage): void {
+function handOver(broker: MqttBroker, conn: Duplex, direct: Transport, directAddress: string | undefined, req?: http.IncomingMessage, tlsSocket?: tls.TLSSocket): void {
   const socket = transportSocketOf(conn, req);
   // Through a trusted load balancer: the client's address and TLS from its PROXY header.
   const { transport, remoteAddress } = proxiedConnection(socket, direct, directAddress);
-  attachConnectionInfo(conn, { transport, remoteAddress: remoteAddress ?? '' });
+  // A client certificate reaches the CONNECT decision only from a TLS session thingauth ended itself.
+  const chain = tlsSocket ? peerChainOf(tlsSocket) : undefined;
+  attachConnectionInfo(conn, { transport, remoteAddress: remoteAddress ?? '', ...(chain ? { clientCertChain: chain } : {}) });
   broker.aedes.handle(conn, req);
   // Packet size limit at the fixed header; a CONNACK 0 ends the socket's count as pending.
   const pending = pendingConnectionsOf(broker.handlerContext.app);
@@ -196,7 +199,7 @@ export async function startMqttTcp(ctx: AppContext): Promise<Listener> {
   const tlsSide = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS });
   tlsSide.on('secureConnection', (s) => {
     tracker.addTls(s);
-    handOver(broker, s, 'tls', s.remoteAddress);
+    handOver(broker, s, 'tls', s.remoteAddress, undefined, s);
   });
   tlsSide.on('tlsClientError', (err, s) => {
     ctx.logger.debug({ err: err.message, remote: s.remoteAddress }, 'TLS handshake failed on the MQTT port');
@@ -240,7 +243,7 @@ export async function startMqtts(ctx: AppContext): Promise<Listener> {
   const server = tls.createServer({ ...serverTlsOptions(ctx), handshakeTimeout: FIRST_BYTE_TIMEOUT_MS }, (s) => {
     s.setNoDelay(true);
     tracker.addTls(s);
-    handOver(broker, s, 'tls', s.remoteAddress);
+    handOver(broker, s, 'tls', s.remoteAddress, undefined, s);
   });
   const pending = pendingConnectionsOf(ctx);
   server.on('connection', (s: net.Socket) => {
@@ -299,7 +302,7 @@ async function startWebSocket(ctx: AppContext, secure: boolean): Promise<Listene
     wss.handleUpgrade(req, socket, head, (ws) => {
       const stream = createWebSocketStream(ws);
       stream.on('error', () => stream.destroy());
-      handOver(broker, stream, transport, req.socket.remoteAddress, req);
+      handOver(broker, stream, transport, req.socket.remoteAddress, req, secure ? (req.socket as tls.TLSSocket) : undefined);
     });
   });
   return serveAs(

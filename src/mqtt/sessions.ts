@@ -32,6 +32,8 @@ export interface SessionIdentity {
   productKeys?: readonly string[];
   /** Devices logged in with connwl: the regnwl credential slot whose token opened the session. */
   slot?: number;
+  /** Devices logged in with an X.509 certificate: its serial (revoking it ends this session). */
+  certSerial?: string;
 }
 
 export interface Session {

@@ -16,7 +16,7 @@ import type { RefusalKind } from '../core/refusals.js';
 /** The refusals a device-secret login can end in (kinds and their codes: core/refusals.ts). */
 export type LoginRefusal = Extract<
   RefusalKind,
-  'unsupported-sign-method' | 'unknown-product' | 'unknown-device' | 'bad-signature' | 'disabled' | 'tls-required' | 'timestamp-outside-window'
+  'unsupported-sign-method' | 'unknown-product' | 'unknown-device' | 'bad-signature' | 'disabled' | 'tls-required' | 'timestamp-outside-window' | 'certificate-required'
 >;
 
 export interface DeviceLoginInput {
@@ -81,6 +81,8 @@ export class DeviceAuthenticator {
   private readonly inflight = new Map<string, Promise<LoginDevice | undefined>>();
   /** Bumped on every invalidation so a lookup that raced with a change is not cached. */
   private epoch = 0;
+  /** The product's authentication mode (services/x509.ts); unset = every product uses secrets. */
+  authModeOf?: (productKey: string) => Promise<'secret' | 'x509'>;
 
   constructor(
     private readonly store: Store,
@@ -204,6 +206,9 @@ export class DeviceAuthenticator {
     if (!device.enabled) return { ok: false, refusal: 'disabled', reason: 'device disabled', device };
     const product = await this.product(input.productKey);
     if (!product) return { ok: false, refusal: 'unknown-product', reason: 'unknown product', device };
+    if (this.authModeOf && (await this.authModeOf(input.productKey)) === 'x509') {
+      return { ok: false, refusal: 'certificate-required', reason: 'product authenticates devices with X.509 certificates: present the device certificate over TLS', device };
+    }
     if (product.requireTls && !input.overTls) {
       return { ok: false, refusal: 'tls-required', reason: 'product requires TLS; login arrived over a plain transport', device };
     }

@@ -25,6 +25,8 @@ export interface RegistryEventMap {
   'device.reset': [DeviceRef];
   /** An operator revoked one regnwl credential slot: a session running on it must end. */
   'device.slot.revoked': [DeviceRef & { slot: number }];
+  /** An operator revoked a device certificate (or a rotation ended it at once): a session logged in with it must end. */
+  'device.certificate.revoked': [DeviceRef & { serial: string }];
   'product.changed': [{ productKey: string }];
   /**
    * `byGateway`: the gateway named here made the change itself (its own thing/topo/add or

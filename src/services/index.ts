@@ -21,6 +21,7 @@ import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
 import { LogLimiter } from './log-limiter.js';
 import { BootstrapService } from './bootstrap.js';
 import { createLimiter, type Limiter } from './limits/index.js';
+import { X509Service } from './x509.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -47,6 +48,7 @@ export interface Services {
   /** Refusal log lines an outsider can trigger (CONNECT, SUBSCRIBE, registration) go through this. */
   logLimiter: LogLimiter;
   bootstrap: BootstrapService;
+  x509: X509Service;
 }
 
 /** Refusal log lines per (event, source) per minute before they are only counted (log-limiter.ts). */
@@ -102,7 +104,19 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
   const bootstrap = new BootstrapService(store, events, authenticator);
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, limiter, logLimiter, bootstrap };
+  const x509 = new X509Service(store, events, registry, logger, { cacheTtlMs: config.cacheTtlSeconds * 1000, defaultDeviceLimit: config.deviceLimit });
+  x509.productOf = (productKey) => authenticator.product(productKey);
+  x509.observers = {
+    onEnrolled: (d, serial) => {
+      audit.record({ action: 'x509.enroll', actor: 'device', productKey: d.productKey, deviceName: d.deviceName, result: 'ok', reason: `created at its first login with customer-CA certificate ${serial}` });
+      logger.info({ event: 'x509.enroll', productKey: d.productKey, deviceName: d.deviceName, serial }, 'device enrolled on first contact');
+    },
+  };
+  // Secret logins (MQTT sign, HTTP /auth) are refused for products whose devices use certificates.
+  authenticator.authModeOf = (productKey) => x509.authModeOf(productKey);
+  metrics.certExpiryDays = config.certExpiryWarnDays;
+  metrics.useCertificateSource(() => x509.countExpiring(metrics.certExpiryDays));
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, limiter, logLimiter, bootstrap, x509 };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

@@ -96,6 +96,30 @@ export class Metrics {
     });
   }
 
+  /** Window of thingauth_device_certificates_expiring (THINGAUTH_CERT_EXPIRY_WARN_DAYS). */
+  certExpiryDays = 30;
+  private certificatesExpiring: (() => Promise<number>) | undefined;
+
+  /** The X.509 service counts the certificates expiring within certExpiryDays (at scrape time). */
+  useCertificateSource(count: () => Promise<number>): void {
+    this.certificatesExpiring = count;
+    const self = this;
+    new Gauge({
+      name: 'thingauth_device_certificates_expiring',
+      help: 'Device certificates (not revoked) whose validity ends within THINGAUTH_CERT_EXPIRY_WARN_DAYS days, expired ones included',
+      labelNames: ['days'] as const,
+      registers: [this.registry],
+      async collect() {
+        if (!self.certificatesExpiring) return;
+        try {
+          this.set({ days: String(self.certExpiryDays) }, await self.certificatesExpiring());
+        } catch {
+          // The store cannot answer right now: the scrape shows no sample rather than failing.
+        }
+      },
+    });
+  }
+
   /** The broker registers its session registry here when it starts. */
   useSessionSource(source: SessionSource | undefined): void {
     this.sessions = source;

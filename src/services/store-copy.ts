@@ -12,9 +12,14 @@
  * difference, plus the tables whose counts differ on the two sides.
  */
 import type { Device, Product } from '../core/records.js';
-import type { Application, AuditEntry, DeviceBindings, DeviceCopy, ManagementTokenRecord, Store, StoredDeviceTokenSlot } from '../store/store.js';
+import type { Application, AuditEntry, DeviceBindings, DeviceCopy, ManagementTokenRecord, ProductAuthSettings, Store, StoredDeviceCertificate, StoredDeviceTokenSlot, StoredProductCa } from '../store/store.js';
 
-export const COPY_TABLES = ['products', 'devices', 'device_tokens', 'topology', 'applications', 'management_tokens', 'secret_settings', 'audit'] as const;
+export const COPY_TABLES = [
+  'products', 'devices', 'device_tokens', 'topology', 'applications', 'management_tokens', 'secret_settings',
+  // X.509 (issue 16): walked right after products (modes, CAs) and after devices (certificates).
+  'product_auth', 'product_cas', 'device_certificates',
+  'audit',
+] as const;
 export type CopyTable = (typeof COPY_TABLES)[number];
 
 export interface TableReport {
@@ -96,6 +101,21 @@ function deviceCopyOf(d: Device, slotsOf: Map<string, StoredDeviceTokenSlot[]>):
   };
 }
 
+function authView(a: ProductAuthSettings): unknown {
+  return { productKey: a.productKey, authMode: a.authMode, enrollOnFirstContact: a.enrollOnFirstContact, certValidityDays: a.certValidityDays };
+}
+
+function caView(c: StoredProductCa): unknown {
+  return { productKey: c.productKey, source: c.source, certificate: c.certificate, privateKey: c.privateKey, fingerprint: c.fingerprint, createdAt: c.createdAt };
+}
+
+function certView(c: StoredDeviceCertificate): unknown {
+  return {
+    serial: c.serial, iotId: c.iotId, productKey: c.productKey, deviceName: c.deviceName, source: c.source, certificate: c.certificate, privateKey: c.privateKey,
+    fingerprint: c.fingerprint, notBefore: c.notBefore, notAfter: c.notAfter, createdAt: c.createdAt, revokedAt: c.revokedAt, revocationReason: c.revocationReason,
+  };
+}
+
 function bindingsOf(d: Device): DeviceBindings {
   return { iotId: d.iotId, gatewayIotId: d.gatewayIotId, registeredByGatewayIotId: d.registeredByGatewayIotId };
 }
@@ -172,6 +192,47 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
   }
   progress?.done('products');
 
+  // ---- X.509 product modes and CAs: before devices (a mode is fixed once a product has devices) ----
+  progress?.start('product_auth', products.length);
+  for (const p of products) {
+    const a = await from.getProductAuth(p.productKey);
+    const d = await to.getProductAuth(p.productKey);
+    progress?.advance('product_auth', 1);
+    // A product in the default mode with default settings has no row worth a copy.
+    if (!a || same(authView(a), authView({ productKey: p.productKey, authMode: 'secret', enrollOnFirstContact: false, certValidityDays: null }))) {
+      if (d && !same(authView(d), authView({ productKey: p.productKey, authMode: 'secret', enrollOnFirstContact: false, certValidityDays: null }))) {
+        mismatch({ table: 'product_auth', key: p.productKey, problem: 'the destination has X.509 settings the source does not' });
+      }
+      continue;
+    }
+    tables.product_auth.source++;
+    const state = !d ? 'missing' : same(authView(a), authView(d)) ? 'identical' : 'different';
+    tally('product_auth', p.productKey, state === 'different' && d!.authMode === 'secret' && !d!.enrollOnFirstContact && d!.certValidityDays === null ? 'missing' : state);
+    if (opts.write && state !== 'identical') {
+      try {
+        await to.setProductAuth(p.productKey, { authMode: a.authMode, enrollOnFirstContact: a.enrollOnFirstContact, certValidityDays: a.certValidityDays }, p.updatedAt);
+      } catch (e) {
+        mismatch({ table: 'product_auth', key: p.productKey, problem: `not written: ${(e as Error).message}` });
+      }
+    }
+  }
+  progress?.done('product_auth');
+  progress?.start('product_cas', products.length);
+  for (const p of products) {
+    const c = await from.getProductCa(p.productKey);
+    progress?.advance('product_cas', 1);
+    if (!c) continue;
+    tables.product_cas.source++;
+    const d = await to.getProductCa(p.productKey);
+    if (d && !same(caView(c), caView(d))) {
+      mismatch({ table: 'product_cas', key: p.productKey, problem: 'the destination holds another device CA for this product; not copied (a product keeps one CA)' });
+      continue;
+    }
+    tally('product_cas', p.productKey, d ? 'identical' : 'missing');
+    if (opts.write && !d) await to.putProductCaIfAbsent(c);
+  }
+  progress?.done('product_cas');
+
   // ---- devices (with their slots) ----
   let deviceTotal = 0;
   for (const p of products) deviceTotal += await from.countDevices(p.productKey);
@@ -209,6 +270,50 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
     }
   }
   progress?.done('devices');
+
+  // ---- X.509 device certificates: after their devices ----
+  // Only x509 products can hold certificates (issuing and enrollment need the mode, fixed once devices exist).
+  const x509Products: Product[] = [];
+  for (const p of products) if ((await from.getProductAuth(p.productKey))?.authMode === 'x509') x509Products.push(p);
+  progress?.start('device_certificates', undefined);
+  for (const p of x509Products) {
+    for await (const page of devicePages(from, p.productKey, opts.batchSize)) {
+      const dstDevices = new Map((await to.getDevicesByName(p.productKey, page.map((d) => d.deviceName))).map((d) => [d.deviceName, d]));
+      for (const dev of page) {
+        const certs = await from.listDeviceCertificates(dev.iotId);
+        const dst = dstDevices.get(dev.deviceName);
+        const dstCerts = dst && dst.iotId === dev.iotId ? new Map((await to.listDeviceCertificates(dst.iotId)).map((c) => [c.serial, c])) : new Map<string, StoredDeviceCertificate>();
+        for (const c of certs) {
+          tables.device_certificates.source++;
+          const key = `${p.productKey}/${c.serial}`;
+          if (!dst || dst.iotId !== dev.iotId) {
+            mismatch({ table: 'device_certificates', key, problem: 'its device is not in the destination under the same iotId; not copied' });
+            continue;
+          }
+          const d = dstCerts.get(c.serial);
+          if (!d) {
+            tally('device_certificates', key, 'missing');
+            if (opts.write) await to.addDeviceCertificate(c);
+            continue;
+          }
+          if (same(certView(c), certView(d))) {
+            tables.device_certificates.identical++;
+            continue;
+          }
+          // Only a revocation can differ on a certificate: written when the source's is earlier.
+          const onlyRevocation = same(certView({ ...c, revokedAt: null, revocationReason: null }), certView({ ...d, revokedAt: null, revocationReason: null }));
+          if (onlyRevocation && c.revokedAt !== null && (d.revokedAt === null || c.revokedAt < d.revokedAt)) {
+            tally('device_certificates', key, 'different');
+            if (opts.write) await to.revokeDeviceCertificate(c.productKey, c.serial, c.revokedAt, c.revocationReason ?? '');
+          } else {
+            mismatch({ table: 'device_certificates', key, problem: 'the destination holds this serial with other contents; not copied' });
+          }
+        }
+      }
+      progress?.advance('device_certificates', page.length);
+    }
+  }
+  progress?.done('device_certificates');
 
   // ---- topology: after every device exists, as bindings refer to other devices ----
   progress?.start('topology', deviceTotal);
@@ -364,6 +469,15 @@ export async function copyStore(from: Store, to: Store, opts: CopyOptions): Prom
   tables.applications.destination = (await to.listApplications()).length;
   tables.management_tokens.destination = (await to.listManagementTokens()).length;
   tables.secret_settings.destination = (await to.listSecretSettingKeys()).length;
+  for (const p of dstProducts) {
+    const a = await to.getProductAuth(p.productKey);
+    if (a && !same(authView(a), authView({ productKey: p.productKey, authMode: 'secret', enrollOnFirstContact: false, certValidityDays: null }))) tables.product_auth.destination++;
+    if (await to.getProductCa(p.productKey)) tables.product_cas.destination++;
+    if (a?.authMode !== 'x509') continue;
+    for await (const page of devicePages(to, p.productKey, opts.batchSize)) {
+      for (const d of page) tables.device_certificates.destination += (await to.listDeviceCertificates(d.iotId)).length;
+    }
+  }
   tables.audit.destination = dstSeen + written;
   for (const t of COPY_TABLES) {
     const { source, destination } = tables[t];

@@ -33,6 +33,9 @@ export const ENCRYPTED_COLUMNS: EncryptedTable[] = [
   // regnwl slots (migration 7): a token copied to another slot or device does not decrypt.
   // Appended, not inserted: a key-rotation cursor names a table by its index in this list.
   { table: 'device_tokens', identity: ['iot_id', 'product_key', 'device_name', 'slot'], columns: ['device_token'] },
+  // X.509 (migration 10 / PG 3): a product's platform CA key and generated device keys.
+  { table: 'product_cas', identity: ['product_key'], columns: ['private_key'] },
+  { table: 'device_certificates', identity: ['serial', 'iot_id', 'product_key', 'device_name'], columns: ['private_key'] },
 ];
 
 /** The context a value of `table.column` in the row with this identity is encrypted under. */

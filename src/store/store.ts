@@ -8,6 +8,7 @@
  * the caller read before.
  * Secrets cross this port in plaintext; adapters keep them encrypted with the SecretCipher.
  */
+import type { AuthMode } from '../core/x509.js';
 import type { Device, DeviceStatus, DeviceTokenCredential, DeviceTokenSlot, Product } from '../core/records.js';
 
 export interface Page<T> {
@@ -124,6 +125,48 @@ export interface DeviceBindings {
   iotId: string;
   gatewayIotId: string | null;
   registeredByGatewayIotId: string | null;
+}
+
+/** A product's X.509 settings (issue 16); a product without a stored row is 'secret' with defaults. */
+export interface ProductAuthSettings {
+  productKey: string;
+  authMode: AuthMode;
+  /** Customer CA only: an unknown device with a valid certificate is created at its first login. */
+  enrollOnFirstContact: boolean;
+  /** Validity of certificates issued here; null = DEFAULT_CERT_VALIDITY_DAYS. */
+  certValidityDays: number | null;
+}
+
+export type ProductAuthPatch = Partial<Pick<ProductAuthSettings, 'authMode' | 'enrollOnFirstContact' | 'certValidityDays'>>;
+
+/** A product's device CA: made here (with its key) or the customer's (certificate only). */
+export interface StoredProductCa {
+  productKey: string;
+  source: 'platform' | 'customer';
+  certificate: string;
+  /** PKCS#8 PEM, plaintext across this port (sealed in the store); null for a customer CA. */
+  privateKey: string | null;
+  fingerprint: string;
+  createdAt: string;
+}
+
+/** One device certificate, by product and serial (lower-case hex). */
+export interface StoredDeviceCertificate {
+  serial: string;
+  iotId: string;
+  productKey: string;
+  deviceName: string;
+  /** issued: key made here; csr: the device's key; enrolled: a customer-CA certificate seen at a login. */
+  source: 'issued' | 'csr' | 'enrolled';
+  certificate: string;
+  privateKey: string | null;
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  createdAt: string;
+  /** Refused from this time on (may lie in the future after a rotation); null = not revoked. */
+  revokedAt: string | null;
+  revocationReason: string | null;
 }
 
 /** Where a re-encryption pass stopped; opaque to callers, pass it back to continue. */
@@ -335,4 +378,36 @@ export interface Store {
   listSecretSettingKeys(): Promise<string[]>;
   /** Stores the value, replacing any (store copy only: servers use setSecretSettingIfAbsent). */
   putSecretSetting(key: string, value: string): Promise<void>;
+
+  // X.509 device certificates (issue 16)
+  /** The product's settings (defaults when never set); undefined when the product does not exist. */
+  getProductAuth(productKey: string): Promise<ProductAuthSettings | undefined>;
+  /**
+   * Applies the patch. PRODUCT_NOT_FOUND when absent; CONFLICT (details.field 'authMode'),
+   * nothing written, when it changes authMode while the product has devices: decided under
+   * the lock that orders the product's device creates.
+   */
+  setProductAuth(productKey: string, patch: ProductAuthPatch, at: string): Promise<ProductAuthSettings>;
+  getProductCa(productKey: string): Promise<StoredProductCa | undefined>;
+  /** Stores the CA unless the product has one; returns the one stored (racing servers agree). PRODUCT_NOT_FOUND when absent. */
+  putProductCaIfAbsent(ca: StoredProductCa): Promise<StoredProductCa>;
+  /** Certificates are keyed by (productKey, serial): one CA per product. CONFLICT when taken; DEVICE_NOT_FOUND when the device does not exist. */
+  addDeviceCertificate(cert: StoredDeviceCertificate): Promise<void>;
+  getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined>;
+  /** The device's certificates, newest first. */
+  listDeviceCertificates(iotId: string): Promise<StoredDeviceCertificate[]>;
+  /**
+   * Sets revokedAt (and the reason) unless the certificate is already revoked at or before
+   * `at`; returns the certificate as stored after, undefined when the serial is unknown.
+   */
+  revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined>;
+  /** Serials of the product's certificates revoked at or before `asOf`, oldest revocation first. */
+  listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]>;
+  /**
+   * Certificates not revoked (as of `asOf`) whose notAfter is before `before`, soonest first;
+   * productKey undefined = every product. Without keys (privateKey null): a report.
+   */
+  listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]>;
+  /** How many certificates listExpiringCertificates would list without a limit (every product). */
+  countExpiringCertificates(before: string, asOf: string): Promise<number>;
 }

@@ -141,9 +141,13 @@ describe('management API: deny by default, decided on the matched route (issue 1
     const p = await registry.createProduct({ productName: 'bypass gateway', nodeType: 'GATEWAY' });
     pk = p.productKey;
     productSecret = p.productSecret;
+    // An X.509 gateway with a certificate, so the X.509 GET routes (CA, CRL, bundle) have something to answer.
+    await srv.running.ctx.services.x509.setSettings(pk, { authMode: 'x509' });
     const [d] = await registry.createDevices(pk, { deviceNames: ['bypass-gw'] });
     gatewayDn = d!.deviceName;
     deviceSecret = d!.deviceSecret;
+    const cert = await srv.running.ctx.services.x509.issue(pk, gatewayDn);
+    secrets.push(...cert.privateKey!.split('\n').filter((l) => l.length >= 32 && !l.startsWith('-----')));
     const a = await applications.create({ name: 'bypass-app', productKeys: [pk] });
     appKey = a.appKey;
     appSecret = a.appSecret;

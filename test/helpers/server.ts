@@ -47,12 +47,16 @@ async function recordSecrets(running: RunningThingAuth, file: string): Promise<v
   const store = running.ctx.store;
   const out = [running.ctx.adminToken];
   const products = await store.listProducts(0, 1000);
+  // PEM private keys (X.509): their base64 lines, each a secret a log must never hold.
+  const keyLines = (pem: string | null | undefined) => (pem ? pem.split('\n').filter((l) => l.length >= 32 && !l.startsWith('-----')) : []);
   for (const p of products.items) {
     out.push(p.productSecret);
+    out.push(...keyLines((await store.getProductCa(p.productKey))?.privateKey));
     const devices = await store.listDevices(p.productKey, {}, 0, 2000);
     for (const d of devices.items) {
       out.push(d.deviceSecret, ...(d.previousDeviceSecret ? [d.previousDeviceSecret] : []));
       for (const t of await store.getLiveDeviceTokens(d.iotId)) out.push(t.deviceToken);
+      for (const c of await store.listDeviceCertificates(d.iotId)) out.push(...keyLines(c.privateKey));
     }
   }
   for (const a of await store.listApplications()) out.push(a.appSecret);

@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import formbody from '@fastify/formbody';
 import type { AppContext, Listener } from '../../context.js';
 import { tlsOptionsFor } from '../../tls/profiles.js';
+import { clientCertOptions } from '../../tls/client-certs.js';
 import { installCanonicalHeaderNames } from './canonical-headers.js';
 import { capConnectionsPerSource } from '../connection-caps.js';
 import { proxyProtocolFor } from '../../net/proxy-protocol-listener.js';
@@ -32,7 +33,7 @@ export async function buildDeviceApp(ctx: AppContext, https: boolean): Promise<F
     bodyLimit: 256 * 1024,
     ...fastifyTimeoutOptions(timeouts),
     ...(https
-      ? { https: { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile), ...serverTimeoutOptions(timeouts) } }
+      ? { https: { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor(ctx.config.tlsProfile), ...clientCertOptions(ctx.config), ...serverTimeoutOptions(timeouts) } }
       : { http: serverTimeoutOptions(timeouts) }),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance;
   // The C Link SDK finds Content-Length only when it is spelled so (canonical-headers.ts).

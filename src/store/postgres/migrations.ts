@@ -132,4 +132,46 @@ CREATE TABLE presence_nodes (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'x509 device certificates',
+    // As SQLite migration 10 (issue 16): product_auth (no row = secret), product_cas,
+    // device_certificates; private_key columns hold ciphertext bound to their row.
+    sql: `
+CREATE TABLE product_auth (
+  product_key TEXT COLLATE "C" PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+  auth_mode TEXT NOT NULL CHECK (auth_mode IN ('secret','x509')),
+  enroll_on_first_contact BOOLEAN NOT NULL DEFAULT FALSE,
+  cert_validity_days INTEGER CHECK (cert_validity_days IS NULL OR cert_validity_days > 0),
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE product_cas (
+  product_key TEXT COLLATE "C" PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+  source TEXT NOT NULL CHECK (source IN ('platform','customer')),
+  certificate TEXT NOT NULL,
+  private_key TEXT,
+  fingerprint TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  CHECK ((source = 'platform') = (private_key IS NOT NULL))
+);
+CREATE TABLE device_certificates (
+  serial TEXT COLLATE "C" NOT NULL,
+  iot_id TEXT COLLATE "C" NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
+  product_key TEXT COLLATE "C" NOT NULL,
+  device_name TEXT COLLATE "C" NOT NULL,
+  source TEXT NOT NULL CHECK (source IN ('issued','csr','enrolled')),
+  certificate TEXT NOT NULL,
+  private_key TEXT,
+  fingerprint TEXT NOT NULL,
+  not_before TEXT NOT NULL,
+  not_after TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT,
+  revocation_reason TEXT,
+  PRIMARY KEY (product_key, serial)
+);
+CREATE INDEX device_certificates_device ON device_certificates(iot_id);
+CREATE INDEX device_certificates_expiry ON device_certificates(product_key, not_after);
+`,
+  },
 ];

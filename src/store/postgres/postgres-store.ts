@@ -37,9 +37,14 @@ import type {
   ReencryptCursor,
   Store,
   StoredDeviceTokenSlot,
+  ProductAuthPatch,
+  ProductAuthSettings,
+  StoredDeviceCertificate,
+  StoredProductCa,
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
+import { authModeLocked, CERT_COLUMNS, certValues, defaultProductAuth, deviceCertOf, productAuthOf, productCaOf, sealCaKey } from '../x509-rows.js';
 
 type Row = Record<string, any>;
 type Db = pg.Pool | pg.PoolClient;
@@ -80,6 +85,8 @@ const PRIMARY_KEYS: Record<string, string[]> = {
   applications: ['app_key'],
   secret_settings: ['key'],
   device_tokens: ['iot_id', 'slot'],
+  product_cas: ['product_key'],
+  device_certificates: ['product_key', 'serial'],
 };
 
 
@@ -1186,5 +1193,105 @@ export class PostgresStore implements Store {
       key,
       sealSecret(this.cipher, 'secret_settings', 'value', [key], value),
     ]);
+  }
+  // ---- X.509 (issue 16) ----
+
+  async getProductAuth(productKey: string): Promise<ProductAuthSettings | undefined> {
+    const r = await this.one('SELECT * FROM product_auth WHERE product_key = $1', [productKey]);
+    if (r) return productAuthOf(r);
+    return (await this.one('SELECT 1 FROM products WHERE product_key = $1', [productKey])) ? defaultProductAuth(productKey) : undefined;
+  }
+
+  async setProductAuth(productKey: string, patch: ProductAuthPatch, at: string): Promise<ProductAuthSettings> {
+    return this.tx(async (c) => {
+      // The count-row lock orders this with every device create of the product.
+      const count = await this.lockCount(c, productKey);
+      if (!(await this.one('SELECT 1 FROM products WHERE product_key = $1', [productKey], c))) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const r = await this.one('SELECT * FROM product_auth WHERE product_key = $1', [productKey], c);
+      const cur = r ? productAuthOf(r) : defaultProductAuth(productKey);
+      if (patch.authMode !== undefined && patch.authMode !== cur.authMode && count > 0) {
+        const e = authModeLocked(productKey, count);
+        throw new ThingAuthError('CONFLICT', e.message, e.details);
+      }
+      const next: ProductAuthSettings = {
+        productKey,
+        authMode: patch.authMode ?? cur.authMode,
+        enrollOnFirstContact: patch.enrollOnFirstContact ?? cur.enrollOnFirstContact,
+        certValidityDays: patch.certValidityDays !== undefined ? patch.certValidityDays : cur.certValidityDays,
+      };
+      await c.query(
+        `INSERT INTO product_auth (product_key, auth_mode, enroll_on_first_contact, cert_validity_days, updated_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (product_key) DO UPDATE SET auth_mode = excluded.auth_mode, enroll_on_first_contact = excluded.enroll_on_first_contact,
+         cert_validity_days = excluded.cert_validity_days, updated_at = excluded.updated_at`,
+        [productKey, next.authMode, next.enrollOnFirstContact, next.certValidityDays, at],
+      );
+      return next;
+    });
+  }
+
+  async getProductCa(productKey: string): Promise<StoredProductCa | undefined> {
+    const r = await this.one('SELECT * FROM product_cas WHERE product_key = $1', [productKey]);
+    return r ? productCaOf(r, this.cipher) : undefined;
+  }
+
+  async putProductCaIfAbsent(ca: StoredProductCa): Promise<StoredProductCa> {
+    return this.tx(async (c) => {
+      if (!(await this.one('SELECT 1 FROM products WHERE product_key = $1', [ca.productKey], c))) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${ca.productKey} not found`);
+      await c.query(
+        'INSERT INTO product_cas (product_key, source, certificate, private_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (product_key) DO NOTHING',
+        [ca.productKey, ca.source, ca.certificate, sealCaKey(this.cipher, ca), ca.fingerprint, ca.createdAt],
+      );
+      return productCaOf((await this.one('SELECT * FROM product_cas WHERE product_key = $1', [ca.productKey], c))!, this.cipher);
+    });
+  }
+
+  async addDeviceCertificate(cert: StoredDeviceCertificate): Promise<void> {
+    await this.tx(async (c) => {
+      const d = await this.one('SELECT product_key, device_name FROM devices WHERE iot_id = $1 FOR SHARE', [cert.iotId], c);
+      if (!d || d.product_key !== cert.productKey || d.device_name !== cert.deviceName) {
+        throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${cert.deviceName} not found in product ${cert.productKey}`);
+      }
+      const res = await c.query(
+        `INSERT INTO device_certificates (${CERT_COLUMNS.join(', ')}) VALUES (${CERT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (product_key, serial) DO NOTHING`,
+        certValues(this.cipher, cert),
+      );
+      if (res.rowCount === 0) throw new ThingAuthError('CONFLICT', `a certificate with serial ${cert.serial} exists`, { field: 'serial' });
+    });
+  }
+
+  async getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const r = await this.one('SELECT * FROM device_certificates WHERE product_key = $1 AND serial = $2', [productKey, serial]);
+    return r ? deviceCertOf(r, this.cipher) : undefined;
+  }
+
+  async listDeviceCertificates(iotId: string): Promise<StoredDeviceCertificate[]> {
+    const rows = await this.q('SELECT * FROM device_certificates WHERE iot_id = $1 ORDER BY created_at DESC, serial DESC', [iotId]);
+    return rows.map((r) => deviceCertOf(r, this.cipher));
+  }
+
+  async revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
+    await this.exec('UPDATE device_certificates SET revoked_at = $1, revocation_reason = $2 WHERE product_key = $3 AND serial = $4 AND (revoked_at IS NULL OR revoked_at > $1)', [at, reason, productKey, serial]);
+    return this.getDeviceCertificate(productKey, serial);
+  }
+
+  async listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]> {
+    const rows = await this.q(
+      'SELECT serial, revoked_at, revocation_reason FROM device_certificates WHERE product_key = $1 AND revoked_at IS NOT NULL AND revoked_at <= $2 ORDER BY revoked_at, serial',
+      [productKey, asOf],
+    );
+    return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
+  }
+
+  async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {
+    const rows = await this.q(
+      `SELECT * FROM device_certificates WHERE not_after < $1 AND (revoked_at IS NULL OR revoked_at > $2) ${productKey !== undefined ? 'AND product_key = $4' : ''}
+       ORDER BY not_after, serial LIMIT $3`,
+      [before, asOf, limit, ...(productKey !== undefined ? [productKey] : [])],
+    );
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
+  async countExpiringCertificates(before: string, asOf: string): Promise<number> {
+    return this.count('SELECT COUNT(*) AS n FROM device_certificates WHERE not_after < $1 AND (revoked_at IS NULL OR revoked_at > $2)', [before, asOf]);
   }
 }

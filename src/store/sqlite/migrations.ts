@@ -175,4 +175,49 @@ ALTER TABLE devices ADD COLUMN last_auth_error_at TEXT;
 ALTER TABLE devices ADD COLUMN last_auth_error_source TEXT;
 `,
   },
+  {
+    version: 10,
+    name: 'x509 device certificates',
+    // Issue 16: a product's authentication mode and enrollment switch (product_auth: no row =
+    // secret), its device CA (platform-made with its key sealed like every secret, or a
+    // customer CA without key), and every device certificate by (product, serial): one CA per product, so that is its issuer and serial. private_key columns
+    // hold ciphertext bound to their row (secret-binding.ts); NULL when the key never was here.
+    // revoked_at may lie in the future: a rotated certificate stays valid until then.
+    sql: `
+CREATE TABLE product_auth (
+  product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+  auth_mode TEXT NOT NULL CHECK (auth_mode IN ('secret','x509')),
+  enroll_on_first_contact INTEGER NOT NULL DEFAULT 0,
+  cert_validity_days INTEGER CHECK (cert_validity_days IS NULL OR cert_validity_days > 0),
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE product_cas (
+  product_key TEXT PRIMARY KEY REFERENCES products(product_key) ON DELETE CASCADE,
+  source TEXT NOT NULL CHECK (source IN ('platform','customer')),
+  certificate TEXT NOT NULL,
+  private_key TEXT,
+  fingerprint TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  CHECK ((source = 'platform') = (private_key IS NOT NULL))
+);
+CREATE TABLE device_certificates (
+  serial TEXT NOT NULL,
+  iot_id TEXT NOT NULL REFERENCES devices(iot_id) ON DELETE CASCADE,
+  product_key TEXT NOT NULL,
+  device_name TEXT NOT NULL,
+  source TEXT NOT NULL CHECK (source IN ('issued','csr','enrolled')),
+  certificate TEXT NOT NULL,
+  private_key TEXT,
+  fingerprint TEXT NOT NULL,
+  not_before TEXT NOT NULL,
+  not_after TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  revoked_at TEXT,
+  revocation_reason TEXT,
+  PRIMARY KEY (product_key, serial)
+);
+CREATE INDEX device_certificates_device ON device_certificates(iot_id);
+CREATE INDEX device_certificates_expiry ON device_certificates(product_key, not_after);
+`,
+  },
 ];

@@ -26,8 +26,13 @@ import type {
   ReencryptCursor,
   Store,
   StoredDeviceTokenSlot,
+  ProductAuthPatch,
+  ProductAuthSettings,
+  StoredDeviceCertificate,
+  StoredProductCa,
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
+import { authModeLocked, CERT_COLUMNS, certValues, defaultProductAuth, deviceCertOf, productAuthOf, productCaOf, sealCaKey } from '../x509-rows.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { ENCRYPTED_COLUMNS, openSecret, sealSecret } from '../secret-binding.js';
 import { bindUnboundSecrets } from './secret-binding.js';
@@ -966,5 +971,111 @@ export class SqliteStore implements Store {
     this.db
       .prepare('INSERT INTO secret_settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
       .run(key, sealSecret(this.cipher, 'secret_settings', 'value', [key], value));
+  }
+  // ---- X.509 (issue 16) ----
+
+  async getProductAuth(productKey: string): Promise<ProductAuthSettings | undefined> {
+    const r = this.db.prepare('SELECT * FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
+    if (r) return productAuthOf(r);
+    return this.s.getProduct.get(productKey) ? defaultProductAuth(productKey) : undefined;
+  }
+
+  async setProductAuth(productKey: string, patch: ProductAuthPatch, at: string): Promise<ProductAuthSettings> {
+    return this.db.transaction(() => {
+      if (!this.s.getProduct.get(productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const r = this.db.prepare('SELECT * FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
+      const cur = r ? productAuthOf(r) : defaultProductAuth(productKey);
+      // Decided in this (immediate) transaction, as every device write is.
+      if (patch.authMode !== undefined && patch.authMode !== cur.authMode) {
+        const count = this.deviceCount(productKey);
+        if (count > 0) {
+          const e = authModeLocked(productKey, count);
+          throw new ThingAuthError('CONFLICT', e.message, e.details);
+        }
+      }
+      const next: ProductAuthSettings = {
+        productKey,
+        authMode: patch.authMode ?? cur.authMode,
+        enrollOnFirstContact: patch.enrollOnFirstContact ?? cur.enrollOnFirstContact,
+        certValidityDays: patch.certValidityDays !== undefined ? patch.certValidityDays : cur.certValidityDays,
+      };
+      this.db
+        .prepare(
+          `INSERT INTO product_auth (product_key, auth_mode, enroll_on_first_contact, cert_validity_days, updated_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT(product_key) DO UPDATE SET auth_mode = excluded.auth_mode, enroll_on_first_contact = excluded.enroll_on_first_contact,
+           cert_validity_days = excluded.cert_validity_days, updated_at = excluded.updated_at`,
+        )
+        .run(productKey, next.authMode, next.enrollOnFirstContact ? 1 : 0, next.certValidityDays, at);
+      return next;
+    }).immediate();
+  }
+
+  async getProductCa(productKey: string): Promise<StoredProductCa | undefined> {
+    const r = this.db.prepare('SELECT * FROM product_cas WHERE product_key = ?').get(productKey) as Row | undefined;
+    return r ? productCaOf(r, this.cipher) : undefined;
+  }
+
+  async putProductCaIfAbsent(ca: StoredProductCa): Promise<StoredProductCa> {
+    return this.db.transaction(() => {
+      if (!this.s.getProduct.get(ca.productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${ca.productKey} not found`);
+      this.db
+        .prepare('INSERT INTO product_cas (product_key, source, certificate, private_key, fingerprint, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(product_key) DO NOTHING')
+        .run(ca.productKey, ca.source, ca.certificate, sealCaKey(this.cipher, ca), ca.fingerprint, ca.createdAt);
+      return productCaOf(this.db.prepare('SELECT * FROM product_cas WHERE product_key = ?').get(ca.productKey) as Row, this.cipher);
+    }).immediate();
+  }
+
+  async addDeviceCertificate(cert: StoredDeviceCertificate): Promise<void> {
+    this.db.transaction(() => {
+      const d = this.db.prepare('SELECT product_key, device_name FROM devices WHERE iot_id = ?').get(cert.iotId) as Row | undefined;
+      if (!d || d.product_key !== cert.productKey || d.device_name !== cert.deviceName) {
+        throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${cert.deviceName} not found in product ${cert.productKey}`);
+      }
+      if (this.db.prepare('SELECT 1 FROM device_certificates WHERE product_key = ? AND serial = ?').get(cert.productKey, cert.serial)) {
+        throw new ThingAuthError('CONFLICT', `a certificate with serial ${cert.serial} exists`, { field: 'serial' });
+      }
+      this.db.prepare(`INSERT INTO device_certificates (${CERT_COLUMNS.join(', ')}) VALUES (${CERT_COLUMNS.map(() => '?').join(', ')})`).run(...certValues(this.cipher, cert));
+    }).immediate();
+  }
+
+  async getDeviceCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const r = this.db.prepare('SELECT * FROM device_certificates WHERE product_key = ? AND serial = ?').get(productKey, serial) as Row | undefined;
+    return r ? deviceCertOf(r, this.cipher) : undefined;
+  }
+
+  async listDeviceCertificates(iotId: string): Promise<StoredDeviceCertificate[]> {
+    const rows = this.db.prepare('SELECT * FROM device_certificates WHERE iot_id = ? ORDER BY created_at DESC, rowid DESC').all(iotId) as Row[];
+    return rows.map((r) => deviceCertOf(r, this.cipher));
+  }
+
+  async revokeDeviceCertificate(productKey: string, serial: string, at: string, reason: string): Promise<StoredDeviceCertificate | undefined> {
+    return this.db.transaction(() => {
+      this.db
+        .prepare('UPDATE device_certificates SET revoked_at = ?, revocation_reason = ? WHERE product_key = ? AND serial = ? AND (revoked_at IS NULL OR revoked_at > ?)')
+        .run(at, reason, productKey, serial, at);
+      const r = this.db.prepare('SELECT * FROM device_certificates WHERE product_key = ? AND serial = ?').get(productKey, serial) as Row | undefined;
+      return r ? deviceCertOf(r, this.cipher) : undefined;
+    }).immediate();
+  }
+
+  async listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]> {
+    const rows = this.db
+      .prepare('SELECT serial, revoked_at, revocation_reason FROM device_certificates WHERE product_key = ? AND revoked_at IS NOT NULL AND revoked_at <= ? ORDER BY revoked_at, serial')
+      .all(productKey, asOf) as Row[];
+    return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
+  }
+
+  async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM device_certificates WHERE not_after < ? AND (revoked_at IS NULL OR revoked_at > ?) ${productKey !== undefined ? 'AND product_key = ?' : ''}
+         ORDER BY not_after, serial LIMIT ?`,
+      )
+      .all(...[before, asOf, ...(productKey !== undefined ? [productKey] : []), limit]) as Row[];
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
+  async countExpiringCertificates(before: string, asOf: string): Promise<number> {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM device_certificates WHERE not_after < ? AND (revoked_at IS NULL OR revoked_at > ?)').get(before, asOf) as { n: number }).n;
   }
 }

@@ -18,7 +18,10 @@ import { identityMayPublish } from '../../../mqtt/acl.js';
 import { acquireMqttBroker } from '../../../mqtt/broker.js';
 import { HttpChannelTokens } from '../../../services/http-channel-tokens.js';
 import { PREVIOUS_SECRET_REASON, previousSecretInGrace } from '../../../core/secret-rotation.js';
-import { countsAgainstSource, REFUSALS } from '../../../core/refusals.js';
+import { countsAgainstSource, REFUSALS, type RefusalKind } from '../../../core/refusals.js';
+import type { TLSSocket } from 'node:tls';
+import { peerChainOf } from '../../../tls/client-certs.js';
+import { presentsDeviceCertificate } from '../../../mqtt/x509-authenticator.js';
 
 export const HTTP_CHANNEL_CODES = {
   OK: 0,
@@ -80,6 +83,9 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
         return send(reply, HTTP_CHANNEL_CODES.PARAM, 'request body must be a JSON object');
       }
       const f = body as Record<string, unknown>;
+      // X.509 (issue 16): a client certificate naming a device decides the login.
+      const chain = req.protocol === 'https' ? peerChainOf(req.raw.socket as TLSSocket) : undefined;
+      if (chain && presentsDeviceCertificate({ clientCertChain: chain, password: str(f.sign) ?? '' })) return certificateAuth(chain, f, req.ip, reply);
       const fields = { productKey: str(f.productKey), deviceName: str(f.deviceName), clientId: str(f.clientId), sign: str(f.sign) };
       for (const [name, value] of Object.entries(fields)) {
         if (!value) return send(reply, HTTP_CHANNEL_CODES.PARAM, `${name} is required`);
@@ -132,6 +138,50 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
     });
   });
 
+  /**
+   * /auth with a client certificate: the certificate names the device (productKey and
+   * deviceName in the body, if given, must name the same one); the token is bound to the
+   * certificate's serial, so revoking the certificate (or rotating past it) ends the token.
+   */
+  async function certificateAuth(chain: Buffer[], f: Record<string, unknown>, ip: string, reply: FastifyReply) {
+    const throttle = ctx.services.loginThrottle;
+    const gate = await throttle.checkSource(ip);
+    if (!gate.ok) {
+      ctx.services.metrics.login('https', 'refused', REFUSALS.throttled.label);
+      return send(reply, REFUSALS.throttled.httpChannel, `source throttled: retry in ${Math.ceil(gate.retryAfterMs / 1000)} s`);
+    }
+    const result = await ctx.services.x509.verifyLogin(chain);
+    const claimedPk = str(f.productKey);
+    const claimedDn = str(f.deviceName);
+    let refusal: RefusalKind | undefined;
+    let reason = '';
+    if (!result.ok) {
+      refusal = result.refusal;
+      reason = result.reason;
+    } else if ((claimedPk !== undefined && claimedPk !== result.device.productKey) || (claimedDn !== undefined && claimedDn !== result.device.deviceName)) {
+      refusal = 'certificate-mismatch';
+      reason = `body names ${String(claimedDn).slice(0, 32)}&${String(claimedPk).slice(0, 20)} but the certificate is ${result.device.deviceName}&${result.device.productKey}`;
+    }
+    const who = result.ok ? result.device : result.identity;
+    const audit = { action: 'http.auth.x509', actor: who ? `${who.deviceName}&${who.productKey}` : '(certificate)', productKey: who?.productKey ?? null, deviceName: who?.deviceName ?? null, sourceAddress: ip };
+    if (refusal) {
+      if (countsAgainstSource(refusal, 'login')) await throttle.recordFailure(ip, who ? { productKey: who.productKey, deviceName: who.deviceName } : undefined);
+      ctx.services.audit.record({ ...audit, result: 'deny', reason });
+      ctx.services.metrics.login('https', 'refused', REFUSALS[refusal].label);
+      ctx.services.logLimiter.log('info', 'http.auth.deny', ip, { productKey: who?.productKey, deviceName: who?.deviceName, reason, remote: ip }, 'http channel auth refused');
+      if (result.device) ctx.services.authenticator.recordAuthError(result.device, `http /auth: ${reason}`, `https ${ip}`);
+      return send(reply, REFUSALS[refusal].httpChannel, 'auth check error');
+    }
+    if (!result.ok) return send(reply, HTTP_CHANNEL_CODES.COMMON, 'internal error');
+    const d = result.device;
+    await throttle.recordSuccess(d);
+    ctx.services.audit.record({ ...audit, result: 'allow', reason: `over https; X.509 certificate ${result.certificate.serial}` });
+    ctx.services.metrics.login('https', 'accepted', '');
+    const { token } = await tokens.issue(d.productKey, d.deviceName, certTokenMaterial(result.certificate.serial));
+    ctx.services.presence.markSeen(d);
+    return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { token });
+  }
+
   // POST /topic/...: the body is the payload, whatever its content type.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
@@ -165,7 +215,7 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       const { productKey, deviceName, fp } = check.claims;
       const device = await ctx.services.authenticator.device(productKey, deviceName);
       // Deleted, disabled or re-keyed since the token was issued (and past any rotation grace): the token is dead.
-      if (!device || !device.enabled || !(await tokenSecretStillValid(tokens, device, fp))) {
+      if (!device || !device.enabled || !((await tokenSecretStillValid(tokens, device, fp)) || (await tokenCertificateStillValid(ctx, tokens, device, fp)))) {
         return send(reply, HTTP_CHANNEL_CODES.TOKEN_INVALID, 'check token error');
       }
       const identity = { kind: 'device' as const, productKey, deviceName, iotId: device.iotId };
@@ -183,6 +233,22 @@ export async function httpChannelRoutes(app: FastifyInstance, ctx: AppContext): 
       return send(reply, HTTP_CHANNEL_CODES.OK, 'success', { messageId: nextMessageId() });
     });
   });
+}
+
+/** What an X.509 login's token is bound to: the certificate, by serial. */
+function certTokenMaterial(serial: string): string {
+  return `x509:${serial}`;
+}
+
+/** An X.509 token: its fingerprint names one of the device's certificates that is still in use (not revoked, not expired). */
+async function tokenCertificateStillValid(ctx: AppContext, tokens: HttpChannelTokens, device: { iotId: string; productKey: string }, fp: string): Promise<boolean> {
+  if ((await ctx.services.x509.authModeOf(device.productKey)) !== 'x509') return false;
+  const now = Date.now();
+  for (const c of await ctx.store.listDeviceCertificates(device.iotId)) {
+    if ((c.revokedAt !== null && Date.parse(c.revokedAt) <= now) || Date.parse(c.notAfter) < now) continue;
+    if (fp === (await tokens.secretFingerprint(certTokenMaterial(c.serial)))) return true;
+  }
+  return false;
 }
 
 /** The token's secret fingerprint names the device's current secret, or its previous one within the grace. */

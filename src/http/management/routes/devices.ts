@@ -40,6 +40,7 @@ const CreateDeviceBody = Type.Object(
   {
     deviceName: Type.Optional(Type.String({ description: '4-32 characters of A-Z a-z 0-9 - _ @ . : (generated when absent)' })),
     nickname: Type.Optional(Nickname),
+    keyAlgorithm: Type.Optional(Type.Union([Type.Literal('rsa2048'), Type.Literal('ec-p256')], { description: 'X.509 products: the key made for the device (default rsa2048)' })),
   },
   { additionalProperties: false },
 );
@@ -49,6 +50,7 @@ const BatchBody = Type.Object(
     deviceNames: Type.Optional(Type.Array(Type.String(), { minItems: 1, maxItems: MAX_BATCH, description: `1 to ${MAX_BATCH} DeviceNames` })),
     count: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BATCH, description: 'generate this many DeviceNames instead' })),
     nickname: Type.Optional(Nickname),
+    keyAlgorithm: Type.Optional(Type.Union([Type.Literal('rsa2048'), Type.Literal('ec-p256')], { description: 'X.509 products: the key made for each device (default rsa2048)' })),
   },
   { additionalProperties: false },
 );
@@ -89,7 +91,15 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         summary: 'Register one device (name given or generated); the response carries its DeviceSecret',
         params: ProductKeyParams,
         body: CreateDeviceBody,
-        response: { 201: Type.Object({ ...PublicDeviceSchema.properties, deviceSecret: Type.String() }), ...errorResponses },
+        response: {
+          201: Type.Object({
+            ...PublicDeviceSchema.properties,
+            deviceSecret: Type.String(),
+            certificateSerial: Type.Optional(Type.String({ description: 'X.509 products: the certificate issued with the device' })),
+            certificateNotAfter: Type.Optional(Type.String()),
+          }),
+          ...errorResponses,
+        },
       },
       // A bare POST (no body at all) registers a device with a generated name.
       preValidation: async (req) => {
@@ -102,7 +112,9 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         ...(body.deviceName !== undefined ? { deviceNames: [body.deviceName] } : { count: 1 }),
         nickname: body.nickname ?? null,
       });
-      return reply.code(201).send({ ...(await registry.toPublic(d!)), deviceSecret: d!.deviceSecret });
+      // An X.509 product issues the device its certificate and key (download: certificate-bundle).
+      const cert = (await ctx.services.x509.issuesOnCreate(req.params.productKey)) ? (await ctx.services.x509.issueForNew([d!], body.keyAlgorithm ?? 'rsa2048'))[0] : undefined;
+      return reply.code(201).send({ ...(await registry.toPublic(d!)), deviceSecret: d!.deviceSecret, ...(cert ? { certificateSerial: cert.serial, certificateNotAfter: cert.notAfter } : {}) });
     },
   );
 
@@ -127,6 +139,8 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         return reply.code(400).send({ code: 'INVALID_ARGUMENT', message: 'give exactly one of deviceNames or count', field: 'deviceNames' });
       }
       const created = await registry.createDevices(req.params.productKey, { deviceNames, count, nickname: nickname ?? null });
+      // An X.509 product issues each device its certificate and key (download: x509/credentials).
+      if (await ctx.services.x509.issuesOnCreate(req.params.productKey)) await ctx.services.x509.issueForNew(created, req.body.keyAlgorithm ?? 'rsa2048');
       // 10,000 credentials are 1.5 MB of JSON to build, send and parse; `device import` never reads them.
       if (req.query.credentials === false) return reply.code(201).send({ created: created.length });
       return reply.code(201).send({ created: created.length, devices: created.map(credentials) });

@@ -17,7 +17,8 @@ import { keyRoutes } from './keys.js';
 import { tokenRoutes } from './tokens.js';
 import { bootstrapNotifyRoutes } from './bootstrap-notify.js';
 import { nodeRoutes } from './nodes.js';
+import { x509Routes } from './x509.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes, x509Routes];

@@ -30,6 +30,7 @@ const CreateProductBody = Type.Object(
     ...settings,
     productKey: Type.Optional(Type.String({ description: 'migration only: keep an existing ProductKey (4-20 alphanumerics)' })),
     productSecret: Type.Optional(Type.String({ description: 'migration only: keep an existing ProductSecret (8-64 alphanumerics)' })),
+    authMode: Type.Optional(Type.Union([Type.Literal('secret'), Type.Literal('x509')], { description: 'how devices authenticate: device secrets (default) or X.509 certificates (docs/x509.md); fixed once the product has devices; GET/PUT /products/{pk}/auth' })),
   },
   { additionalProperties: false },
 );
@@ -54,7 +55,7 @@ const productFields = {
   updatedAt: Type.String(),
 };
 export const PublicProductSchema = Type.Object(productFields);
-const ProductWithSecret = Type.Object({ ...productFields, productSecret: Type.String() });
+const ProductWithSecret = Type.Object({ ...productFields, productSecret: Type.String(), authMode: Type.Optional(Type.Union([Type.Literal('secret'), Type.Literal('x509')])) });
 const ProductSecret = Type.Object({ productKey: Type.String(), productSecret: Type.String() });
 
 export async function productRoutes(app: ManagementApp, ctx: AppContext): Promise<void> {
@@ -72,8 +73,14 @@ export async function productRoutes(app: ManagementApp, ctx: AppContext): Promis
       },
     },
     async (req, reply) => {
-      const p = await registry.createProduct(req.body);
-      return reply.code(201).send({ ...p, timestampWindowSeconds: p.timestampWindowSeconds ?? null });
+      const { authMode, ...input } = req.body;
+      // X.509 (issue 16): refused before anything is created (services/x509.ts setSettings says why).
+      if (authMode === 'x509' && (input.dynamicRegistration || input.nodeType === 'SUB_DEVICE')) {
+        return reply.code(400).send({ code: 'INVALID_ARGUMENT', message: 'authMode x509 is for directly connected devices without dynamic registration (no SUB_DEVICE, no dynamicRegistration)', field: 'authMode' });
+      }
+      const p = await registry.createProduct(input);
+      if (authMode === 'x509') await ctx.services.x509.setSettings(p.productKey, { authMode });
+      return reply.code(201).send({ ...p, timestampWindowSeconds: p.timestampWindowSeconds ?? null, authMode: authMode ?? 'secret' });
     },
   );
 
