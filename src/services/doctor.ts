@@ -81,7 +81,7 @@ export class DoctorService {
     for (const e of entries) {
       if (e.result === 'allow' || e.result === 'ok') continue;
       const decoded = refusalOfReason(e.reason);
-      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
+      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts, e.sourceAddress ?? null) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
       const seen = refusals.get(key);
       if (seen) seen.count++;
@@ -91,7 +91,7 @@ export class DoctorService {
     // another node; it counts when the audit has nothing of that kind.
     if (device.lastAuthError) {
       const decoded = refusalOfReason(device.lastAuthError);
-      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, device.lastAuthError, product, device, opts) : finding('refused-other', { reason: clip(device.lastAuthError) });
+      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, device.lastAuthError, product, device, opts, device.lastAuthErrorSource) : finding('refused-other', { reason: clip(device.lastAuthError) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
       if (!refusals.has(key)) {
         refusals.set(key, {
@@ -155,7 +155,7 @@ export class DoctorService {
 }
 
 /** A refusal kind from the history as a finding, with the numbers its stored reason carries. */
-function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | undefined, reason: string, product: Product, device: Device, opts: DoctorOptions): Finding {
+function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | undefined, reason: string, product: Product, device: Device, opts: DoctorOptions, source: string | null): Finding {
   const code = findingCodeOfRefusal(kind, detail);
   switch (code) {
     case 'timestamp-outside-window': {
@@ -177,7 +177,8 @@ function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | und
     case 'registration-off':
       return finding(code, { productKey: product.productKey });
     case 'source-throttled':
-      return finding(code, { source: null });
+      // lastAuthErrorSource reads `mqtt/tcp 203.0.113.7`: the address is its last word.
+      return finding(code, { source: source ? source.split(' ').pop()! : null });
     default:
       return finding(code);
   }

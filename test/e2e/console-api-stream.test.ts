@@ -279,6 +279,44 @@ describe('console API: whoami, audit paging, live events', () => {
     }
   });
 
+  it('stream: stats count logins of the last minute and devices online', async () => {
+    const s = await openStream(srv, srv.adminToken);
+    try {
+      const first = await s.next((e) => e.event === 'stats');
+      const d = await createDevice(srv);
+      const client = await connectClient(srv, 'mqtt', signedConnect(d));
+      try {
+        // A periodic stats event (every 5 s) after the login counts it and the session.
+        const next = await s.next((e) => e.event === 'stats' && e.data.online >= 1 && e.data.connectsPerMinute >= first.data.connectsPerMinute + 1, 11_000);
+        assert.ok(Date.parse(next.data.at) > Date.parse(first.data.at));
+      } finally {
+        await endClient(client);
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  it('stream: a reader that falls behind loses events (counted in a dropped event), the server buffers nothing for it', async () => {
+    const s = await openStream(srv, srv.adminToken, '?productKey=a1Burst');
+    try {
+      await s.next((e) => e.event === 'stats');
+      // 50,000 changes in one tick (about 5 MB of events): far more than the socket holds.
+      const events = srv.running.ctx.services.events;
+      const N = 50_000;
+      for (let i = 0; i < N; i++) events.emit('device.changed', { iotId: `burst-${i}`, productKey: 'a1Burst', deviceName: `d${i}` });
+      const dropped = await s.next((e) => e.event === 'dropped', 15_000);
+      assert.ok(dropped.data.count > 0 && dropped.data.count < N, JSON.stringify(dropped.data));
+      const delivered = s.events.filter((e) => e.event === 'device.changed' && e.data.productKey === 'a1Burst').length;
+      assert.equal(delivered + dropped.data.count, N);
+      // Events still flow after the reader caught up.
+      events.emit('device.changed', { iotId: 'after-burst', productKey: 'a1Burst', deviceName: 'after' });
+      await s.next((e) => e.event === 'device.changed' && e.data.iotId === 'after-burst');
+    } finally {
+      s.close();
+    }
+  });
+
   it('the new routes are in /openapi.json', async () => {
     const r = await fetch(`${srv.api}/openapi.json`);
     const doc: any = await r.json();
