@@ -324,3 +324,21 @@ describe('console API: whoami, audit paging, live events', () => {
     assert.ok(doc.paths['/api/v1/audit'].get.parameters.some((x: any) => x.name === 'cursor'));
   });
 });
+
+describe('live events and shutdown', () => {
+  it('stopping the server ends open streams with event end (server closing) instead of waiting for them', async () => {
+    const srv = await startTestServer();
+    let stopped = false;
+    try {
+      const s = await openStream(srv, srv.adminToken);
+      await s.next((e) => e.event === 'stats');
+      const stop = srv.stop().then(() => (stopped = true));
+      const end = await s.next((e) => e.event === 'end');
+      assert.deepEqual(end.data, { reason: 'server closing' });
+      await within(stop, 10_000, 'server stop');
+      await within(s.closed, 3_000, 'stream close');
+    } finally {
+      if (!stopped) await srv.stop();
+    }
+  });
+});
