@@ -234,7 +234,7 @@ const CODES = {
   },
   'last-login-ok': {
     severity: 'info',
-    message: (p) => `The last login attempt succeeded, at ${s(p.at)}${p.source ? ` from ${s(p.source)}` : ''}.`,
+    message: (p) => `The last attempt (login or registration) succeeded, at ${s(p.at)}${p.source ? ` from ${s(p.source)}` : ''}.`,
     hint: () => 'The device can get in; a later problem is on the session (keep-alive, network) rather than the credentials.',
   },
   'transport-assumed': {

@@ -79,7 +79,7 @@ export class DoctorService {
     const latest = entries[0];
     const refusals = new Map<string, { entry: AuditEntry; count: number; finding: Finding }>();
     for (const e of entries) {
-      if (e.result === 'allow' || e.result === 'ok') continue;
+      if (succeeded(e)) continue;
       const decoded = refusalOfReason(e.reason);
       const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts, e.sourceAddress ?? null) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
@@ -103,12 +103,12 @@ export class DoctorService {
     }
     for (const { entry, count, finding: f } of refusals.values()) {
       // Refusals older than the device's last successful attempt no longer stop it: a warning.
-      const stale = latest !== undefined && latest.result === 'allow' && entry.at < latest.at;
+      const stale = latest !== undefined && succeeded(latest) && entry.at < latest.at;
       findings.push(stale && f.severity === 'error' ? { ...f, severity: 'warning' } : f);
       findings.push(finding('refusal-history', { count, lastAt: entry.at || null, source: entry.sourceAddress ?? null, code: f.code }));
     }
     if (!latest && refusals.size === 0) findings.push(finding('no-recent-activity'));
-    if (latest && latest.result === 'allow') {
+    if (latest && succeeded(latest)) {
       if (latest.reason?.includes('previous secret') && opts.revealRotation) {
         findings.push(finding('secret-rotated-previous-matches', { graceEndsAt: device.previousSecretExpiresAt }));
       }
@@ -118,7 +118,7 @@ export class DoctorService {
       // Nothing attempted recently: only the record's state can refuse (disabled); else unknown.
       return { verdict: findings.some((f) => f.code === 'device-disabled') ? 'refused' : 'unknown', findings };
     }
-    const refused = latest.result !== 'allow' || !device.enabled;
+    const refused = !succeeded(latest) || !device.enabled;
     return { verdict: refused ? 'refused' : 'ok', findings: refused ? findings : findings.map(demoteErrors) };
   }
 
@@ -214,6 +214,11 @@ export function signatureFindings(
 
 /** The only algorithm whose hex digest has this length. */
 const HEX_ALGORITHM: Record<number, SignAlgorithm> = { 32: 'md5', 40: 'sha1', 64: 'sha256' };
+
+/** A login allowed (`allow`) or a registration answered (`ok`). */
+function succeeded(e: AuditEntry): boolean {
+  return e.result === 'allow' || e.result === 'ok';
+}
 
 function demoteErrors(f: Finding): Finding {
   return f.severity === 'error' ? { ...f, severity: 'warning' } : f;

@@ -101,7 +101,11 @@ describe('connection doctor', () => {
     secrets.add(rot.body.deviceSecret);
     const old = signedConnect(d);
     await endClient(await connectClient(srv, 'mqtt', old));
+    const previousLines = () => srv.logs.filter((l) => l.includes('mqtt.connect.previous-secret')).length;
+    const before = previousLines();
+    assert.equal(before, 1, 'the real login is logged');
     const r = await diagnose(pasted(old, { transport: 'tcp' }));
+    assert.equal(previousLines(), before, 'a diagnosis is not logged as a login');
     assert.equal(r.body.verdict, 'ok');
     const f = r.body.findings.find((x: any) => x.code === 'secret-rotated-previous-matches');
     assert.ok(f, JSON.stringify(r.body));
