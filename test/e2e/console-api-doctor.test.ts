@@ -236,6 +236,13 @@ describe('connection doctor', () => {
     assert.equal(wrong.body.findings.find((f: any) => f.code === 'sign-mismatch').params.secret, 'ProductSecret');
     const missing = await diagnose({ registration: { productKey: d.productKey, deviceName: 'not-there', random: '1', signMethod: 'hmacsha256', sign: sign('not-there', '1') } });
     assert.deepEqual(errors(missing), ['unknown-device']);
+    // The same request as an MQTT CONNECT (authType=register): TLS only, then the same checks.
+    const mqttReg = { clientId: `${d.deviceName}|securemode=2,authType=register,random=77,signmethod=hmacsha256|`, username: `${d.deviceName}&${d.productKey}`, password: sign(d.deviceName, '77') };
+    secrets.add(mqttReg.password);
+    assert.deepEqual(errors(await diagnose({ ...mqttReg, transport: 'tcp' })), ['tls-required']);
+    const overTls = await diagnose({ ...mqttReg, transport: 'tls' });
+    assert.equal(overTls.body.verdict, 'ok', JSON.stringify(overTls.body));
+    assert.deepEqual(errors(await diagnose({ ...mqttReg, password: sign(d.deviceName, '78'), transport: 'tls' })), ['sign-mismatch']);
     // Diagnosing changed nothing: the device is still unactivated and registers for real.
     const dev = await srv.request('GET', `/api/v1/products/${d.productKey}/devices/${d.deviceName}`);
     assert.equal(dev.body.status, 'UNACTIVE');
