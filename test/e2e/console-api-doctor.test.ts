@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { DOCTOR_FINDING_CODES } from '../../src/core/doctor.js';
 import { connectClient, connectRefusal, createDevice, endClient, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic } from './gateway-helpers.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -274,6 +275,39 @@ describe('connection doctor', () => {
     const r = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: 'a1X' });
     assert.equal(r.status, 400);
     assert.equal(r.body.code, 'INVALID_ARGUMENT');
+  });
+});
+
+describe('connection doctor: sub-devices through a gateway', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer();
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('a sub-device refused by combine/login (not in the topology, wrong secret) and a gateway registering itself (wrong node type): decoded from the audit', async () => {
+    const g = await setupGateway(srv, { subCount: 2 });
+    const gw = await connectGateway(srv, g.gateway);
+    try {
+      const sub = g.subs[0]!;
+      const notInTopo = await request(gw, sessionTopic(g.gateway, 'login'), { params: loginParams(sub) });
+      assert.equal(notInTopo.body.code, 6401);
+      await srv.settle();
+      const h = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: sub.productKey, deviceName: sub.deviceName });
+      assert.equal(h.body.verdict, 'refused');
+      assert.deepEqual(h.body.findings.filter((f: any) => f.severity === 'error').map((f: any) => f.code), ['not-in-topology']);
+
+      const reg = await request(gw, sysTopic(g.gateway, 'thing/sub/register'), { params: [{ productKey: g.gateway.productKey, deviceName: g.gateway.deviceName }] });
+      assert.notEqual(reg.body.code, 200, JSON.stringify(reg.body));
+      await srv.settle();
+      const self = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: g.gateway.productKey, deviceName: g.gateway.deviceName });
+      const codes = self.body.findings.map((f: any) => f.code);
+      assert.ok(codes.includes('wrong-node-type'), JSON.stringify(self.body));
+    } finally {
+      await endClient(gw);
+    }
   });
 });
 
