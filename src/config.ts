@@ -106,6 +106,8 @@ export interface Config {
   tlsClientCerts: 'request' | 'off';
   /** thingauth_device_certificates_expiring counts certificates ending within this many days. */
   certExpiryWarnDays: number;
+  /** TLS on the management API: on, off, or auto (on when managementHost is not a loopback address). */
+  managementTls: 'on' | 'off' | 'auto';
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -164,6 +166,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   proxyProtocolTimeoutSeconds: 'THINGAUTH_PROXY_PROTOCOL_TIMEOUT_SECONDS',
   tlsClientCerts: 'THINGAUTH_TLS_CLIENT_CERTS',
   certExpiryWarnDays: 'THINGAUTH_CERT_EXPIRY_WARN_DAYS',
+  managementTls: 'THINGAUTH_MANAGEMENT_TLS',
 };
 
 export class ConfigError extends Error {
@@ -293,6 +296,8 @@ export function loadConfig(input: ConfigInput): Config {
     proxyProtocolTimeoutSeconds: int('proxyProtocolTimeoutSeconds', 10, 1, 600),
     tlsClientCerts: oneOf('tlsClientCerts', ['request', 'off'] as const, 'request'),
     certExpiryWarnDays: int('certExpiryWarnDays', 30, 0, 36_500),
+    // Reasons: docs/security.md "Management API over TLS".
+    managementTls: oneOf('managementTls', ['on', 'off', 'auto'] as const, 'auto'),
   };
   const trusted = TrustedSources.parse(config.proxyProtocolFrom);
   for (const p of trusted.problems) problems.push(`${label('proxyProtocolFrom')}: ${p}`);
@@ -338,6 +343,17 @@ export function loadConfig(input: ConfigInput): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Whether a bind address is this machine only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return net.isIPv4(host) && host.startsWith('127.');
+}
+
+/** Whether the management API listens with TLS: THINGAUTH_MANAGEMENT_TLS, auto = when it is open beyond loopback. */
+export function managementTlsEnabled(config: Pick<Config, 'managementTls' | 'managementHost'>): boolean {
+  return config.managementTls === 'on' || (config.managementTls === 'auto' && !isLoopbackHost(config.managementHost));
 }
 
 /** Path of the SQLite file from the database URL or the data dir. */

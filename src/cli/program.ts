@@ -15,9 +15,10 @@ import { addTokenCommands } from './token.js';
 import { addStoreCommands } from './store.js';
 import { addNodeCommands } from './node.js';
 import { addX509Commands } from './x509.js';
+import { addDoctorCommand } from './doctor.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands, addNodeCommands, addX509Commands];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands, addNodeCommands, addX509Commands, addDoctorCommand];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');

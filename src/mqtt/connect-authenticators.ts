@@ -43,6 +43,8 @@ export interface ConnectAttempt {
   remoteAddress: string;
   /** The TLS client certificate chain (DER, leaf first) when the device presented one (issue 16). */
   clientCertChain?: readonly Buffer[];
+  /** Set by the connection doctor (connect-doctor.ts): decide only, log nothing as if a device had logged in. */
+  diagnosis?: true;
 }
 
 export interface ConnectAllow {
@@ -173,7 +175,8 @@ export function refusalPathOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username
   return kind === 'register' || kind === 'regnwl' ? 'registration' : 'login';
 }
 
-async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+/** The decision of one CONNECT without the throttle (exported for the connection doctor, mqtt/connect-doctor.ts). */
+export async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const kind = connectKindOf(attempt);
   // A device certificate decides the login, whatever username and password say (issue 16).
   if ((kind === 'sign' || kind === 'unknown') && presentsDeviceCertificate(attempt)) return authenticateX509Device(attempt, ctx);

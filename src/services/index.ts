@@ -22,6 +22,8 @@ import { LogLimiter } from './log-limiter.js';
 import { BootstrapService } from './bootstrap.js';
 import { createLimiter, type Limiter } from './limits/index.js';
 import { X509Service } from './x509.js';
+import { DoctorService } from './doctor.js';
+import { LiveEvents } from './live-events.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -49,6 +51,10 @@ export interface Services {
   logLimiter: LogLimiter;
   bootstrap: BootstrapService;
   x509: X509Service;
+  /** The connection doctor (issue 17): why a device cannot get in. */
+  doctor: DoctorService;
+  /** What the console's live stream sends (issue 17): presence, device changes, login rates. */
+  live: LiveEvents;
 }
 
 /** Refusal log lines per (event, source) per minute before they are only counted (log-limiter.ts). */
@@ -116,7 +122,9 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
   authenticator.authModeOf = (productKey) => x509.authModeOf(productKey);
   metrics.certExpiryDays = config.certExpiryWarnDays;
   metrics.useCertificateSource(() => x509.countExpiring(metrics.certExpiryDays));
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, limiter, logLimiter, bootstrap, x509 };
+  const doctor = new DoctorService(store, audit, loginThrottle, registration);
+  const live = new LiveEvents(events, presence, metrics, tokens);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, limiter, logLimiter, bootstrap, x509, doctor, live };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

@@ -18,6 +18,7 @@ import { setProductSecretContract } from './suites/set-product-secret.js';
 import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 import { storeCopyContract } from './suites/store-copy.js';
 import { x509Contract } from './suites/x509-certificates.js';
+import { auditPagingContract } from './suites/audit-paging.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
@@ -44,5 +45,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     subDeviceRegistrarContract(makeStore);
     storeCopyContract(makeStore);
     x509Contract(makeStore, opts);
+    auditPagingContract(makeStore);
   });
 }

@@ -18,7 +18,10 @@ import { tokenRoutes } from './tokens.js';
 import { bootstrapNotifyRoutes } from './bootstrap-notify.js';
 import { nodeRoutes } from './nodes.js';
 import { x509Routes } from './x509.js';
+import { whoamiRoutes } from './whoami.js';
+import { eventStreamRoutes } from './events.js';
+import { diagnoseRoutes } from './diagnose.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes, x509Routes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes, x509Routes, whoamiRoutes, eventStreamRoutes, diagnoseRoutes];
