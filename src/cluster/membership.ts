@@ -38,6 +38,7 @@ export class Membership {
   readonly instance = randomUUID();
   private timer: NodeJS.Timeout | undefined;
   private record: NodeRecord;
+  private keyIds: string[] = [];
 
   constructor(
     private readonly redis: Redis,
@@ -78,6 +79,7 @@ export class Membership {
       );
     }
     await this.redis.sadd(KEY_IDS, ...keyIds);
+    this.keyIds = keyIds;
     this.timer = setInterval(() => void this.beat().catch(() => undefined), BEAT_MS);
     this.timer.unref();
   }
@@ -94,7 +96,8 @@ export class Membership {
   private async beat(): Promise<void> {
     this.record.beatAt = new Date().toISOString();
     this.record.sessions = this.sessionCount();
-    await this.redis.set(NODE_PREFIX + this.nodeId, JSON.stringify(this.record), 'PX', NODE_RECORD_TTL_MS);
+    // A Redis restarted empty learns the record and the key ids again within a beat.
+    await this.redis.multi().set(NODE_PREFIX + this.nodeId, JSON.stringify(this.record), 'PX', NODE_RECORD_TTL_MS).sadd(KEY_IDS, ...this.keyIds).exec();
   }
 
   /** The live nodes (records refreshed within the last 10 s), by node id. */
