@@ -153,6 +153,19 @@ export class RegistrationService {
    * and the product limiter only ever holds buckets for products that exist.
    */
   private async verifyRequest(req: RegistrationRequest, kind: 'register' | 'regnwl'): Promise<VerifiedRequest> {
+    const verified = await this.checkRequest(req, kind);
+    const source = sourceKey(req.transport.sourceAddress);
+    if (this.sourceLimiter && source !== undefined && !this.sourceLimiter.tryTake(source)) {
+      throw new ThingAuthError('RATE_LIMITED', 'too many registration requests from this address; retry later');
+    }
+    if (!this.limiter.tryTake(verified.product.productKey)) {
+      throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${verified.product.productKey}; retry later`);
+    }
+    return verified;
+  }
+
+  /** verifyRequest's checks up to the signature, without taking from the rate buckets (also the doctor's). */
+  private async checkRequest(req: RegistrationRequest, kind: 'register' | 'regnwl'): Promise<VerifiedRequest> {
     if (!req.transport.tls) {
       throw new ThingAuthError('INVALID_ARGUMENT', 'dynamic registration is accepted over TLS only; connect with TLS (securemode=2 or -2)', { field: 'transport', refusal: 'tls-required' });
     }
@@ -182,13 +195,6 @@ export class RegistrationService {
     const content = buildSignContent(registrationSignPairs(deviceName, productKey, random));
     if (!verifySignature(algorithm, product.productSecret, content, sign)) {
       throw new ThingAuthError('BAD_SIGNATURE', 'sign does not match: HMAC over deviceName, productKey, random with the ProductSecret', { field: 'sign' });
-    }
-    const source = sourceKey(req.transport.sourceAddress);
-    if (this.sourceLimiter && source !== undefined && !this.sourceLimiter.tryTake(source)) {
-      throw new ThingAuthError('RATE_LIMITED', 'too many registration requests from this address; retry later');
-    }
-    if (!this.limiter.tryTake(productKey)) {
-      throw new ThingAuthError('RATE_LIMITED', `too many registration requests for product ${productKey}; retry later`);
     }
     return { product, deviceName, random };
   }
@@ -242,27 +248,45 @@ export class RegistrationService {
   registerPreRegistered(req: RegistrationRequest): Promise<PreRegistrationResult> {
     return this.run(`register.${req.transport.channel}`, req, async () => {
       const { product, deviceName, random } = await this.verifyRequest(req, 'register');
-      // Issue 11 item 10: a pre-registration-free product offers regnwl (ClientID + DeviceToken)
-      // only; handing its devices a DeviceSecret would be a second way in it never offered.
-      if (product.preRegistrationFree) {
-        throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `product ${product.productKey} is pre-registration-free: its devices register with authType=regnwl only, never for a DeviceSecret`);
-      }
-      const device = await this.store.getDevice(product.productKey, deviceName);
-      if (!device) {
-        throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${product.productKey}; pre-registration needs the device created first`, { field: 'deviceName' });
-      }
-      if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
-      if (device.activatedAt) {
-        throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
-      }
-      // Issue 11 item 8: a sub-device bound to a gateway gets its secret through that gateway
-      // only; the ProductSecret must not be a way around the binding.
-      if (boundGatewayOf(device)) {
-        throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
-      }
+      const device = await this.preRegisteredDevice(product, deviceName);
       await this.checkReplay(product, device, random);
       return { productKey: device.productKey, deviceName: device.deviceName, deviceSecret: device.deviceSecret };
     });
+  }
+
+  /**
+   * The connection doctor (issue 17): the checks a registration request passes, in the same
+   * order and with the same errors as the real one, but with no effect: no rate bucket is
+   * taken, no random used up, nothing created, nothing audited, and no secret returned.
+   * Resolves when the request would be answered; throws the refusal otherwise. A replayed
+   * random and the rate limits are not judged (they depend on the moment of the request).
+   */
+  async diagnose(req: RegistrationRequest, kind: 'register' | 'regnwl'): Promise<void> {
+    const { product, deviceName } = await this.checkRequest(req, kind);
+    if (kind === 'register') await this.preRegisteredDevice(product, deviceName);
+  }
+
+  /** The device a pre-registration answers for, or the refusal (product kind, existence, switches, binding). */
+  private async preRegisteredDevice(product: Product, deviceName: string): Promise<Device> {
+    // Issue 11 item 10: a pre-registration-free product offers regnwl (ClientID + DeviceToken)
+    // only; handing its devices a DeviceSecret would be a second way in it never offered.
+    if (product.preRegistrationFree) {
+      throw new ThingAuthError('DYNAMIC_REGISTRATION_OFF', `product ${product.productKey} is pre-registration-free: its devices register with authType=regnwl only, never for a DeviceSecret`);
+    }
+    const device = await this.store.getDevice(product.productKey, deviceName);
+    if (!device) {
+      throw new ThingAuthError('DEVICE_NOT_FOUND', `device ${deviceName} not found in product ${product.productKey}; pre-registration needs the device created first`, { field: 'deviceName' });
+    }
+    if (!device.enabled) throw new ThingAuthError('DEVICE_DISABLED', `device ${deviceName} is disabled`);
+    if (device.activatedAt) {
+      throw new ThingAuthError('DEVICE_ALREADY_ACTIVATED', `device ${deviceName} is already activated; an operator must reset it before it can register again`);
+    }
+    // Issue 11 item 8: a sub-device bound to a gateway gets its secret through that gateway
+    // only; the ProductSecret must not be a way around the binding.
+    if (boundGatewayOf(device)) {
+      throw new ThingAuthError('SUB_DEVICE_BOUND', `device ${deviceName} is bound to a gateway; it registers through that gateway, or an operator releases it`);
+    }
+    return device;
   }
 
   /** Pre-registration-free (spec 3.1 `regnwl`): creates the device if needed, answers with a credential slot. */

@@ -91,6 +91,8 @@ export interface AuditQuery {
   deviceName?: string;
   action?: string;
   since?: string;
+  /** Keyset paging: only entries with an id below this (the last id of the previous page). */
+  beforeId?: number;
   limit?: number;
 }
 

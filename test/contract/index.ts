@@ -17,6 +17,7 @@ import { deviceTokenSlotsContract } from './suites/device-token-slots.js';
 import { setProductSecretContract } from './suites/set-product-secret.js';
 import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 import { storeCopyContract } from './suites/store-copy.js';
+import { auditPagingContract } from './suites/audit-paging.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
@@ -42,5 +43,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     boundSecretsContract(makeStore, opts);
     subDeviceRegistrarContract(makeStore);
     storeCopyContract(makeStore);
+    auditPagingContract(makeStore);
   });
 }

@@ -947,6 +947,7 @@ export class PostgresStore implements Store {
     if (q.deviceName) where.push(`device_name = ${arg(q.deviceName)}`);
     if (q.action) where.push(`action = ${arg(q.action)}`);
     if (q.since) where.push(`at >= ${arg(q.since)}`);
+    if (q.beforeId !== undefined) where.push(`id < ${arg(q.beforeId)}`);
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ${arg(Math.min(q.limit ?? 100, 10_000))}`;
     return (await this.q(sql, args)).map((r) => auditEntryOf(r));
   }

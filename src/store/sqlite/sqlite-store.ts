@@ -745,6 +745,7 @@ export class SqliteStore implements Store {
     if (q.deviceName) (where.push('device_name = ?'), args.push(q.deviceName));
     if (q.action) (where.push('action = ?'), args.push(q.action));
     if (q.since) (where.push('at >= ?'), args.push(q.since));
+    if (q.beforeId !== undefined) (where.push('id < ?'), args.push(q.beforeId));
     const sql = `SELECT * FROM audit ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id DESC LIMIT ?`;
     const rows = this.db.prepare(sql).all(...args, Math.min(q.limit ?? 100, 10_000)) as Row[];
     return rows.map((r) => auditEntryOf(r));
