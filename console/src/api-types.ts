@@ -2562,6 +2562,8 @@ export interface paths {
                     /** @description ISO 8601 time; entries at or after it */
                     since?: string;
                     limit?: number;
+                    /** @description nextCursor of the previous page: the entries after it (older), same filters */
+                    cursor?: string;
                 };
                 header?: never;
                 path?: never;
@@ -2589,6 +2591,8 @@ export interface paths {
                                 result: "allow" | "deny" | "ok" | "error";
                                 reason: string | null;
                             }[];
+                            /** @description pass as ?cursor= for the next (older) page; null on the last page */
+                            nextCursor: string | null;
                         };
                     };
                 };

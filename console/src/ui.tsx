@@ -177,8 +177,15 @@ export function Page(p: { title: string; children: ComponentChildren; actions?: 
   );
 }
 
+const STATUS_KEYS: Record<string, Key> = { UNACTIVE: 'status.UNACTIVE', ONLINE: 'status.ONLINE', OFFLINE: 'status.OFFLINE', DISABLE: 'status.DISABLE' };
+
 export function StatusBadge({ status }: { status: string }) {
-  return <span class={`badge status-${status.toLowerCase()}`} data-status={status}>{tMaybe(`status.${status}`, status)}</span>;
+  const key = STATUS_KEYS[status];
+  return (
+    <span class={`badge status-${status.toLowerCase()}`} data-status={status}>
+      {key ? t(key) : status}
+    </span>
+  );
 }
 
 /**
