@@ -161,7 +161,8 @@ export function refusalPathOf(attempt: Pick<ConnectAttempt, 'parsed' | 'username
   return kind === 'register' || kind === 'regnwl' ? 'registration' : 'login';
 }
 
-async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
+/** The decision of one CONNECT without the throttle (exported for the connection doctor, mqtt/connect-doctor.ts). */
+export async function decideConnect(attempt: ConnectAttempt, ctx: AppContext): Promise<ConnectDecision> {
   const kind = connectKindOf(attempt);
   if (kind === 'unknown') {
     const reason = attempt.parsed ? 'unsupported authType' : 'ClientId has no |...| extension section';

@@ -79,7 +79,7 @@ function denyError(e: unknown, user: { productKey: string; deviceName: string },
 }
 
 /** Checks shared by register and regnwl before the service runs. */
-function precheck(attempt: ConnectAttempt): { ok: true; user: { productKey: string; deviceName: string } } | { ok: false; decision: ConnectDecision } {
+export function precheck(attempt: ConnectAttempt): { ok: true; user: { productKey: string; deviceName: string } } | { ok: false; decision: ConnectDecision } {
   const user = parseMqttUsername(attempt.username);
   if (!isTlsTransport(attempt.transport)) {
     return { ok: false, decision: deny('tls-required', 'dynamic registration is accepted over TLS only', user) };

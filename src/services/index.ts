@@ -20,6 +20,8 @@ import type { RotatingCipher } from '../core/rotating-cipher.js';
 import { LoginThrottle, type ThrottleEvent } from './login-throttle.js';
 import { LogLimiter } from './log-limiter.js';
 import { BootstrapService } from './bootstrap.js';
+import { DoctorService } from './doctor.js';
+import { LiveEvents } from './live-events.js';
 
 export interface Services {
   events: RegistryEvents;
@@ -40,6 +42,10 @@ export interface Services {
   /** Refusal log lines an outsider can trigger (CONNECT, SUBSCRIBE, registration) go through this. */
   logLimiter: LogLimiter;
   bootstrap: BootstrapService;
+  /** The connection doctor (issue 17): why a device cannot get in. */
+  doctor: DoctorService;
+  /** What the console's live stream sends (issue 17): presence, device changes, login rates. */
+  live: LiveEvents;
 }
 
 /** Refusal log lines per (event, source) per minute before they are only counted (log-limiter.ts). */
@@ -91,7 +97,9 @@ export function createServices(rawStore: Store, config: Config, logger: Logger, 
     onEvent: (e) => recordThrottleEvent(e, audit, metrics, logger),
   });
   const bootstrap = new BootstrapService(store, events, authenticator);
-  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter, bootstrap };
+  const doctor = new DoctorService(store, audit, loginThrottle, registration);
+  const live = new LiveEvents(events, presence, metrics, tokens);
+  return { events, registry, registration, importer, authenticator, presence, applications, topology, subDeviceRegistration, subDeviceSessions, audit, metrics, tokens, keyRotation, loginThrottle, logLimiter, bootstrap, doctor, live };
 }
 
 /** Brute-force and flood events (login-throttle.ts) into the audit, the metrics and the log. */

@@ -88,6 +88,20 @@ export class Metrics {
 
   login(channel: string, result: LoginResult, reason: string): void {
     this.logins.inc({ channel, result, reason: result === 'accepted' ? '' : reason });
+    this.recentLogins.count(result);
+  }
+
+  /** Logins of the last minute, by result (the console's live stats). */
+  readonly recentLogins = new RecentCounts();
+
+  /** Devices online now: direct device sessions plus sub-devices logged in through gateways. */
+  onlineDevices(): number {
+    let n = 0;
+    for (const s of this.sessions?.all() ?? []) {
+      if (s.identity.kind === 'device') n++;
+      n += s.actingFor.size;
+    }
+    return n;
   }
 
   registration(method: string, result: string): void {
@@ -141,5 +155,38 @@ export class Metrics {
 
   async render(): Promise<{ contentType: string; body: string }> {
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/**
+ * Counts per result over the last minute in one-second slots (a ring of 60): O(1) to count,
+ * O(60) to read, whatever the login rate.
+ */
+export class RecentCounts {
+  private readonly slots = new Map<LoginResult, Float64Array>();
+  private readonly stamps = new Float64Array(60);
+
+  constructor(private readonly clock: () => number = () => Date.now()) {}
+
+  count(result: LoginResult): void {
+    const second = Math.floor(this.clock() / 1000);
+    const i = second % 60;
+    if (this.stamps[i] !== second) {
+      this.stamps[i] = second;
+      for (const ring of this.slots.values()) ring[i] = 0;
+    }
+    let ring = this.slots.get(result);
+    if (!ring) this.slots.set(result, (ring = new Float64Array(60)));
+    ring[i]! += 1;
+  }
+
+  /** How many of this result in the last 60 seconds. */
+  lastMinute(result: LoginResult): number {
+    const ring = this.slots.get(result);
+    if (!ring) return 0;
+    const now = Math.floor(this.clock() / 1000);
+    let n = 0;
+    for (let i = 0; i < 60; i++) if (now - this.stamps[i]! < 60) n += ring[i]!;
+    return n;
   }
 }

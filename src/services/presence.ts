@@ -36,6 +36,7 @@ export class PresenceService {
   private readonly flushDelayMs: number;
   private readonly maxBatch: number;
   private readonly activationListeners: ((iotIds: string[]) => void)[] = [];
+  private readonly statusListeners: ((ref: PresenceRef, status: 'ONLINE' | 'OFFLINE') => void)[] = [];
   /** Set while the database is unavailable: no write before then. */
   private retryAt = 0;
   private closing = false;
@@ -54,13 +55,33 @@ export class PresenceService {
     this.activationListeners.push(listener);
   }
 
+  /**
+   * Called at once (before the batched write) when a device comes online or goes offline: the
+   * console's live stream (services/live-events.ts). A listener must not throw.
+   */
+  onStatus(listener: (ref: PresenceRef, status: 'ONLINE' | 'OFFLINE') => void): void {
+    this.statusListeners.push(listener);
+  }
+
+  private tellStatus(ref: PresenceRef, status: 'ONLINE' | 'OFFLINE'): void {
+    for (const l of this.statusListeners) {
+      try {
+        l(ref, status);
+      } catch (err) {
+        this.logger.warn({ err, iotId: ref.iotId }, 'presence status listener failed');
+      }
+    }
+  }
+
   markOnline(ref: PresenceRef): void {
+    this.tellStatus(ref, 'ONLINE');
     this.online.add(ref.iotId);
     this.offline.delete(ref.iotId);
     this.schedule();
   }
 
   markOffline(ref: PresenceRef): void {
+    this.tellStatus(ref, 'OFFLINE');
     this.offline.add(ref.iotId);
     this.schedule();
   }

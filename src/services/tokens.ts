@@ -82,6 +82,14 @@ export class TokenService {
 
   async revoke(id: string): Promise<void> {
     if (!(await this.store.deleteManagementToken(id))) throw new ThingAuthError('NOT_FOUND', `token ${id} not found`);
+    for (const l of this.revokeListeners) l(id);
+  }
+
+  private readonly revokeListeners: ((tokenId: string) => void)[] = [];
+
+  /** Called with a token's id once it is revoked (the live streams it holds end: services/live-events.ts). */
+  onRevoked(listener: (tokenId: string) => void): void {
+    this.revokeListeners.push(listener);
   }
 
   /** The caller a presented bearer token stands for, or undefined when it is not valid. */

@@ -56,7 +56,7 @@ export function isPublicRequest(req: FastifyRequest): boolean {
   return pattern !== undefined && PUBLIC_ROUTES.has(pattern);
 }
 
-function bearerOf(req: FastifyRequest): string {
+export function bearerOf(req: FastifyRequest): string {
   const h = req.headers.authorization;
   if (typeof h !== 'string') return '';
   return /^Bearer /i.test(h) ? h.slice(7).trim() : '';

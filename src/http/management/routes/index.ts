@@ -16,7 +16,10 @@ import { auditRoutes } from './audit.js';
 import { keyRoutes } from './keys.js';
 import { tokenRoutes } from './tokens.js';
 import { bootstrapNotifyRoutes } from './bootstrap-notify.js';
+import { whoamiRoutes } from './whoami.js';
+import { eventStreamRoutes } from './events.js';
+import { diagnoseRoutes } from './diagnose.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, whoamiRoutes, eventStreamRoutes, diagnoseRoutes];
