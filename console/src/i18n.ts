@@ -1,7 +1,7 @@
 /**
  * English and Simplified Chinese. Every string the console shows comes from en.json / zh.json
  * by key (test/console/i18n-catalogue.test.ts checks both have the same keys and that every
- * t('...') key in console/src exists). `{name}` placeholders are filled from params; the
+ * t(key) call in console/src names an existing key). `{name}` placeholders are filled from params; the
  * result is text, rendered escaped by Preact like any other.
  */
 import en from './i18n/en.json';
