@@ -5,7 +5,7 @@
  * word their text by a param (which secret, whether a skew was measured): those have variant
  * keys, picked here.
  */
-import { tMaybe } from './i18n';
+import { t, tMaybe } from './i18n';
 
 export interface FindingLike {
   code: string;
@@ -23,15 +23,16 @@ function variantOf(f: FindingLike): string {
 }
 
 export function findingText(f: FindingLike): { message: string; hint: string } {
-  const params: Record<string, string | number> = {};
-  for (const [k, v] of Object.entries(f.params ?? {})) params[k] = v === null ? '?' : String(v);
+  // The server's own defaults for params a finding leaves out (core/doctor.ts words them the same way).
+  const params: Record<string, string | number> = { secret: 'DeviceSecret', signMethod: 'hmacmd5', source: t('doctor.unknownSource') };
+  for (const [k, v] of Object.entries(f.params ?? {})) if (v !== null) params[k] = String(v);
   const base = `doctor.code.${f.code}`;
   const variant = variantOf(f);
   const pick = (part: 'message' | 'hint', fallback: string) => {
     const withVariant = variant ? tMaybe(`${base}${variant}.${part}`, '', params) : '';
     const text = withVariant || tMaybe(`${base}.${part}`, fallback, params);
-    // A placeholder the finding had no param for reads as "?", like the server's own wording.
-    return text.replace(/\{\w+\}/g, '?');
+    // A placeholder the finding had no param for: the server's own text says it right.
+    return /\{\w+\}/.test(text) ? fallback : text;
   };
   return { message: pick('message', f.message), hint: pick('hint', f.hint) };
 }

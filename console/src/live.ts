@@ -48,6 +48,27 @@ export function onLive<K extends keyof LiveEvents>(type: K, fn: Handler<K>): () 
   return () => set.delete(fn);
 }
 
+/**
+ * The last status event seen per device (bounded). A page that fetched a device just before
+ * the server wrote its new state (writes are batched) corrects the record with it.
+ */
+const lastStatus = new Map<string, DeviceStatusEvent>();
+const MAX_REMEMBERED = 5000;
+
+export function withLiveStatus<D extends { productKey: string; deviceName: string; status: string; lastOnlineAt: string | null }>(d: D): D {
+  const ev = lastStatus.get(`${d.productKey}\u0000${d.deviceName}`);
+  // Disabled outranks presence; otherwise the stream's latest word on online/offline holds.
+  if (!ev || d.status === 'DISABLE' || d.status === ev.status) return d;
+  return { ...d, status: ev.status, ...(ev.status === 'ONLINE' ? { lastOnlineAt: ev.at } : {}) };
+}
+
+function remember(ev: DeviceStatusEvent): void {
+  const k = `${ev.productKey}\u0000${ev.deviceName}`;
+  lastStatus.delete(k);
+  lastStatus.set(k, ev);
+  if (lastStatus.size > MAX_REMEMBERED) lastStatus.delete(lastStatus.keys().next().value!);
+}
+
 function dispatch(type: string, data: string): void {
   if (!(type in handlers)) return;
   let parsed: unknown;
@@ -57,6 +78,7 @@ function dispatch(type: string, data: string): void {
     return;
   }
   if (type === 'stats') lastStats.set(parsed as StatsEvent);
+  if (type === 'device.status') remember(parsed as DeviceStatusEvent);
   for (const fn of [...(handlers[type as keyof LiveEvents] as Set<(d: unknown) => void>)]) fn(parsed);
 }
 
@@ -99,6 +121,7 @@ export function startLive(): void {
 
 export function stopLive(): void {
   controller?.abort();
+  lastStatus.clear();
   controller = undefined;
   liveState.set('off');
 }

@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { call, type Device } from '../api';
 import { formatTime, t } from '../i18n';
-import { onLive } from '../live';
+import { onLive, withLiveStatus } from '../live';
 import { deviceHref, navigate, productHref, withQuery } from '../router';
 import { session } from '../session';
 import { ConfirmButton, Link, Loading, Page, SecretReveal, StatusBadge, useLoad } from '../ui';
@@ -36,7 +36,7 @@ function SubDevices({ productKey, deviceName }: { productKey: string; deviceName
 }
 
 export function DeviceDetail({ productKey, deviceName }: { productKey: string; deviceName: string }) {
-  const dev = useLoad((signal) => call('get', '/api/v1/products/{productKey}/devices/{deviceName}', { path: { productKey, deviceName }, signal }), [productKey, deviceName]);
+  const dev = useLoad((signal) => call('get', '/api/v1/products/{productKey}/devices/{deviceName}', { path: { productKey, deviceName }, signal }).then(withLiveStatus), [productKey, deviceName]);
   const product = useLoad((signal) => call('get', '/api/v1/products/{productKey}', { path: { productKey }, signal }), [productKey]);
   const audit = useLoad((signal) => call('get', '/api/v1/audit', { query: { productKey, deviceName, limit: 20 }, signal }), [productKey, deviceName]);
   const [rotated, setRotated] = useState<{ deviceSecret: string; previousSecretExpiresAt: string | null }>();
@@ -64,7 +64,7 @@ export function DeviceDetail({ productKey, deviceName }: { productKey: string; d
         : action === 'disable'
           ? await call('post', '/api/v1/products/{productKey}/devices/{deviceName}/disable', { path })
           : await call('post', '/api/v1/products/{productKey}/devices/{deviceName}/reset', { path });
-    dev.setData(d);
+    dev.setData(withLiveStatus(d));
     audit.reload();
   };
 

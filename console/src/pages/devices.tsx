@@ -6,7 +6,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { call, type Device, type DeviceStatus, type Product } from '../api';
 import { t } from '../i18n';
-import { onLive } from '../live';
+import { onLive, withLiveStatus } from '../live';
 import { deviceHref, navigate, withQuery } from '../router';
 import { session } from '../session';
 import { Field, FormError, Link, Loading, Page, Select, StatusBadge, useFormErrors, useLoad } from '../ui';
@@ -152,7 +152,11 @@ export function Devices({ productKey }: { productKey?: string }) {
   const [offset, setOffset] = useState(0);
   const [created, setCreated] = useState<Created[]>();
   const list = useLoad(
-    async (signal) => (pk ? call('get', '/api/v1/products/{productKey}/devices', { path: { productKey: pk }, query: { status: status || undefined, name: applied || undefined, offset, limit: PAGE }, signal }) : undefined),
+    async (signal) => {
+      if (!pk) return undefined;
+      const page = await call('get', '/api/v1/products/{productKey}/devices', { path: { productKey: pk }, query: { status: status || undefined, name: applied || undefined, offset, limit: PAGE }, signal });
+      return { ...page, items: page.items.map(withLiveStatus) };
+    },
     [pk, status, applied, offset],
   );
   // Live: a status event for a device on this page updates its row.
