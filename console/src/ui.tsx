@@ -4,7 +4,7 @@
  * as text (Preact escapes it); nothing here sets HTML.
  */
 import type { ComponentChildren, JSX } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
 import { t, tMaybe, type Key } from './i18n';
 import { navigate } from './router';
@@ -195,7 +195,8 @@ export function StatusBadge({ status }: { status: string }) {
 export function Confirm(p: { title: string; body: ComponentChildren; confirmLabel: string; onConfirm: () => void; onCancel: () => void; danger?: boolean }) {
   const ref = useRef<HTMLDivElement>(null);
   const titleId = useId('dlg');
-  useEffect(() => {
+  // Layout effect: focus is inside the dialog before the next key press can reach the page.
+  useLayoutEffect(() => {
     const before = document.activeElement as HTMLElement | null;
     ref.current?.querySelector<HTMLButtonElement>('button.cancel')?.focus();
     const onKey = (e: KeyboardEvent) => {
