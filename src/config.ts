@@ -90,6 +90,8 @@ export interface Config {
   httpConnectionsPerSource: number;
   /** Open connections per source address on the management API; 0 = no cap. */
   managementConnectionsPerSource: number;
+  /** TLS on the management API: on, off, or auto (on when managementHost is not a loopback address). */
+  managementTls: 'on' | 'off' | 'auto';
 }
 
 /** Environment variable for each setting; flags use the kebab-case of the key (e.g. --http-port). */
@@ -141,6 +143,7 @@ export const CONFIG_ENV: Record<keyof Config, string> = {
   managementRequestTimeoutSeconds: 'THINGAUTH_MANAGEMENT_REQUEST_TIMEOUT_SECONDS',
   httpConnectionsPerSource: 'THINGAUTH_HTTP_CONNECTIONS_PER_SOURCE',
   managementConnectionsPerSource: 'THINGAUTH_MANAGEMENT_CONNECTIONS_PER_SOURCE',
+  managementTls: 'THINGAUTH_MANAGEMENT_TLS',
 };
 
 export class ConfigError extends Error {
@@ -261,6 +264,8 @@ export function loadConfig(input: ConfigInput): Config {
     managementRequestTimeoutSeconds: int('managementRequestTimeoutSeconds', 900, 1, 86_400),
     httpConnectionsPerSource: int('httpConnectionsPerSource', 64, 0, 1_000_000),
     managementConnectionsPerSource: int('managementConnectionsPerSource', 128, 0, 1_000_000),
+    // Reasons: docs/security.md "Management API over TLS".
+    managementTls: oneOf('managementTls', ['on', 'off', 'auto'] as const, 'auto'),
   };
   if (config.publicMqttHost !== undefined && !isValidPublicHost(config.publicMqttHost)) {
     problems.push(`${label('publicMqttHost')} must be a host name or an IP address (what devices connect to), got "${config.publicMqttHost}"`);
@@ -291,6 +296,17 @@ export function loadConfig(input: ConfigInput): Config {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** Whether a bind address is this machine only (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  return net.isIPv4(host) && host.startsWith('127.');
+}
+
+/** Whether the management API listens with TLS: THINGAUTH_MANAGEMENT_TLS, auto = when it is open beyond loopback. */
+export function managementTlsEnabled(config: Pick<Config, 'managementTls' | 'managementHost'>): boolean {
+  return config.managementTls === 'on' || (config.managementTls === 'auto' && !isLoopbackHost(config.managementHost));
 }
 
 /** Path of the SQLite file from the database URL or the data dir. */

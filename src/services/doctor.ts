@@ -79,9 +79,9 @@ export class DoctorService {
     const latest = entries[0];
     const refusals = new Map<string, { entry: AuditEntry; count: number; finding: Finding }>();
     for (const e of entries) {
-      if (e.result === 'allow' || e.result === 'ok') continue;
+      if (succeeded(e)) continue;
       const decoded = refusalOfReason(e.reason);
-      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
+      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts, e.sourceAddress ?? null) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
       const seen = refusals.get(key);
       if (seen) seen.count++;
@@ -91,7 +91,7 @@ export class DoctorService {
     // another node; it counts when the audit has nothing of that kind.
     if (device.lastAuthError) {
       const decoded = refusalOfReason(device.lastAuthError);
-      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, device.lastAuthError, product, device, opts) : finding('refused-other', { reason: clip(device.lastAuthError) });
+      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, device.lastAuthError, product, device, opts, device.lastAuthErrorSource) : finding('refused-other', { reason: clip(device.lastAuthError) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
       if (!refusals.has(key)) {
         refusals.set(key, {
@@ -103,12 +103,12 @@ export class DoctorService {
     }
     for (const { entry, count, finding: f } of refusals.values()) {
       // Refusals older than the device's last successful attempt no longer stop it: a warning.
-      const stale = latest !== undefined && latest.result === 'allow' && entry.at < latest.at;
+      const stale = latest !== undefined && succeeded(latest) && entry.at < latest.at;
       findings.push(stale && f.severity === 'error' ? { ...f, severity: 'warning' } : f);
       findings.push(finding('refusal-history', { count, lastAt: entry.at || null, source: entry.sourceAddress ?? null, code: f.code }));
     }
     if (!latest && refusals.size === 0) findings.push(finding('no-recent-activity'));
-    if (latest && latest.result === 'allow') {
+    if (latest && succeeded(latest)) {
       if (latest.reason?.includes('previous secret') && opts.revealRotation) {
         findings.push(finding('secret-rotated-previous-matches', { graceEndsAt: device.previousSecretExpiresAt }));
       }
@@ -118,7 +118,7 @@ export class DoctorService {
       // Nothing attempted recently: only the record's state can refuse (disabled); else unknown.
       return { verdict: findings.some((f) => f.code === 'device-disabled') ? 'refused' : 'unknown', findings };
     }
-    const refused = latest.result !== 'allow' || !device.enabled;
+    const refused = !succeeded(latest) || !device.enabled;
     return { verdict: refused ? 'refused' : 'ok', findings: refused ? findings : findings.map(demoteErrors) };
   }
 
@@ -155,7 +155,7 @@ export class DoctorService {
 }
 
 /** A refusal kind from the history as a finding, with the numbers its stored reason carries. */
-function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | undefined, reason: string, product: Product, device: Device, opts: DoctorOptions): Finding {
+function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | undefined, reason: string, product: Product, device: Device, opts: DoctorOptions, source: string | null): Finding {
   const code = findingCodeOfRefusal(kind, detail);
   switch (code) {
     case 'timestamp-outside-window': {
@@ -177,7 +177,8 @@ function refusalFinding(kind: RefusalKind, detail: 'username' | 'password' | und
     case 'registration-off':
       return finding(code, { productKey: product.productKey });
     case 'source-throttled':
-      return finding(code, { source: null });
+      // lastAuthErrorSource reads `mqtt/tcp 203.0.113.7`: the address is its last word.
+      return finding(code, { source: source ? source.split(' ').pop()! : null });
     default:
       return finding(code);
   }
@@ -213,6 +214,11 @@ export function signatureFindings(
 
 /** The only algorithm whose hex digest has this length. */
 const HEX_ALGORITHM: Record<number, SignAlgorithm> = { 32: 'md5', 40: 'sha1', 64: 'sha256' };
+
+/** A login allowed (`allow`) or a registration answered (`ok`). */
+function succeeded(e: AuditEntry): boolean {
+  return e.result === 'allow' || e.result === 'ok';
+}
 
 function demoteErrors(f: Finding): Finding {
   return f.severity === 'error' ? { ...f, severity: 'warning' } : f;

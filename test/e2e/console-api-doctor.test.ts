@@ -101,7 +101,11 @@ describe('connection doctor', () => {
     secrets.add(rot.body.deviceSecret);
     const old = signedConnect(d);
     await endClient(await connectClient(srv, 'mqtt', old));
+    const previousLines = () => srv.logs.filter((l) => l.includes('mqtt.connect.previous-secret')).length;
+    const before = previousLines();
+    assert.equal(before, 1, 'the real login is logged');
     const r = await diagnose(pasted(old, { transport: 'tcp' }));
+    assert.equal(previousLines(), before, 'a diagnosis is not logged as a login');
     assert.equal(r.body.verdict, 'ok');
     const f = r.body.findings.find((x: any) => x.code === 'secret-rotated-previous-matches');
     assert.ok(f, JSON.stringify(r.body));
@@ -263,5 +267,38 @@ describe('connection doctor', () => {
     const r = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: 'a1X' });
     assert.equal(r.status, 400);
     assert.equal(r.body.code, 'INVALID_ARGUMENT');
+  });
+});
+
+describe('connection doctor: a throttled source', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer({ loginFailThreshold: '3', loginCooldownSeconds: '60' });
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('source-throttled for the address in its cool-down (read from the throttle, nothing counted), and in the device history', async () => {
+    const d = await createDevice(srv);
+    const bad = signedConnect({ ...d, deviceSecret: 'WrongSecret0123456789abcdefABCDEF' });
+    for (let i = 0; i < 3; i++) assert.equal((await connectRefusal(srv, 'mqtt', bad)).code, 5);
+    // Now even the right credentials are refused from this address.
+    const good = signedConnect(d);
+    assert.equal((await connectRefusal(srv, 'mqtt', good)).code, 5);
+    const r = await srv.request('POST', '/api/v1/diagnose/connect', { ...good, transport: 'tcp', sourceAddress: '127.0.0.1' });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.verdict, 'refused');
+    const errs = r.body.findings.filter((f: any) => f.severity === 'error').map((f: any) => f.code);
+    assert.deepEqual(errs, ['source-throttled']);
+    assert.ok(r.body.findings.some((f: any) => f.code === 'credentials-ok'), 'the credentials themselves are fine');
+    // Another address is not throttled: the same triple is ok.
+    const other = await srv.request('POST', '/api/v1/diagnose/connect', { ...good, transport: 'tcp', sourceAddress: '192.0.2.9' });
+    assert.equal(other.body.verdict, 'ok');
+    await srv.settle();
+    const h = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: d.productKey, deviceName: d.deviceName });
+    const codes = h.body.findings.map((f: any) => f.code);
+    assert.ok(codes.includes('source-throttled') && codes.includes('sign-mismatch'), JSON.stringify(codes));
+    assert.equal(h.body.verdict, 'refused');
   });
 });

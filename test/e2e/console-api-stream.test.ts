@@ -279,10 +279,66 @@ describe('console API: whoami, audit paging, live events', () => {
     }
   });
 
+  it('stream: stats count logins of the last minute and devices online', async () => {
+    const s = await openStream(srv, srv.adminToken);
+    try {
+      const first = await s.next((e) => e.event === 'stats');
+      const d = await createDevice(srv);
+      const client = await connectClient(srv, 'mqtt', signedConnect(d));
+      try {
+        // A periodic stats event (every 5 s) after the login counts it and the session.
+        const next = await s.next((e) => e.event === 'stats' && e.data.online >= 1 && e.data.connectsPerMinute >= first.data.connectsPerMinute + 1, 11_000);
+        assert.ok(Date.parse(next.data.at) > Date.parse(first.data.at));
+      } finally {
+        await endClient(client);
+      }
+    } finally {
+      s.close();
+    }
+  });
+
+  it('stream: a reader that falls behind loses events (counted in a dropped event), the server buffers nothing for it', async () => {
+    const s = await openStream(srv, srv.adminToken, '?productKey=a1Burst');
+    try {
+      await s.next((e) => e.event === 'stats');
+      // 50,000 changes in one tick (about 5 MB of events): far more than the socket holds.
+      const events = srv.running.ctx.services.events;
+      const N = 50_000;
+      for (let i = 0; i < N; i++) events.emit('device.changed', { iotId: `burst-${i}`, productKey: 'a1Burst', deviceName: `d${i}` });
+      const dropped = await s.next((e) => e.event === 'dropped', 15_000);
+      assert.ok(dropped.data.count > 0 && dropped.data.count < N, JSON.stringify(dropped.data));
+      const delivered = s.events.filter((e) => e.event === 'device.changed' && e.data.productKey === 'a1Burst').length;
+      assert.equal(delivered + dropped.data.count, N);
+      // Events still flow after the reader caught up.
+      events.emit('device.changed', { iotId: 'after-burst', productKey: 'a1Burst', deviceName: 'after' });
+      await s.next((e) => e.event === 'device.changed' && e.data.iotId === 'after-burst');
+    } finally {
+      s.close();
+    }
+  });
+
   it('the new routes are in /openapi.json', async () => {
     const r = await fetch(`${srv.api}/openapi.json`);
     const doc: any = await r.json();
     for (const p of ['/api/v1/whoami', '/api/v1/events/stream', '/api/v1/diagnose/connect', '/api/v1/diagnose/codes']) assert.ok(doc.paths[p], `${p} missing`);
     assert.ok(doc.paths['/api/v1/audit'].get.parameters.some((x: any) => x.name === 'cursor'));
+  });
+});
+
+describe('live events and shutdown', () => {
+  it('stopping the server ends open streams with event end (server closing) instead of waiting for them', async () => {
+    const srv = await startTestServer();
+    let stopped = false;
+    try {
+      const s = await openStream(srv, srv.adminToken);
+      await s.next((e) => e.event === 'stats');
+      const stop = srv.stop().then(() => (stopped = true));
+      const end = await s.next((e) => e.event === 'end');
+      assert.deepEqual(end.data, { reason: 'server closing' });
+      await within(stop, 10_000, 'server stop');
+      await within(s.closed, 3_000, 'stream close');
+    } finally {
+      if (!stopped) await srv.stop();
+    }
   });
 });

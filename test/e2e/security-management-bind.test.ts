@@ -46,7 +46,7 @@ describe('management API bind address', () => {
   });
 
   it('THINGAUTH_MANAGEMENT_HOST=0.0.0.0 opens it on every address, and the start line warns it is plain HTTP', async () => {
-    const server = await startTestServer({ host: '127.0.0.2', managementHost: '0.0.0.0' });
+    const server = await startTestServer({ host: '127.0.0.2', managementHost: '0.0.0.0', managementTls: 'off' });
     servers.push(server);
     const mgmt = server.running.listeners['management-http']!.port;
     assert.equal(await reachable('127.0.0.1', mgmt), true);

@@ -29,7 +29,7 @@ interface RawAnswer {
  * node's HTTP server answers a request line it cannot parse with 400 and closes, which must not
  * be mistaken for the next request's answer).
  */
-function raw(port: number, method: string, path: string, opts: { token?: string; body?: string } = {}): Promise<RawAnswer> {
+function raw(port: number, method: string, path: string, opts: { token?: string; body?: string; headOnly?: boolean } = {}): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
@@ -38,6 +38,12 @@ function raw(port: number, method: string, path: string, opts: { token?: string;
       headers['content-length'] = String(Buffer.byteLength(opts.body));
     }
     const req = http.request({ host: '127.0.0.1', port, method, path, headers, agent: false }, (res) => {
+      // A stream that never ends by itself (GET /api/v1/events/stream): its status is the answer.
+      if (opts.headOnly) {
+        resolve({ status: res.statusCode ?? 0, text: '' });
+        res.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
@@ -270,7 +276,7 @@ describe('management API: deny by default, decided on the matched route (issue 1
     const failures: string[] = [];
     for (const r of routes) {
       if (r.method !== 'GET' && r.method !== 'HEAD') continue;
-      const res = await raw(port, r.method, concrete(r.url), { token: srv.adminToken });
+      const res = await raw(port, r.method, concrete(r.url), { token: srv.adminToken, headOnly: r.url === '/api/v1/events/stream' });
       if (res.status < 200 || res.status >= 300) failures.push(`${r.method} ${r.url}: HTTP ${res.status} ${res.text.slice(0, 100)}`);
     }
     // Writes: the token check passes (the route answers with its own refusal of this

@@ -1,5 +1,6 @@
 /**
- * The management API listener (plain HTTP). Every route sits behind a bearer token with a
+ * The management API listener (HTTP, or HTTPS with THINGAUTH_MANAGEMENT_TLS: on by default when
+ * it binds beyond loopback). Every route sits behind a bearer token with a
  * scope (caller-auth.ts, deny by default, decided on the matched route); only /healthz,
  * /openapi.json and the console's pages and assets (PUBLIC_ROUTES) do not. Route
  * plugins live in routes/, one per resource, listed in routes/index.ts (MANAGEMENT_ROUTES)
@@ -8,8 +9,8 @@
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyInstance } from 'fastify';
-import net from 'node:net';
-import { CONFIG_ENV } from '../../config.js';
+import { CONFIG_ENV, isLoopbackHost, managementTlsEnabled } from '../../config.js';
+import { tlsOptionsFor } from '../../tls/profiles.js';
 import type { AppContext, Listener } from '../../context.js';
 import { capConnectionsPerSource } from '../connection-caps.js';
 import { fastifyTimeoutOptions, serverTimeoutOptions, type RequestTimeouts } from '../request-timeouts.js';
@@ -46,13 +47,19 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   const timeouts = managementRequestTimeouts(ctx);
   // One spelling per route: the router's defaults, stated so nobody loosens them by accident
   // (caller-auth decides on the matched route anyway, so a looser router would not open a hole).
+  // TLS (THINGAUTH_MANAGEMENT_TLS, on by default when the API is open beyond loopback) with the
+  // server certificate the device listeners use; only forward-secret AEAD suites (browsers and
+  // the CLI, no embedded TLS stacks here).
+  const transport = managementTlsEnabled(ctx.config)
+    ? { https: { cert: ctx.tls.cert, key: ctx.tls.key, ...tlsOptionsFor('strict'), ...serverTimeoutOptions(timeouts) } }
+    : { http: serverTimeoutOptions(timeouts) };
   const app = Fastify({
     logger: false,
     bodyLimit: MANAGEMENT_BODY_LIMIT,
     ...fastifyTimeoutOptions(timeouts),
-    http: serverTimeoutOptions(timeouts),
+    ...transport,
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, caseSensitive: true },
-  }).withTypeProvider<TypeBoxTypeProvider>();
+  }).withTypeProvider<TypeBoxTypeProvider>() as unknown as ManagementApp;
   // TypeBox's compiler never coerces or strips a body: wrong types and unknown fields are
   // refused, not silently fixed. Query strings and params are converted (they arrive as text).
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
@@ -117,13 +124,12 @@ export async function startManagementApi(ctx: AppContext): Promise<Listener> {
   app.server.on('error', (err) => ctx.logger.warn({ listener: 'management-http', err: err.message }, 'listener error'));
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : ctx.config.httpPort;
-  const note = isLoopback(host)
-    ? `only this machine can reach it; set ${CONFIG_ENV.managementHost}=0.0.0.0 (or an interface address) to open it to the network`
-    : `reachable from the network over plain HTTP; keep it on a private network or behind a TLS proxy (${CONFIG_ENV.managementHost}=127.0.0.1 keeps it local)`;
-  return { name: 'management-http', url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`, port, note, close: () => app.close() };
-}
-
-function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true;
-  return net.isIPv4(host) && host.startsWith('127.');
+  const tls = managementTlsEnabled(ctx.config);
+  const note = isLoopbackHost(host)
+    ? `only this machine can reach it; set ${CONFIG_ENV.managementHost}=0.0.0.0 (or an interface address) to open it to the network${tls ? '; over TLS' : ''}`
+    : tls
+      ? `reachable from the network over TLS (${CONFIG_ENV.managementTls}); clients trust ${ctx.tls.caPath ?? 'the CA of ' + CONFIG_ENV.tlsCert}`
+      : `reachable from the network over plain HTTP (${CONFIG_ENV.managementTls}=off); keep it on a private network or behind a TLS proxy (${CONFIG_ENV.managementHost}=127.0.0.1 keeps it local)`;
+  // The listener keeps its name with TLS on (tools and tests find it by name); the URL says https.
+  return { name: 'management-http', url: `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`, port, note, close: () => app.close() };
 }

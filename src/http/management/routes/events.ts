@@ -59,6 +59,8 @@ export async function eventStreamRoutes(app: ManagementApp, ctx: AppContext): Pr
       },
     },
     async (req, reply) => {
+      // HEAD (fastify's automatic one): the headers of a stream, without opening one.
+      if (req.method === 'HEAD') return reply.code(200).header('cache-control', 'no-store').type('text/event-stream; charset=utf-8').send('');
       const caller = req.caller!;
       const presented = bearerOf(req);
       const res: ServerResponse = reply.raw;
