@@ -29,6 +29,8 @@ export interface LiveEvents {
   'device.status': DeviceStatusEvent;
   'device.changed': DeviceChangedEvent;
   stats: StatsEvent;
+  /** Events may have been missed (the server dropped some for a slow reader, or the stream was down): pages refetch. */
+  resync: { reason: 'dropped' | 'reconnected' };
 }
 
 export type LiveState = 'off' | 'connecting' | 'live' | 'unavailable';
@@ -40,6 +42,7 @@ const handlers: { [K in keyof LiveEvents]: Set<Handler<K>> } = {
   'device.status': new Set(),
   'device.changed': new Set(),
   stats: new Set(),
+  resync: new Set(),
 };
 
 export function onLive<K extends keyof LiveEvents>(type: K, fn: Handler<K>): () => void {
@@ -69,8 +72,14 @@ function remember(ev: DeviceStatusEvent): void {
   if (lastStatus.size > MAX_REMEMBERED) lastStatus.delete(lastStatus.keys().next().value!);
 }
 
+function resync(reason: 'dropped' | 'reconnected'): void {
+  lastStatus.clear();
+  for (const fn of [...handlers.resync]) fn({ reason });
+}
+
 function dispatch(type: string, data: string): void {
-  if (!(type in handlers)) return;
+  if (type === 'dropped') return resync('dropped');
+  if (!(type in handlers) || type === 'resync') return;
   let parsed: unknown;
   try {
     parsed = JSON.parse(data);
@@ -128,6 +137,7 @@ export function stopLive(): void {
 
 async function run(signal: AbortSignal): Promise<void> {
   let pause = 1000;
+  let connectedBefore = false;
   while (!signal.aborted) {
     liveState.set('connecting');
     try {
@@ -138,6 +148,8 @@ async function run(signal: AbortSignal): Promise<void> {
       } else {
         liveState.set('live');
         pause = 1000;
+        if (connectedBefore) resync('reconnected');
+        connectedBefore = true;
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         const feed = sseParser(dispatch);
         for (;;) {

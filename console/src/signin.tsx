@@ -4,7 +4,7 @@ import { ApiError } from './api';
 import { t } from './i18n';
 import { endedBecause, session, type SessionInfo } from './session';
 import { useObservable } from './store';
-import { errorText, Field, FormError } from './ui';
+import { errorText, Field } from './ui';
 import { LangSwitch } from './lang-switch';
 
 /** GET /api/v1/whoami with the candidate token (not yet the session's). */
@@ -69,7 +69,6 @@ export function SignIn() {
           }}
         >
           <Field label={t('signin.token')} name="token" type="password" value={token} onInput={setToken} required autoComplete="off" hint={t('signin.tokenHint')} error={err} />
-          <FormError message={undefined} />
           <button type="submit" class="primary" disabled={busy || token.trim() === ''}>
             {t('signin.submit')}
           </button>

@@ -47,7 +47,7 @@ describe('console catalogues', () => {
       const text = fs.readFileSync(f, 'utf8');
       for (const m of text.matchAll(/\bt\(\s*'([^']+)'/g)) used.add(m[1]!);
       // Keys named in lookup tables (status, verdict, live state...): 'area.word' literals typed as Key.
-      for (const m of text.matchAll(/:\s*'((?:status|live|audit\.result|doctor\.verdict|doctor\.severity)\.[A-Za-z]+)'/g)) used.add(m[1]!);
+      for (const m of text.matchAll(/:\s*'((?:status|live|audit\.result|doctor\.verdict|doctor\.severity|health\.rotation)\.[A-Za-z]+)'/g)) used.add(m[1]!);
     }
     assert.ok(used.size > 250, `found ${used.size} keys in use`);
     const missing = [...used].filter((k) => !(k in en));

@@ -308,6 +308,31 @@ describe('operator console in Chromium', { skip }, () => {
     await shot(ui, 'audit');
   });
 
+  it('gateway topology: add a sub-device to a gateway and remove it again', async () => {
+    const gwProduct = (await s.request('POST', '/api/v1/products', { productName: 'Console gateway', nodeType: 'GATEWAY' })).body.productKey as string;
+    const subProduct = (await s.request('POST', '/api/v1/products', { productName: 'Console sensor', nodeType: 'SUB_DEVICE' })).body.productKey as string;
+    assert.equal((await s.request('POST', `/api/v1/products/${gwProduct}/devices`, { deviceName: 'gw-0001' })).status, 201);
+    assert.equal((await s.request('POST', `/api/v1/products/${subProduct}/devices`, { deviceName: 'sensor-0001' })).status, 201);
+    const subsOf = async () => (await s.request('GET', `/api/v1/products/${gwProduct}/devices/gw-0001/sub-devices`)).body.items.map((d: { deviceName: string }) => d.deviceName);
+
+    await go(ui, 'nav.topology');
+    await ui.page.getByLabel(en['topology.gatewayProduct']!).selectOption(gwProduct);
+    await ui.page.getByLabel(en['topology.gatewayName']!).fill('gw-0001');
+    await ui.page.getByRole('button', { name: en['topology.show'], exact: true }).click();
+    await ui.page.getByText(en['topology.none']!).waitFor();
+    await ui.page.getByLabel(en['topology.subProduct']!).selectOption(subProduct);
+    await ui.page.getByLabel(en['topology.subNames']!, { exact: true }).fill('sensor-0001');
+    await ui.page.getByRole('button', { name: en['topology.addButton'], exact: true }).click();
+    await ui.page.locator('tr[data-sub="sensor-0001"]').waitFor();
+    assert.deepEqual(await subsOf(), ['sensor-0001']);
+    await axe(ui, 'topology');
+    await shot(ui, 'topology');
+    await ui.page.locator('tr[data-sub="sensor-0001"] [data-action="remove-sub"]').click();
+    await ui.page.getByRole('dialog').getByRole('button', { name: en['topology.remove'] }).click();
+    await ui.page.locator('tr[data-sub="sensor-0001"]').waitFor({ state: 'detached' });
+    assert.deepEqual(await subsOf(), []);
+  });
+
   it('every other page passes axe and has no console error, CSP violation or dialog; keyboard alone gets around', async () => {
     assert.equal((await s.request('POST', '/api/v1/tokens', { name: 'prometheus', scope: 'read' })).status, 201);
     // Three imported devices log in, so the overview has something online.
@@ -318,7 +343,6 @@ describe('operator console in Chromium', { skip }, () => {
     await s.settle(); // presence is written in batches; the overview counts from the store
     for (const [key, name] of [
       ['nav.overview', 'overview'],
-      ['nav.topology', 'topology'],
       ['nav.applications', 'applications'],
       ['nav.tokens', 'tokens'],
       ['nav.health', 'health'],

@@ -53,7 +53,8 @@ export function DeviceDetail({ productKey, deviceName }: { productKey: string; d
         audit.reload();
       }
     });
-    return () => (offStatus(), offChanged());
+    const offResync = onLive('resync', () => dev.reload());
+    return () => (offStatus(), offChanged(), offResync());
   }, [dev.data, productKey, deviceName]);
 
   const act = (action: 'enable' | 'disable' | 'reset') => async () => {

@@ -159,6 +159,7 @@ export function Devices({ productKey }: { productKey?: string }) {
     },
     [pk, status, applied, offset],
   );
+  useEffect(() => onLive('resync', () => list.reload()), []);
   // Live: a status event for a device on this page updates its row.
   useEffect(
     () =>

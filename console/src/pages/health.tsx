@@ -13,6 +13,8 @@ import { ConfirmButton, Loading, Page, useLoad } from '../ui';
 
 declare const __THINGAUTH_VERSION__: string;
 
+const ROTATION_KEYS = { idle: 'health.rotation.idle', running: 'health.rotation.running', done: 'health.rotation.done', failed: 'health.rotation.failed' } as const;
+
 export function Health() {
   const health = useLoad(async (signal) => {
     const res = await fetch('/healthz', { signal, cache: 'no-store', credentials: 'omit' });
@@ -56,7 +58,7 @@ export function Health() {
             <>
               <dl class="facts">
                 <dt>{t('health.keySource')}</dt>
-                <dd>{keys.data.keySource}</dd>
+                <dd>{keys.data.keySource === 'file' ? t('health.keySource.file') : t('health.keySource.env')}</dd>
                 <dt>{t('health.currentKey')}</dt>
                 <dd>
                   <code>{keys.data.currentKeyId}</code>
@@ -65,7 +67,7 @@ export function Health() {
                 <dd>{keys.data.olderKeyIds.length ? keys.data.olderKeyIds.join(', ') : '—'}</dd>
                 <dt>{t('health.rotation')}</dt>
                 <dd>
-                  {keys.data.state} {keys.data.finishedAt ? `(${formatTime(keys.data.finishedAt)})` : keys.data.startedAt ? `(${formatTime(keys.data.startedAt)})` : ''}
+                  {t(ROTATION_KEYS[keys.data.state])} {keys.data.finishedAt ? `(${formatTime(keys.data.finishedAt)})` : keys.data.startedAt ? `(${formatTime(keys.data.startedAt)})` : ''}
                 </dd>
                 <dt>{t('health.rewritten')}</dt>
                 <dd>{keys.data.rewritten}</dd>

@@ -29,12 +29,14 @@ export function Overview() {
   const [error, setError] = useState<string>();
   const pending = useRef(new Set<string>());
   const timer = useRef<number>();
+  const shown = useRef<string[]>([]);
 
   useEffect(() => {
     const ac = new AbortController();
     (async () => {
       const page = await call('get', '/api/v1/products', { query: { limit: SHOWN }, signal: ac.signal });
       setProducts(page);
+      shown.current = page.items.map((p) => p.productKey);
       const all = await Promise.all(page.items.map(async (p) => [p.productKey, await countsOf(p.productKey, ac.signal)] as const));
       setCounts(Object.fromEntries(all));
     })().catch((e) => !ac.signal.aborted && setError(errorText(e)));
@@ -48,9 +50,14 @@ export function Overview() {
         for (const pk of keys) countsOf(pk).then((c) => setCounts((prev) => (pk in prev ? { ...prev, [pk]: c } : prev)), () => undefined);
       }, 300);
     });
+    // Events were missed (slow reader, stream down): recount every product shown.
+    const offResync = onLive('resync', () => {
+      for (const pk of shown.current) countsOf(pk).then((c) => setCounts((prev) => ({ ...prev, [pk]: c })), () => undefined);
+    });
     return () => {
       ac.abort();
       off();
+      offResync();
       window.clearTimeout(timer.current);
     };
   }, []);
