@@ -108,7 +108,7 @@ describe('operator console in Chromium', { skip }, () => {
   async function shot(w: Watched, name: string): Promise<void> {
     if (!SHOTS) return;
     fs.mkdirSync(SHOTS, { recursive: true });
-    await w.page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+    await w.page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
   }
 
   const state: { productKey?: string; deviceName?: string; deviceSecret?: string } = {};

@@ -89,8 +89,10 @@ function Export() {
 function Import() {
   const [kind, setKind] = useState<Kind>('devices');
   const [format, setFormat] = useState<Format>('csv');
-  const [text, setText] = useState('');
-  const [fileName, setFileName] = useState<string>();
+  // A chosen file is kept apart from the paste box: a file of 100 MB in a textarea would stall the tab.
+  const [pasted, setPasted] = useState('');
+  const [file, setFile] = useState<{ name: string; text: string }>();
+  const text = file ? file.text : pasted;
   const [overwrite, setOverwrite] = useState(false);
   const [total, setTotal] = useState<Total>();
   const [progress, setProgress] = useState<{ done: number; rows: number; of: number }>();
@@ -183,12 +185,11 @@ function Import() {
             name="file"
             accept=".csv,.jsonl,.ndjson,.txt,text/csv,application/x-ndjson"
             onChange={async (e) => {
-              const file = (e.currentTarget as HTMLInputElement).files?.[0];
-              if (!file) return;
-              setFileName(file.name);
-              if (/\.(jsonl|ndjson)$/i.test(file.name)) setFormat('jsonl');
-              else if (/\.csv$/i.test(file.name)) setFormat('csv');
-              setText(await file.text());
+              const chosen = (e.currentTarget as HTMLInputElement).files?.[0];
+              if (!chosen) return setFile(undefined);
+              if (/\.(jsonl|ndjson)$/i.test(chosen.name)) setFormat('jsonl');
+              else if (/\.csv$/i.test(chosen.name)) setFormat('csv');
+              setFile({ name: chosen.name, text: await chosen.text() });
               setTotal(undefined);
             }}
           />
@@ -200,12 +201,28 @@ function Import() {
           id={textId}
           name="body"
           rows={6}
-          value={text}
+          value={pasted}
+          disabled={file !== undefined}
           spellcheck={false}
           aria-invalid={err?.field === 'body' ? 'true' : undefined}
-          onInput={(e) => (setText((e.currentTarget as HTMLTextAreaElement).value), setFileName(undefined), setTotal(undefined))}
+          onInput={(e) => (setPasted((e.currentTarget as HTMLTextAreaElement).value), setTotal(undefined))}
         />
-        {fileName && <small class="hint">{t('credentials.loadedFile', { name: fileName })}</small>}
+        {file && (
+          <small class="hint" data-testid="loaded-file">
+            {t('credentials.loadedFile', { name: file.name, size: Math.ceil(file.text.length / 1024) })}{' '}
+            <button
+              type="button"
+              onClick={() => {
+                setFile(undefined);
+                setTotal(undefined);
+                const input = document.getElementById(fileId) as HTMLInputElement | null;
+                if (input) input.value = '';
+              }}
+            >
+              {t('credentials.clearFile')}
+            </button>
+          </small>
+        )}
         {err?.field === 'body' && (
           <span class="field-error" role="alert">
             {err.message}
