@@ -52,7 +52,9 @@ export function SignIn() {
             {t('signin.expired')} {ended.detail ? `(${ended.detail})` : ''}
           </p>
         )}
+        {/* method=post: even a submit the script did not catch never puts the token in a URL. */}
         <form
+          method="post"
           onSubmit={async (e) => {
             e.preventDefault();
             setBusy(true);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { MqttClient } from 'mqtt';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page, type Route } from 'playwright-core';
 import { connectClient, connectRefusal, endClient, signedConnect, waitForClose } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
@@ -278,6 +278,40 @@ describe('operator console in Chromium', { skip }, () => {
     assert.equal(await s.running.ctx.store.countDevices(pk), 1102);
     const imported = await s.running.ctx.store.getDevice(pk, 'imp-00007');
     assert.equal(imported?.deviceSecret, 'Secret0000000007abcdef');
+  });
+
+  it('an import in progress can be cancelled between parts: what was sent stays, nothing after it is written', async () => {
+    const pk = state.productKey!;
+    const rows = ['ProductKey,DeviceName,DeviceSecret'];
+    for (let i = 0; i < 1500; i++) rows.push(`${pk},cancel-${String(i).padStart(5, '0')},Cancel${String(i).padStart(10, '0')}abcdef`);
+    await ui.page.getByLabel(en['credentials.file']!, { exact: true }).setInputFiles({ name: 'more.csv', mimeType: 'text/csv', buffer: Buffer.from(rows.join('\n') + '\n') });
+    await ui.page.locator('[data-action="dry-run"]').click();
+    await ui.page.waitForFunction(() => document.querySelector('[data-testid="import-result"] [data-count="created"]')?.textContent === '1500');
+    const before = await s.running.ctx.store.countDevices(pk);
+    // Hold the second part on its way to the server until the operator has pressed Cancel.
+    let parts = 0;
+    let held: Route | undefined;
+    await ui.page.route('**/api/v1/import/devices?*', async (route) => {
+      parts++;
+      if (parts === 2) held = route;
+      else await route.continue();
+    });
+    try {
+      await ui.page.locator('[data-action="apply"]:not([disabled])').click();
+      await ui.page.waitForFunction(() => /500 of 1500/.test(document.querySelector('.progress')?.textContent ?? ''));
+      await ui.page.waitForFunction(() => document.querySelector('[data-action="cancel"]') !== null);
+      while (!held) await new Promise((r) => setTimeout(r, 20));
+      await ui.page.locator('[data-action="cancel"]').click();
+      await ui.page.getByTestId('import-note').filter({ hasText: 'Cancelled after 500 rows' }).waitFor();
+    } finally {
+      await held?.abort().catch(() => undefined);
+      await ui.page.unroute('**/api/v1/import/devices?*');
+    }
+    assert.equal(parts, 2, 'no part was sent after the cancel');
+    assert.equal(await s.running.ctx.store.countDevices(pk), before + 500, 'the first part is in, nothing after it');
+    assert.ok(await s.running.ctx.store.getDevice(pk, 'cancel-00499'));
+    assert.equal(await s.running.ctx.store.getDevice(pk, 'cancel-00500'), undefined);
+    await ui.page.getByRole('button', { name: en['credentials.clearFile'] }).click();
   });
 
   it('hostile free text renders as text: no element, no script, no dialog', async () => {
