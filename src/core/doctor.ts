@@ -7,7 +7,8 @@
  * registration checks and only words their outcome. Nothing here ever holds a secret, an
  * expected signature or any part of one: findings name what failed, never what would pass.
  */
-import type { RefusalKind } from './refusals.js';
+import { refusalOfSubDeviceCode, type RefusalKind } from './refusals.js';
+import { SubDeviceCodes } from './sub-device-protocol.js';
 
 export type FindingSeverity = 'error' | 'warning' | 'info';
 
@@ -202,6 +203,21 @@ const CODES = {
     message: () => 'Too many registration requests (per product or per source address).',
     hint: () => 'Retry later with back-off; THINGAUTH_REGISTRATION_RATE and _PER_SOURCE set the rates.',
   },
+  'wrong-node-type': {
+    severity: 'error',
+    message: (p) => `The device's product has the wrong node type for this: ${s(p.detail, 'a gateway cannot be its own sub-device')}.`,
+    hint: () => 'Sub-devices belong to a SUB_DEVICE product and log in through a device of a GATEWAY product; check the products\' nodeType.',
+  },
+  'not-in-topology': {
+    severity: 'error',
+    message: () => 'The sub-device is not in its gateway\'s topology, so the gateway may not log it in.',
+    hint: () => 'Add it to the gateway first (thing/topo/add from the gateway, or thingauth topology add).',
+  },
+  'too-many-sub-devices-online': {
+    severity: 'error',
+    message: () => 'The gateway already has as many sub-devices online as allowed.',
+    hint: () => 'Log other sub-devices out, or raise THINGAUTH_SUB_DEVICE_LIMIT.',
+  },
   'unknown-application': {
     severity: 'error',
     message: () => 'No application with that AppKey.',
@@ -387,6 +403,25 @@ export function refusalOfReason(reason: string | null | undefined): DecodedReaso
     if (re.test(text)) return detail ? { kind, detail } : { kind };
   }
   return undefined;
+}
+
+/**
+ * A refused sub-device item as the audit keeps it (`session.sub.login`, `register.sub`):
+ * `<reply code> <message>`. Decided by the code the server wrote first, never by the message.
+ */
+export function findingCodeOfSubDeviceReason(reason: string | null | undefined): DoctorFindingCode | undefined {
+  const m = typeof reason === 'string' ? /^(\d{3,4}) /.exec(reason) : null;
+  if (!m) return undefined;
+  const code = Number(m[1]);
+  if (code === SubDeviceCodes.GATEWAY_ITSELF || code === SubDeviceCodes.NOT_A_GATEWAY) return 'wrong-node-type';
+  if (code === SubDeviceCodes.NOT_IN_TOPOLOGY) return 'not-in-topology';
+  if (code === SubDeviceCodes.TOO_MANY_ONLINE) return 'too-many-sub-devices-online';
+  if (code === SubDeviceCodes.BOUND_TO_OTHER_GATEWAY) return 'sub-device-bound';
+  if (code === SubDeviceCodes.REGISTER_SIGN_ERROR || code === SubDeviceCodes.TOPO_SIGN_ERROR) return 'sign-mismatch';
+  if (code === SubDeviceCodes.DYNAMIC_REGISTRATION_OFF) return 'registration-off';
+  if (code === SubDeviceCodes.ALREADY_ACTIVATED) return 'already-activated';
+  const kind = refusalOfSubDeviceCode(code);
+  return kind ? findingCodeOfRefusal(kind) : undefined;
 }
 
 /** `timestamp outside window: 4000 s from the server clock (window 300 s)` -> its numbers. */

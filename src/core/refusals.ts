@@ -195,6 +195,11 @@ const BY_SUB_DEVICE_CODE: Readonly<Record<number, RefusalKind>> = {
   [SubDeviceCodes.INTERNAL]: 'server-error',
 };
 
+/** The refusal kind of a sub-device reply code, when it has one (the connection doctor's history). */
+export function refusalOfSubDeviceCode(code: number): RefusalKind | undefined {
+  return BY_SUB_DEVICE_CODE[code];
+}
+
 /** Metrics label of a sub-device login outcome; codes without a refusal kind keep their own label. */
 export function subDeviceLoginLabel(code: number): string {
   const kind = BY_SUB_DEVICE_CODE[code];

@@ -10,7 +10,7 @@
  * Every comparison against a secret is the constant-time one the login uses (core/sign.ts).
  */
 import { ThingAuthError } from '../core/errors.js';
-import { finding, findingCodeOfRefusal, refusalOfReason, timestampSkewOf, type Diagnosis, type Finding } from '../core/doctor.js';
+import { finding, findingCodeOfRefusal, findingCodeOfSubDeviceReason, refusalOfReason, timestampSkewOf, type Diagnosis, type Finding } from '../core/doctor.js';
 import { refusalOfError, type RefusalKind } from '../core/refusals.js';
 import { previousSecretInGrace } from '../core/secret-rotation.js';
 import { parseSignMethod, verifySignature, type SignAlgorithm } from '../core/sign.js';
@@ -40,7 +40,9 @@ export interface RegistrationDiagnosisInput {
 }
 
 /** Audit actions that are login or registration attempts of a device. */
-const ATTEMPT_ACTION = /^(mqtt\.connect\.|http\.auth$|register\.|regnwl\.)/;
+const ATTEMPT_ACTION = /^(mqtt\.connect\.|http\.auth$|register\.|regnwl\.|session\.sub\.login$)/;
+/** Audit actions of a gateway's requests for its sub-devices: reasons are `<reply code> <message>`. */
+const SUB_DEVICE_ACTION = /^(session\.sub\.login|register\.sub)$/;
 /** How many of a device's audit entries the history diagnosis reads. */
 const HISTORY_ENTRIES = 200;
 
@@ -80,8 +82,13 @@ export class DoctorService {
     const refusals = new Map<string, { entry: AuditEntry; count: number; finding: Finding }>();
     for (const e of entries) {
       if (succeeded(e)) continue;
-      const decoded = refusalOfReason(e.reason);
-      const f = decoded ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts, e.sourceAddress ?? null) : finding('refused-other', { reason: clip(e.reason ?? e.result) });
+      const sub = SUB_DEVICE_ACTION.test(e.action) ? findingCodeOfSubDeviceReason(e.reason) : undefined;
+      const decoded = SUB_DEVICE_ACTION.test(e.action) ? undefined : refusalOfReason(e.reason);
+      const f = sub
+        ? finding(sub, sub === 'wrong-node-type' ? { detail: clip((e.reason ?? '').replace(/^\d+ /, '')) } : sub === 'unknown-device' ? { productKey, deviceName } : undefined)
+        : decoded
+          ? refusalFinding(decoded.kind, decoded.detail, e.reason ?? '', product, device, opts, e.sourceAddress ?? null)
+          : finding('refused-other', { reason: clip(e.reason ?? e.result) });
       const key = f.code === 'refused-other' ? `other:${f.message}` : f.code;
       const seen = refusals.get(key);
       if (seen) seen.count++;

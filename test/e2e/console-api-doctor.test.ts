@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import { DOCTOR_FINDING_CODES } from '../../src/core/doctor.js';
 import { connectClient, connectRefusal, createDevice, endClient, eventually, signedConnect, type DeviceCredentials } from '../helpers/mqtt.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
+import { connectGateway, loginParams, request, sessionTopic, setupGateway, sysTopic } from './gateway-helpers.js';
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -236,6 +237,13 @@ describe('connection doctor', () => {
     assert.equal(wrong.body.findings.find((f: any) => f.code === 'sign-mismatch').params.secret, 'ProductSecret');
     const missing = await diagnose({ registration: { productKey: d.productKey, deviceName: 'not-there', random: '1', signMethod: 'hmacsha256', sign: sign('not-there', '1') } });
     assert.deepEqual(errors(missing), ['unknown-device']);
+    // The same request as an MQTT CONNECT (authType=register): TLS only, then the same checks.
+    const mqttReg = { clientId: `${d.deviceName}|securemode=2,authType=register,random=77,signmethod=hmacsha256|`, username: `${d.deviceName}&${d.productKey}`, password: sign(d.deviceName, '77') };
+    secrets.add(mqttReg.password);
+    assert.deepEqual(errors(await diagnose({ ...mqttReg, transport: 'tcp' })), ['tls-required']);
+    const overTls = await diagnose({ ...mqttReg, transport: 'tls' });
+    assert.equal(overTls.body.verdict, 'ok', JSON.stringify(overTls.body));
+    assert.deepEqual(errors(await diagnose({ ...mqttReg, password: sign(d.deviceName, '78'), transport: 'tls' })), ['sign-mismatch']);
     // Diagnosing changed nothing: the device is still unactivated and registers for real.
     const dev = await srv.request('GET', `/api/v1/products/${d.productKey}/devices/${d.deviceName}`);
     assert.equal(dev.body.status, 'UNACTIVE');
@@ -267,6 +275,39 @@ describe('connection doctor', () => {
     const r = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: 'a1X' });
     assert.equal(r.status, 400);
     assert.equal(r.body.code, 'INVALID_ARGUMENT');
+  });
+});
+
+describe('connection doctor: sub-devices through a gateway', () => {
+  let srv: TestServer;
+  before(async () => {
+    srv = await startTestServer();
+  });
+  after(async () => {
+    await srv?.stop();
+  });
+
+  it('a sub-device refused by combine/login (not in the topology, wrong secret) and a gateway registering itself (wrong node type): decoded from the audit', async () => {
+    const g = await setupGateway(srv, { subCount: 2 });
+    const gw = await connectGateway(srv, g.gateway);
+    try {
+      const sub = g.subs[0]!;
+      const notInTopo = await request(gw, sessionTopic(g.gateway, 'login'), { params: loginParams(sub) });
+      assert.equal(notInTopo.body.code, 6401);
+      await srv.settle();
+      const h = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: sub.productKey, deviceName: sub.deviceName });
+      assert.equal(h.body.verdict, 'refused');
+      assert.deepEqual(h.body.findings.filter((f: any) => f.severity === 'error').map((f: any) => f.code), ['not-in-topology']);
+
+      const reg = await request(gw, sysTopic(g.gateway, 'thing/sub/register'), { params: [{ productKey: g.gateway.productKey, deviceName: g.gateway.deviceName }] });
+      assert.notEqual(reg.body.code, 200, JSON.stringify(reg.body));
+      await srv.settle();
+      const self = await srv.request('POST', '/api/v1/diagnose/connect', { productKey: g.gateway.productKey, deviceName: g.gateway.deviceName });
+      const codes = self.body.findings.map((f: any) => f.code);
+      assert.ok(codes.includes('wrong-node-type'), JSON.stringify(self.body));
+    } finally {
+      await endClient(gw);
+    }
   });
 });
 
