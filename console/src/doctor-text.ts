@@ -19,6 +19,7 @@ function variantOf(f: FindingLike): string {
   if (f.code === 'sign-mismatch' && p.secret === 'ProductSecret') return '.product';
   if (f.code === 'timestamp-outside-window' && (p.skewSeconds === undefined || p.skewSeconds === null)) return '.noSkew';
   if (f.code === 'last-login-ok' && p.source) return '.withSource';
+  if (f.code === 'wrong-node-type' && !p.detail) return '.noDetail';
   return '';
 }
 

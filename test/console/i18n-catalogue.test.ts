@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { DOCTOR_FINDING_CODES } from '../../src/core/doctor.js';
+import { DOCTOR_FINDING_CODES, finding, type DoctorFindingCode } from '../../src/core/doctor.js';
 
 // dist/test/console/ -> the repository root.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -68,5 +68,29 @@ describe('console catalogues', () => {
   it('no Chinese entry is left in English (every zh text differs from en or is a name/code)', () => {
     const same = Object.keys(en).filter((k) => en[k] === zh[k] && /[a-z]{4,}\s+[a-z]{3,}/.test(en[k]!));
     assert.deepEqual(same, []);
+  });
+
+  it("the English doctor texts say what the server says (same words for the same params), variants included", () => {
+    const fill = (text: string, params: Record<string, string>) => text.replace(/\{(\w+)\}/g, (_m, k: string) => params[k] ?? `{${k}}`);
+    const variants: Record<string, Record<string, string>> = {
+      'sign-mismatch.product': { secret: 'ProductSecret' },
+      'timestamp-outside-window.noSkew': {},
+      'last-login-ok.withSource': {},
+      'wrong-node-type.noDetail': {},
+    };
+    const keys = Object.keys(en).filter((k) => k.startsWith('doctor.code.') && k.endsWith('.message'));
+    assert.ok(keys.length >= DOCTOR_FINDING_CODES.length);
+    for (const key of keys) {
+      const name = key.slice('doctor.code.'.length, -'.message'.length);
+      const code = (name.includes('.') ? name.slice(0, name.indexOf('.')) : name) as DoctorFindingCode;
+      assert.ok(DOCTOR_FINDING_CODES.includes(code), `${name} is a code the server has`);
+      // Every placeholder gets a recognisable value; the variant's own params decide its wording.
+      const params: Record<string, string> = { ...(variants[name] ?? {}) };
+      for (const m of (en[key]! + en[`doctor.code.${name}.hint`]!).matchAll(/\{(\w+)\}/g)) params[m[1]!] ??= `<${m[1]}>`;
+      if (code === 'sign-mismatch' && !params.secret) params.secret = 'DeviceSecret';
+      const f = finding(code, params);
+      assert.equal(fill(en[key]!, params), f.message, `${name}.message`);
+      assert.equal(fill(en[`doctor.code.${name}.hint`]!, params), f.hint, `${name}.hint`);
+    }
   });
 });
