@@ -265,6 +265,15 @@ describe('operator console in Chromium', { skip }, () => {
     await axe(ui, 'credentials (dry run)');
     await shot(ui, 'credentials');
 
+    // Export: the CSV the browser downloads is the server's, with the secrets.
+    const exportCard = ui.page.locator('section[aria-labelledby="export-h"]');
+    await exportCard.getByLabel(en['device.product']!).selectOption(pk);
+    const [download] = await Promise.all([ui.page.waitForEvent('download'), exportCard.locator('[data-action="export-csv"]').click()]);
+    assert.equal(download.suggestedFilename(), `${pk}-devices.csv`);
+    const csv = fs.readFileSync((await download.path())!, 'utf8').trim().split('\n');
+    assert.equal(csv[0], 'ProductKey,DeviceName,DeviceSecret');
+    assert.ok(csv.includes(`${pk},lamp-0001,${state.deviceSecret}`), 'the exported CSV has the device and its secret');
+
     // Without the conflicting line: dry run, then apply (three parts of 500 rows).
     rows.splice(1, 1);
     await ui.page.getByLabel(en['credentials.file']!, { exact: true }).setInputFiles({ name: 'devices.csv', mimeType: 'text/csv', buffer: Buffer.from(rows.join('\n') + '\n') });
@@ -389,6 +398,17 @@ describe('operator console in Chromium', { skip }, () => {
       await axe(ui, name);
       await shot(ui, name);
     }
+    // Applications: create one for the product; the AppSecret is shown once and is the server's.
+    await go(ui, 'nav.applications');
+    await ui.page.getByLabel(en['app.name']!, { exact: true }).fill('billing');
+    await ui.page.locator(`input[name="productKeys"][value="${state.productKey}"]`).check();
+    await ui.page.getByRole('button', { name: en['app.createButton'] }).click();
+    const appSecret = (await ui.page.locator('.notice-card .secret-value').innerText()).trim();
+    const apps = (await s.running.ctx.store.listApplications()).filter((a) => a.name === 'billing');
+    assert.equal(apps.length, 1);
+    assert.equal(apps[0]!.appSecret, appSecret);
+    await axe(ui, 'applications (created)');
+
     // Keyboard only: from the top of the page, Tab reaches the skip link first, then the menu;
     // Enter on a menu link opens its page; Escape closes a confirmation.
     const firstTabbable = await ui.page.evaluate(() => document.querySelector<HTMLElement>('a[href], button:not([disabled]), input, select, textarea, [tabindex="0"]')?.className);
