@@ -45,7 +45,7 @@ export function Health() {
           </dd>
           <dt>{t('health.liveFeed')}</dt>
           <dd>{live === 'live' ? t('live.live') : live === 'unavailable' ? t('live.unavailable') : live === 'connecting' ? t('live.connecting') : t('live.off')}</dd>
-          <dt>{t('overview.online')}</dt>
+          <dt>{t('health.onlineNode')}</dt>
           <dd>{stats ? stats.online : '—'}</dd>
         </dl>
         <p class="muted small">{t('health.listenersNote')}</p>

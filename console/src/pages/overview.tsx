@@ -62,6 +62,7 @@ export function Overview() {
     };
   }, []);
 
+  const allCounted = products !== undefined && products.total <= SHOWN && products.items.every((p) => counts[p.productKey] !== undefined);
   const sum = (k: keyof Counts) => Object.values(counts).reduce((a, c) => a + c[k], 0);
   return (
     <Page title={t('overview.title')}>
@@ -72,7 +73,8 @@ export function Overview() {
         </div>
         <div class="tile">
           <span class="tile-label">{t('overview.online')}</span>
-          <span class="tile-value" data-tile="online">{stats ? stats.online : products ? sum('ONLINE') : '—'}</span>
+          {/* Every product counted (recounted on each status event): exact. Otherwise the stream's figure (every 5 s). */}
+          <span class="tile-value" data-tile="online">{allCounted ? sum('ONLINE') : stats ? stats.online : '—'}</span>
         </div>
         <div class="tile">
           <span class="tile-label">{t('overview.connectsPerMinute')}</span>
