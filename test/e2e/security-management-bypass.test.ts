@@ -13,10 +13,12 @@
  * every audited request is recorded under the matched route pattern.
  */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { buildManagementApp } from '../../src/http/management/server.js';
 import type { ManagementRoute } from '../../src/http/management/caller-auth.js';
+import { CONSOLE_ROUTES } from '../../src/http/management/console-static.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 
 interface RawAnswer {
@@ -168,6 +170,9 @@ describe('management API: deny by default, decided on the matched route (issue 1
     await srv.stop();
   });
 
+  /** One file the console build produced (the asset route answers only those). */
+  const builtAsset = fs.readdirSync(new URL('../../console/assets/', import.meta.url)).find((n) => n.endsWith('.js')) ?? 'index.js';
+
   function concrete(pattern: string): string {
     return pattern
       .replace(/:productKey\b/g, pk)
@@ -175,6 +180,7 @@ describe('management API: deny by default, decided on the matched route (issue 1
       .replace(/:subProductKey\b/g, pk)
       .replace(/:subDeviceName\b/g, 'bypass-none')
       .replace(/:appKey\b/g, appKey)
+      .replace(/^\/assets\/:file$/, `/assets/${builtAsset}`)
       .replace(/:[A-Za-z]+/g, 'x0000000');
   }
 
@@ -191,12 +197,13 @@ describe('management API: deny by default, decided on the matched route (issue 1
     return secrets.find((s) => text.includes(s));
   }
 
-  it('the route table holds every route: public ones are exactly /healthz and /openapi.json', () => {
+  it('the route table holds every route: public ones are exactly /healthz, /openapi.json and the console pages and assets (GET/HEAD)', () => {
     assert.ok(routes.length >= 40, `only ${routes.length} routes`);
     assert.deepEqual(
       routes.filter((r) => r.public).map((r) => `${r.method} ${r.url}`).sort(),
-      ['GET /healthz', 'GET /openapi.json', 'HEAD /healthz', 'HEAD /openapi.json'],
+      ['/healthz', '/openapi.json', ...CONSOLE_ROUTES].flatMap((u) => [`GET ${u}`, `HEAD ${u}`]).sort(),
     );
+    assert.ok(CONSOLE_ROUTES.every((u) => !u.startsWith('/api') && u !== '/metrics'), 'no console route under /api or /metrics');
     for (const must of ['GET /metrics', 'GET /api/v1/products/:productKey/secret', 'POST /api/v1/tokens', 'POST /api/v1/keys/rotate']) {
       assert.ok(routes.some((r) => `${r.method} ${r.url}` === must), `${must} is in the table`);
     }

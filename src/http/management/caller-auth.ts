@@ -19,6 +19,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AppContext } from '../../context.js';
 import { scopeAllows, type Caller } from '../../services/tokens.js';
+import { CONSOLE_ROUTES } from './console-static.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -42,9 +43,11 @@ export interface ManagementRoute {
 
 /**
  * The only route patterns anyone may call without a token (with their automatic HEAD). Compared
- * with the matched route pattern; everything else, matched or not, needs a token.
+ * with the matched route pattern; everything else, matched or not, needs a token. The console's
+ * pages and built assets (console-static.ts CONSOLE_ROUTES) are public: HTML and scripts, no
+ * data; the console's API calls carry the operator's token.
  */
-export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/openapi.json']);
+export const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/openapi.json', ...CONSOLE_ROUTES]);
 
 /** True only for a request that matched a route on the public list. */
 export function isPublicRequest(req: FastifyRequest): boolean {

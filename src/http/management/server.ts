@@ -1,8 +1,8 @@
 /**
  * The management API listener (HTTP, or HTTPS with THINGAUTH_MANAGEMENT_TLS: on by default when
  * it binds beyond loopback). Every route sits behind a bearer token with a
- * scope (caller-auth.ts, deny by default, decided on the matched route); only /healthz and
- * /openapi.json (PUBLIC_ROUTES) do not. Route
+ * scope (caller-auth.ts, deny by default, decided on the matched route); only /healthz,
+ * /openapi.json and the console's pages and assets (PUBLIC_ROUTES) do not. Route
  * plugins live in routes/, one per resource, listed in routes/index.ts (MANAGEMENT_ROUTES)
  * and mounted under /api/v1.
  */
@@ -15,6 +15,7 @@ import type { AppContext, Listener } from '../../context.js';
 import { capConnectionsPerSource } from '../connection-caps.js';
 import { fastifyTimeoutOptions, serverTimeoutOptions, type RequestTimeouts } from '../request-timeouts.js';
 import { installCallerAuth } from './caller-auth.js';
+import { consoleRoutes } from './console-static.js';
 import { installErrorHandling } from './errors.js';
 import { MANAGEMENT_ROUTES } from './routes/index.js';
 import { metricsRoute } from './routes/metrics.js';
@@ -115,6 +116,8 @@ export async function buildManagementApp(ctx: AppContext): Promise<ManagementApp
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await metricsRoute(app, ctx);
+  // The operator console at / (public HTML and scripts; its API calls carry a token).
+  await consoleRoutes(app);
 
   for (const plugin of MANAGEMENT_ROUTES) {
     await app.register(async (scope) => plugin(scope as ManagementApp, ctx), { prefix: API_PREFIX });
