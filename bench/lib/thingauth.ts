@@ -159,6 +159,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Node flags such as --cpu-prof. */
   nodeArgs?: string[];
+  /** Arguments after `serve`, e.g. --workers 2. */
+  serveArgs?: string[];
   logLevel?: string;
 }
 
@@ -187,7 +189,7 @@ export async function startThingAuthProcess(opts: StartOptions): Promise<Running
   };
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir bench/out/profile") profiles any scenario's server.
   const extraArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...extraArgs, ...(opts.nodeArgs ?? []), CLI_MAIN, 'serve'], {
+  const child: ChildProcess = spawn(process.execPath, [...extraArgs, ...(opts.nodeArgs ?? []), CLI_MAIN, 'serve', ...(opts.serveArgs ?? [])], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -98,6 +98,18 @@ test('bench --smoke runs every scenario against thingauth with 0 refusals and pr
     assert.equal(gw.failed, 0, JSON.stringify(gw.failures));
     assert.equal(gw.batches, Math.ceil(gw.n / gw.batch));
 
+    for (const target of ['thingauth-1-node', 'thingauth-workers-2']) {
+      const c = one('cluster-connect-storm', { target });
+      assert.equal(c.accepted, c.n, `${target} through HAProxy: ${JSON.stringify(c)}`);
+      assert.equal(c.refused, 0);
+      assert.ok(c.serverCpuUsPerConnect > 0);
+    }
+    const lat = one('cluster-cross-node-latency');
+    assert.equal(lat.received, lat.messages);
+    assert.ok(lat.p99Ms >= lat.p50Ms && lat.p50Ms > 0);
+    const clusterHeld = one('cluster-held-connections');
+    assert.equal(clusterHeld.held, clusterHeld.n);
+
     // The report made from the same lines.
     const md = fs.readFileSync(path.join(out, 'smoke.md'), 'utf8');
     assert.match(md, /### Connect storm/);

@@ -14,7 +14,9 @@ import https from 'node:https';
 import { after, before, describe, it, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import pg from 'pg';
-import { renderClusterHaproxyCfg } from '../../bench/lib/haproxy-cfg.js';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { CLUSTER_DOC_EXAMPLE, renderClusterHaproxyCfg } from '../../bench/lib/haproxy-cfg.js';
 import { startPrivateHaproxy, type PrivateHaproxy } from '../helpers/haproxy.js';
 import { connectAppTo, connectTo, createDeviceIn, deviceConnect, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { endClient, eventually, nextMessage, subscribe } from '../helpers/mqtt.js';
@@ -90,6 +92,11 @@ if ('skip' in started) {
   });
 
   describe('1,000 devices through HAProxy', () => {
+    it('docs/deployment.md shows this configuration verbatim (rendered with example addresses)', () => {
+      const doc = fs.readFileSync(fileURLToPath(new URL('../../../docs/deployment.md', import.meta.url)), 'utf8');
+      assert.ok(doc.includes(renderClusterHaproxyCfg(CLUSTER_DOC_EXAMPLE)), 'docs/deployment.md does not hold renderClusterHaproxyCfg(CLUSTER_DOC_EXAMPLE) verbatim');
+    });
+
     it('all log in through HAProxy, spread over the three nodes', async () => {
       for (let i = 0; i < creds.length; i += 100) {
         await Promise.all(
