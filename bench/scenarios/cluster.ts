@@ -46,12 +46,18 @@ function cpuOf(pids: number[]): number {
   return pids.reduce((s, p) => s + (readProcTreeCpuMs(p) ?? 0), 0);
 }
 
+/** The run's Redis and PostgreSQL processes: their CPU per connect is the cluster's cost too. */
+let sharedPids: { redis: () => number | undefined; postgres: () => number | undefined } = { redis: () => undefined, postgres: () => undefined };
+
 async function storm(sink: FigureSink, t: StormTarget, hap: PrivateHaproxy, packets: Buffer[], c: number, timeLimitMs: number): Promise<StormResult> {
   const s0 = cpuOf(t.pids());
   const h0 = readProcTreeCpuMs(hap.pid()!) ?? 0;
+  const shared = () => ({ redis: readProcTreeCpuMs(sharedPids.redis() ?? -1) ?? 0, postgres: readProcTreeCpuMs(sharedPids.postgres() ?? -1) ?? 0 });
+  const x0 = shared();
   const r = await connectStorm({ target: { host: '127.0.0.1', port: t.port }, packets, concurrency: c, timeLimitMs });
   const serverMs = cpuOf(t.pids()) - s0;
   const haproxyMs = (readProcTreeCpuMs(hap.pid()!) ?? 0) - h0;
+  const x1 = shared();
   sink.emit({
     bench: 'cluster-connect-storm',
     target: t.name,
@@ -68,6 +74,12 @@ async function storm(sink: FigureSink, t: StormTarget, hap: PrivateHaproxy, pack
     p99Ms: round(r.p99Ms, 2),
     serverCpuUsPerConnect: r.accepted > 0 ? round((serverMs * 1000) / r.accepted, 0) : null,
     haproxyCpuUsPerConnect: r.accepted > 0 ? round((haproxyMs * 1000) / r.accepted, 0) : null,
+    ...(t.name.startsWith('thingauth')
+      ? {
+          redisCpuUsPerConnect: r.accepted > 0 ? round(((x1.redis - x0.redis) * 1000) / r.accepted, 0) : null,
+          postgresCpuUsPerConnect: r.accepted > 0 ? round(((x1.postgres - x0.postgres) * 1000) / r.accepted, 0) : null,
+        }
+      : {}),
   });
   return r;
 }
@@ -112,6 +124,8 @@ export async function runClusterScenarios(sink: FigureSink, sizes: ClusterSizes,
   try {
     pg = await startPostgresServer({ durable: true, settings: { shared_buffers: '1GB' } });
     redis = await startRedisServer();
+    const [pgNow, redisNow] = [pg, redis];
+    sharedPids = { redis: () => redisNow.pid(), postgres: () => pgNow.postmasterPid() };
     useBenchDatabaseServer(pg);
     const dataDir = path.join(workDir, 'thingauth-cluster');
     const fleetSize = Math.max(sizes.stormN, sizes.heldN);
@@ -135,6 +149,16 @@ export async function runClusterScenarios(sink: FigureSink, sizes: ClusterSizes,
       stop(): Promise<void>;
     }
     const targets: { name: string; start: () => Promise<Started> }[] = [
+      {
+        // The same node without Redis (PostgreSQL only): what the cluster's shared state costs per connect.
+        name: 'thingauth-1-node-no-redis',
+        start: async () => {
+          const { THINGAUTH_REDIS_URL: _none, ...alone } = env('bench-0');
+          const ta = await startThingAuthProcess({ dataDir, env: alone, logLevel: 'warn' });
+          const hap = await haproxyFor('bench-0', { mqtt: ta.ports.mqtt, management: ta.ports.http }, true);
+          return { t: { name: 'thingauth-1-node-no-redis', pids: () => [ta.pid], port: hap.ports.mqtt! }, hap, stop: async () => { await hap.stop(); await ta.stop(); } };
+        },
+      },
       {
         name: 'thingauth-1-node',
         start: async () => {
