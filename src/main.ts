@@ -99,7 +99,10 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     logger.error({ mismatches: mismatches.slice(0, 20) }, 'stored device counts disagree with the devices stored: device limits may be wrong');
   }
   const services = createServices(store, config, logger, { cipher, keySource: keyring.source, adminToken: admin.token });
-  if (cluster instanceof RedisCluster) await cluster.startEvents(services.events, services.applications);
+  if (cluster instanceof RedisCluster) {
+    await cluster.startEvents(services.events, services.applications);
+    services.metrics.useClusterSource(() => cluster.status());
+  }
   services.audit.start();
   // Shared limits (THINGAUTH_REDIS_URL): a node that starts while Redis is down serves all the
   // same, counting alone until Redis answers (services/limits/shared-limiter.ts).

@@ -120,6 +120,26 @@ export class Metrics {
     });
   }
 
+  /** A cluster node reports whether its Redis connections are up and whether it drains (issue 14). */
+  useClusterSource(status: () => { redis: 'up' | 'down' | 'none'; draining: boolean }): void {
+    new Gauge({
+      name: 'thingauth_cluster_redis_up',
+      help: "1 while this node's cluster connections to Redis (routing, sessions, events) are up, 0 while they are not",
+      registers: [this.registry],
+      collect() {
+        this.set(status().redis === 'up' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'thingauth_node_draining',
+      help: '1 while this node is draining (thingauth node drain)',
+      registers: [this.registry],
+      collect() {
+        this.set(status().draining ? 1 : 0);
+      },
+    });
+  }
+
   /** The broker registers its session registry here when it starts. */
   useSessionSource(source: SessionSource | undefined): void {
     this.sessions = source;

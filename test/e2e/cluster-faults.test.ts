@@ -14,6 +14,12 @@ import { after, describe, it, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { endClient, eventually, nextMessage, subscribe, waitForClose } from '../helpers/mqtt.js';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ADMIN_TOKEN } from './security-child-server.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
 const started = await startTestCluster(['fault-a', 'fault-b', 'fault-c']);
 
@@ -42,8 +48,10 @@ if ('skip' in started) {
       const devices = await Promise.all([dev, await createDeviceIn(a, dev.productKey), await createDeviceIn(a, dev.productKey)].map(async (d) => ({ d, client: track(await connectTo(a.ports.mqtt!, deviceConnect(d))) })));
       const notified = devices.map(({ d, client }) => nextMessage(client, (t) => t === `/sys/${d.productKey}/${d.deviceName}/thing/bootstrap/notify`, 5_000));
       const closed = devices.map(({ client }) => waitForClose(client, 10_000));
-      const r = await b.request('POST', '/api/v1/nodes/fault-a/drain');
-      assert.equal(r.status, 202, JSON.stringify(r.body));
+      // Through the CLI, against node B's API.
+      const cli = spawnSync(process.execPath, [CLI, 'node', 'drain', 'fault-a', '--url', b.api, '--token', ADMIN_TOKEN, '--json'], { encoding: 'utf8' });
+      assert.equal(cli.status, 0, cli.stderr);
+      assert.deepEqual(JSON.parse(cli.stdout), { nodeId: 'fault-a', draining: true });
       for (const n of await Promise.all(notified)) assert.match(n.payload.toString(), /"method":"thing.bootstrap.notify"/);
       await Promise.all(closed);
       assert.equal((await health(a)).status, 503);
@@ -51,8 +59,15 @@ if ('skip' in started) {
       assert.equal(await refusalFrom(a.ports.mqtt!, deviceConnect(dev)), 3, 'CONNACK 3: server unavailable');
       // The fleet reconnects elsewhere.
       track(await connectTo(b.ports.mqtt!, deviceConnect(dev)));
-      const listed = await c.request('GET', '/api/v1/nodes');
-      assert.equal(listed.body.nodes.find((n: { nodeId: string }) => n.nodeId === 'fault-a').draining, true);
+      const listed = await eventually(async () => {
+        const r = await c.request('GET', '/api/v1/nodes');
+        return r.body.nodes.find((n: { nodeId: string }) => n.nodeId === 'fault-a').draining === true ? r : undefined;
+      }, 3_000);
+      assert.equal(listed.status, 200);
+      const human = spawnSync(process.execPath, [CLI, 'node', 'list', '--url', c.api, '--token', ADMIN_TOKEN], { encoding: 'utf8' });
+      assert.equal(human.status, 0, human.stderr);
+      assert.match(human.stdout, /fault-a.*true/);
+      assert.match(human.stdout, /mode redis, this node fault-c, redis up/);
       assert.equal((await b.request('POST', '/api/v1/nodes/no-such-node/drain')).status, 404);
       const back = await c.request('POST', '/api/v1/nodes/fault-a/undrain');
       assert.equal(back.status, 202);
@@ -72,6 +87,8 @@ if ('skip' in started) {
       await cluster.redis.kill();
       await eventually(async () => (await health(c)).body.redis === 'down', 5_000);
       assert.equal((await health(c)).body.status, 'degraded');
+      const metricsText = async () => (await c.request('GET', '/metrics')).body as string;
+      assert.match(await metricsText(), /^thingauth_cluster_redis_up 0$/m);
       // Local routing on node C goes on.
       const up = nextMessage(app, (t) => t === `/${dev.productKey}/${dev.deviceName}/user/update`, 5_000);
       device.publish(`/${dev.productKey}/${dev.deviceName}/user/update`, 'during-outage');
@@ -81,6 +98,7 @@ if ('skip' in started) {
       await cluster.redis.start();
       await eventually(async () => (await health(c)).body.status === 'ok', 10_000);
       await eventually(async () => (await health(a)).body.status === 'ok', 10_000);
+      assert.match(await metricsText(), /^thingauth_cluster_redis_up 1$/m);
       // Logins again, and routing across nodes again (device on A, application on C).
       const onA = track(await connectTo(a.ports.mqtt!, deviceConnect(other)));
       const across = nextMessage(app, (t) => t === `/${other.productKey}/${other.deviceName}/user/update`, 5_000);

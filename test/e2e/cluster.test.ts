@@ -20,6 +20,13 @@ import type { MqttClient } from 'mqtt';
 import { connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { endClient, eventually, nextMessage, subscribe, waitForClose } from '../helpers/mqtt.js';
 import { loginParams, request, sessionTopic } from './gateway-helpers.js';
+
+/** True when nothing arrives on `topic` at `client` within a while after `app` published `payload` there. */
+async function silenceOn(client: MqttClient, topic: string, app: MqttClient, payload: string): Promise<boolean> {
+  const got = nextMessage(client, (t) => t === topic, 1_000).then(() => false, () => true);
+  app.publish(topic, payload, { qos: 1 });
+  return got;
+}
 import { spawnServer } from './security-child-server.js';
 import { makeTempDir } from '../helpers/server.js';
 
@@ -146,10 +153,32 @@ if ('skip' in started) {
         return r.body.status === 'ONLINE' ? r.body.status : undefined;
       }, 5_000);
       assert.equal(subStatus, 'ONLINE');
+      // A topology change through node C reaches the gateway on A within 1 s: it is told, and loses the sub-device.
+      const notice = nextMessage(gateway, (t) => t === `/sys/${gw.productKey}/${gw.deviceName}/thing/topo/change`, 3_000);
+      const t0 = Date.now();
+      const removed = await c.request('DELETE', `/api/v1/products/${gw.productKey}/devices/${gw.deviceName}/sub-devices/${sub.productKey}/${sub.deviceName}`);
+      assert.ok(removed.status === 200 || removed.status === 204, `remove: ${removed.status} ${JSON.stringify(removed.body)}`);
+      await notice;
+      assert.ok(Date.now() - t0 < 1_000, `notice after ${Date.now() - t0} ms`);
+      assert.equal(await silenceOn(gateway, subTopic, app, 'after-removal'), true, 'commands for a removed sub-device no longer reach the gateway');
     });
   });
 
   describe('joining the cluster', () => {
+    it("a node joining never marks the other nodes' devices offline", async () => {
+      const dev = await createDeviceOn(a);
+      const device = track(await connectTo(a.ports.mqtt!, deviceConnect(dev)));
+      const statusOf = async () => (await b.request('GET', `/api/v1/products/${dev.productKey}/devices/${dev.deviceName}`)).body.status;
+      await eventually(async () => (await statusOf()) === 'ONLINE', 5_000);
+      const d = await cluster.startNode('node-d');
+      assert.equal((await d.request('GET', '/api/v1/nodes')).body.nodes.length, 4);
+      assert.equal(await statusOf(), 'ONLINE');
+      assert.ok(device.connected);
+      d.proc.kill('SIGTERM');
+      await d.exited;
+      assert.equal(await statusOf(), 'ONLINE', 'nor does one leaving');
+    });
+
     it('a node started with a node id that a live node holds refuses to start, naming the fix', async () => {
       await assert.rejects(
         spawnServer(makeTempDir('thingauth-node-'), {
