@@ -247,7 +247,7 @@ export function loadConfig(input: ConfigInput): Config {
     databaseUrl: input.databaseUrl,
     databaseCaFile: input.databaseCaFile,
     databasePoolSize: int('databasePoolSize', 10, 1, 1000),
-    // In a cluster a dead node's devices must be OFFLINE within 15 s: lease 10 s, checked every lease/3.
+    // In a cluster a dead node's devices must be OFFLINE within 15 s: lease 10 s, checked every 2 s at most.
     presenceLeaseSeconds: int('presenceLeaseSeconds', input.redisUrl !== undefined ? 10 : 30, 1, 3600),
     // A store shared by several nodes: changes made through another node reach this node's
     // login decisions within this. One process on SQLite sees every change as an event.

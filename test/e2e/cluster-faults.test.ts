@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
-import { connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { clientTracker, connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { endClient, eventually, nextMessage, subscribe, waitForClose } from '../helpers/mqtt.js';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -29,14 +29,8 @@ if ('skip' in started) {
   const cluster: TestCluster = started.cluster;
   const [a, b, c] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
   after(() => cluster.stop());
-  const clients: MqttClient[] = [];
-  const track = <T extends MqttClient>(cl: T): T => {
-    clients.push(cl);
-    return cl;
-  };
-  after(async () => {
-    for (const cl of clients) await endClient(cl);
-  });
+  const { track, endAll } = clientTracker();
+  after(endAll);
   const health = async (node: typeof a) => {
     const r = await fetch(`${node.api}/healthz`);
     return { status: r.status, body: (await r.json()) as Record<string, unknown> };

@@ -17,7 +17,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import { connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
+import { clientTracker, connectAppTo, connectTo, createDeviceIn, createDeviceOn, deviceConnect, refusalFrom, startTestCluster, type TestCluster } from '../helpers/cluster.js';
 import { endClient, eventually, nextMessage, subscribe, waitForClose } from '../helpers/mqtt.js';
 import { loginParams, request, sessionTopic } from './gateway-helpers.js';
 
@@ -38,14 +38,8 @@ if ('skip' in started) {
   const cluster: TestCluster = started.cluster;
   const [a, b, c] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
   after(() => cluster.stop());
-  const clients: MqttClient[] = [];
-  const track = <T extends MqttClient>(cl: T): T => {
-    clients.push(cl);
-    return cl;
-  };
-  after(async () => {
-    for (const cl of clients) await endClient(cl);
-  });
+  const { track, endAll } = clientTracker();
+  after(endAll);
 
   describe('three nodes on Redis and PostgreSQL', () => {
     it('GET /nodes on any node lists all three, live', async () => {

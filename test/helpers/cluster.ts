@@ -8,12 +8,12 @@ import { createHmac, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureTlsMaterial } from '../../src/tls/local-ca.js';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
 import { spawnServer, type ChildServer } from '../e2e/security-child-server.js';
 import { startPrivatePostgres, type PrivatePostgres } from './postgres.js';
 import { startPrivateRedis, type PrivateRedis } from './redis.js';
 import { makeTempDir } from './server.js';
-import type { DeviceCredentials } from './mqtt.js';
+import { connectUrl, endClient, refusalAt, type DeviceCredentials } from './mqtt.js';
 
 export interface TestCluster {
   pg: PrivatePostgres;
@@ -118,38 +118,26 @@ export function deviceConnect(dev: DeviceCredentials, clientIdBase = `${dev.prod
 
 /** Connects over plain MQTT to a port; resolves on CONNACK 0. */
 export function connectTo(port: number, fields: { clientId: string; username: string; password: string }, o: Partial<IClientOptions> = {}): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o });
-    const fail = (err: Error) => {
-      client.end(true);
-      reject(err);
-    };
-    client.once('connect', () => {
-      client.off('error', fail);
-      resolve(client);
-    });
-    client.once('error', fail);
-    client.once('close', () => fail(new Error('closed before CONNACK')));
-  });
+  return connectUrl(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o });
 }
 
 /** Connects expecting a refusal: the CONNACK code. */
-export function refusalFrom(port: number, fields: { clientId: string; username: string; password: string }, o: Partial<IClientOptions> = {}): Promise<number | undefined> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o });
-    let code: number | undefined;
-    client.once('connect', () => {
-      client.end(true);
-      reject(new Error('connection was accepted'));
-    });
-    client.on('error', (err: Error & { code?: number }) => {
-      if (typeof err.code === 'number') code = err.code;
-    });
-    client.once('close', () => {
-      client.end(true);
-      resolve(code);
-    });
-  });
+export async function refusalFrom(port: number, fields: { clientId: string; username: string; password: string }, o: Partial<IClientOptions> = {}): Promise<number | undefined> {
+  return (await refusalAt(`mqtt://127.0.0.1:${port}`, { ...fields, keepalive: 60, reconnectPeriod: 0, connectTimeout: 5_000, ...o })).code;
+}
+
+/** MQTT clients a test file opens, all ended after it. */
+export function clientTracker(): { track<T extends MqttClient>(c: T): T; endAll(): Promise<void> } {
+  const clients: MqttClient[] = [];
+  return {
+    track: (c) => {
+      clients.push(c);
+      return c;
+    },
+    endAll: async () => {
+      for (const c of clients.splice(0)) await endClient(c);
+    },
+  };
 }
 
 /** An application credential (through a node's API) connected to a port with its signed password. */

@@ -119,6 +119,17 @@ function clientOptions(server: TestServer, which: ListenerName, c: SignedConnect
 /** Connects and resolves once CONNACK 0 arrived; rejects with the refusal otherwise. */
 export function connectClient(server: TestServer, which: ListenerName, c: SignedConnect, o: ConnectOptions = {}): Promise<MqttClient> {
   const { url, opts } = clientOptions(server, which, c, o);
+  return connectUrl(url, opts);
+}
+
+/** Connects expecting a refusal; resolves with the CONNACK return code and whether the socket closed. */
+export function connectRefusal(server: TestServer, which: ListenerName, c: SignedConnect, o: ConnectOptions = {}): Promise<{ code: number | undefined; closed: boolean }> {
+  const { url, opts } = clientOptions(server, which, c, o);
+  return refusalAt(url, opts);
+}
+
+/** Connects an mqtt.js client to a URL; resolves once CONNACK 0 arrived, rejects with the refusal otherwise. */
+export function connectUrl(url: string, opts: IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, opts);
     const fail = (err: Error) => {
@@ -134,9 +145,8 @@ export function connectClient(server: TestServer, which: ListenerName, c: Signed
   });
 }
 
-/** Connects expecting a refusal; resolves with the CONNACK return code and whether the socket closed. */
-export function connectRefusal(server: TestServer, which: ListenerName, c: SignedConnect, o: ConnectOptions = {}): Promise<{ code: number | undefined; closed: boolean }> {
-  const { url, opts } = clientOptions(server, which, c, o);
+/** Connects expecting a refusal at a URL; resolves with the CONNACK return code once the socket closed. */
+export function refusalAt(url: string, opts: IClientOptions): Promise<{ code: number | undefined; closed: boolean }> {
   return new Promise((resolve, reject) => {
     const client = mqtt.connect(url, opts);
     let code: number | undefined;

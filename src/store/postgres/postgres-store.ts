@@ -252,7 +252,9 @@ export class PostgresStore implements Store {
     }
     await this.beat();
     if (!this.heartbeat) {
-      this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), Math.max(50, Math.floor(this.leaseMs / 3)));
+      // At least three beats per lease, and at most 2 s apart: a dead node's devices are
+      // marked offline within the lease plus one beat (12 s with a cluster's 10 s lease).
+      this.heartbeat = setInterval(() => void this.beat().catch(() => undefined), Math.max(50, Math.min(2_000, Math.floor(this.leaseMs / 3))));
       this.heartbeat.unref();
     }
   }
