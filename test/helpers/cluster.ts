@@ -25,6 +25,11 @@ export interface TestCluster {
   nodes: ChildServer[];
   /** Starts one more node (its id, extra environment). */
   startNode(nodeId: string, env?: Record<string, string>, args?: string[]): Promise<ChildServer>;
+  /**
+   * Stops a node gracefully (SIGTERM) and starts it again with the same id, data dir and ports
+   * (as a rolling upgrade does); the new process replaces the old one in `nodes`.
+   */
+  restartNode(node: ChildServer): Promise<ChildServer>;
   stop(): Promise<void>;
 }
 
@@ -44,10 +49,11 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
   const tlsTemplate = makeTempDir('thingauth-cluster-tls-');
   await ensureTlsMaterial({ dataDir: tlsTemplate, hostnames: [] });
   const nodes: ChildServer[] = [];
-  const startNode = async (nodeId: string, extra: Record<string, string> = {}, args: string[] = []) => {
-    const dataDir = makeTempDir('thingauth-node-');
-    fs.cpSync(path.join(tlsTemplate, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
-    const node = await spawnServer(dataDir, {
+  const launched = new Map<ChildServer, { env: Record<string, string>; args: string[] }>();
+  const startNode = async (nodeId: string, extra: Record<string, string> = {}, args: string[] = [], dir?: string) => {
+    const dataDir = dir ?? makeTempDir('thingauth-node-');
+    if (!dir) fs.cpSync(path.join(tlsTemplate, 'tls'), path.join(dataDir, 'tls'), { recursive: true });
+    const nodeEnv = {
       THINGAUTH_DATABASE_URL: databaseUrl,
       THINGAUTH_REDIS_URL: redis.url,
       THINGAUTH_NODE_ID: nodeId,
@@ -57,9 +63,27 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
       THINGAUTH_LOG_LEVEL: 'info',
       ...env,
       ...extra,
-    }, args);
+    };
+    const node = await spawnServer(dataDir, nodeEnv, args);
+    launched.set(node, { env: nodeEnv, args });
     nodes.push(node);
     return node;
+  };
+  const restartNode = async (old: ChildServer): Promise<ChildServer> => {
+    const how = launched.get(old);
+    if (!how) throw new Error('not a node of this cluster');
+    old.proc.kill('SIGTERM');
+    await old.exited;
+    const samePorts = {
+      THINGAUTH_HTTP_PORT: String(old.ports['management-http']),
+      THINGAUTH_HTTPS_PORT: String(old.ports['device-https']),
+      THINGAUTH_MQTT_PORT: String(old.ports.mqtt),
+      THINGAUTH_MQTTS_PORT: String(old.ports.mqtts),
+      THINGAUTH_WS_PORT: String(old.ports['mqtt-ws']),
+      THINGAUTH_WSS_PORT: String(old.ports['mqtt-wss']),
+    };
+    nodes.splice(nodes.indexOf(old), 1);
+    return startNode(how.env.THINGAUTH_NODE_ID!, { ...how.env, ...samePorts }, how.args, old.dataDir);
   };
   const cluster: TestCluster = {
     pg,
@@ -69,6 +93,7 @@ export async function startTestCluster(nodeIds: string[], env: Record<string, st
     ca: fs.readFileSync(path.join(tlsTemplate, 'tls', 'ca.pem'), 'utf8'),
     nodes,
     startNode,
+    restartNode,
     async stop() {
       await Promise.all(
         nodes.map(async (n) => {
