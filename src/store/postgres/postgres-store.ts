@@ -27,6 +27,7 @@ import type {
   DeviceBindings,
   DeviceCopy,
   DeviceFilter,
+  DeviceKeysetFilter,
   DevicePatch,
   ImportResult,
   ImportRow,
@@ -637,8 +638,29 @@ export class PostgresStore implements Store {
     return { items: rows.map((r) => this.toDevice(r)), total, offset, limit };
   }
 
-  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]> {
-    const rows = await this.q('SELECT * FROM devices WHERE product_key = $1 AND device_name > $2 ORDER BY device_name LIMIT $3', [productKey, afterDeviceName ?? '', limit]);
+  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): Promise<Device[]> {
+    // A range on the UNIQUE (product_key, device_name) index (COLLATE "C": byte order, as SQLite).
+    const where = ['product_key = $1', 'device_name > $2'];
+    const args: unknown[] = [productKey, afterDeviceName ?? ''];
+    const arg = (v: unknown) => (args.push(v), `$${args.length}`);
+    if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
+    switch (filter.status) {
+      case 'DISABLE':
+        where.push('NOT enabled');
+        break;
+      case 'ONLINE':
+        where.push('enabled AND online');
+        break;
+      case 'OFFLINE':
+        where.push('enabled AND NOT online AND activated_at IS NOT NULL');
+        break;
+      case 'UNACTIVE':
+        where.push('enabled AND NOT online AND activated_at IS NULL');
+        break;
+      default:
+        break;
+    }
+    const rows = await this.q(`SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ${arg(limit)}`, args);
     return rows.map((r) => this.toDevice(r));
   }
 
