@@ -14,7 +14,7 @@ import { session } from '../session';
 import { Field, FormError, Link, Loading, Page, Select, StatusBadge, useFormErrors, useLoad } from '../ui';
 import { formatTime } from '../i18n';
 
-const PAGE = 50;
+const PAGE = 100;
 type StatusFilter = '' | DeviceStatus;
 
 export function useProducts() {
