@@ -111,6 +111,35 @@ export class DatabaseUnreachableError extends ThingAuthError {
   }
 }
 
+/**
+ * The keyset page query (exported so a test can EXPLAIN the very statement the store runs): a
+ * range on the UNIQUE (product_key, device_name) index (COLLATE "C": byte order, as SQLite),
+ * in its order; the filters are checked on the rows the range walks.
+ */
+export function postgresDevicesAfterQuery(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): { sql: string; args: unknown[] } {
+  const where = ['product_key = $1', 'device_name > $2'];
+  const args: unknown[] = [productKey, afterDeviceName ?? ''];
+  const arg = (v: unknown) => (args.push(v), `$${args.length}`);
+  if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
+  switch (filter.status) {
+    case 'DISABLE':
+      where.push('NOT enabled');
+      break;
+    case 'ONLINE':
+      where.push('enabled AND online');
+      break;
+    case 'OFFLINE':
+      where.push('enabled AND NOT online AND activated_at IS NOT NULL');
+      break;
+    case 'UNACTIVE':
+      where.push('enabled AND NOT online AND activated_at IS NULL');
+      break;
+    default:
+      break;
+  }
+  return { sql: `SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ${arg(limit)}`, args };
+}
+
 export class PostgresStore implements Store {
   readonly pool: pg.Pool;
   /** This process's name in presence rows: a starting or stopping node clears only its own devices. */
@@ -639,28 +668,8 @@ export class PostgresStore implements Store {
   }
 
   async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): Promise<Device[]> {
-    // A range on the UNIQUE (product_key, device_name) index (COLLATE "C": byte order, as SQLite).
-    const where = ['product_key = $1', 'device_name > $2'];
-    const args: unknown[] = [productKey, afterDeviceName ?? ''];
-    const arg = (v: unknown) => (args.push(v), `$${args.length}`);
-    if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
-    switch (filter.status) {
-      case 'DISABLE':
-        where.push('NOT enabled');
-        break;
-      case 'ONLINE':
-        where.push('enabled AND online');
-        break;
-      case 'OFFLINE':
-        where.push('enabled AND NOT online AND activated_at IS NOT NULL');
-        break;
-      case 'UNACTIVE':
-        where.push('enabled AND NOT online AND activated_at IS NULL');
-        break;
-      default:
-        break;
-    }
-    const rows = await this.q(`SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ${arg(limit)}`, args);
+    const { sql, args } = postgresDevicesAfterQuery(productKey, afterDeviceName, limit, filter);
+    const rows = await this.q(sql, args);
     return rows.map((r) => this.toDevice(r));
   }
 
