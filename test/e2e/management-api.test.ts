@@ -61,6 +61,7 @@ describe('auth and documents', () => {
       '/api/v1/products/{productKey}/devices/{deviceName}/enable',
       '/api/v1/products/{productKey}/devices/{deviceName}/disable',
       '/api/v1/products/{productKey}/devices/{deviceName}/reset',
+      '/api/v1/health',
     ]) {
       assert.ok(doc.body.paths[p], `openapi documents ${p}`);
     }
@@ -70,6 +71,7 @@ describe('auth and documents', () => {
     const { productKey } = await newProduct();
     const routes: [string, string][] = [
       ['GET', '/api/v1/products'],
+      ['GET', '/api/v1/health'],
       ['POST', '/api/v1/products'],
       ['GET', `/api/v1/products/${productKey}`],
       ['PATCH', `/api/v1/products/${productKey}`],

@@ -151,7 +151,10 @@ export function Devices({ productKey }: { productKey?: string }) {
   const [search, setSearch] = useState('');
   const [applied, setApplied] = useState('');
   // cursors[i] starts page i ('' = the first page); the last one is the page shown.
-  const [cursors, setCursors] = useState<string[]>(['']);
+  // Kept per product: another product (a link, the back button) starts at its first page.
+  const [walk, setWalk] = useState<{ pk: string; cursors: string[] }>({ pk, cursors: [''] });
+  const cursors = walk.pk === pk ? walk.cursors : [''];
+  const setCursors = (list: string[]) => setWalk({ pk, cursors: list });
   const cursor = cursors[cursors.length - 1]!;
   const resetPages = () => setCursors(['']);
   const [created, setCreated] = useState<Created[]>();
