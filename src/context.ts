@@ -17,6 +17,8 @@ export interface AppContext {
   cluster: ClusterControl;
   /** Real ports of the listeners started so far, by listener name (main.ts fills it; port 0 configs). */
   listenerPorts?: Record<string, number>;
+  /** Their URLs as logged at start (scheme, host, real port), by listener name (main.ts fills it). */
+  listenerUrls?: Record<string, string>;
 }
 
 /** A started listener: its real address and how to stop it. */

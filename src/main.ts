@@ -22,6 +22,7 @@ import { openStoreByUrl } from './store/open-store.js';
 import { isPostgresUrl } from './store/postgres/connection.js';
 import type { Store } from './store/store.js';
 import { ensureTlsMaterial } from './tls/local-ca.js';
+import { THINGAUTH_VERSION } from './version.js';
 
 /** Listener starters, in start order. The MQTT listeners join this list. */
 const LISTENERS: ((ctx: AppContext) => Promise<Listener>)[] = [
@@ -49,7 +50,7 @@ export interface RunningThingAuth {
 
 /** The store the database URL names (PostgreSQL for postgres://, else the SQLite file), migrated. */
 /** The version a node reports to its cluster (package.json's). */
-export const THINGAUTH_VERSION = '0.1.0';
+export { THINGAUTH_VERSION };
 
 export async function openStore(config: Config, masterKey: Buffer | SecretCipher, nodeId?: string): Promise<Store> {
   const url = isPostgresUrl(config.databaseUrl) ? config.databaseUrl! : `sqlite:${sqlitePath(config)}`;
@@ -128,6 +129,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
       const l = await start(ctx);
       listeners[l.name] = l;
       ctx.listenerPorts![l.name] = l.port;
+      (ctx.listenerUrls ??= {})[l.name] = l.url;
       started.push(l);
       logger.info({ listener: l.name, url: l.url }, `listening ${l.name} on ${l.url}${l.note ? ` (${l.note})` : ''}`);
     }

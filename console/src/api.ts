@@ -58,7 +58,8 @@ export function buildUrl(template: string, pathParams?: object, query?: object):
   });
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries((query ?? {}) as Record<string, unknown>)) {
-    if (v === undefined || v === null || v === '') continue;
+    // An empty value is left out, except an empty `cursor`: "the first page, by cursor".
+    if (v === undefined || v === null || (v === '' && k !== 'cursor')) continue;
     q.set(k, String(v));
   }
   const qs = q.toString();

@@ -6,7 +6,7 @@
 import type { ComponentChildren, JSX } from 'preact';
 import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { ApiError } from './api';
-import { t, tMaybe, type Key } from './i18n';
+import { lang, t, tMaybe, type Key } from './i18n';
 import { navigate } from './router';
 
 let idSeq = 0;
@@ -16,9 +16,19 @@ export function useId(prefix: string): string {
   return ref.current;
 }
 
-/** An error message for the operator: the server's code translated when we know it. */
+/**
+ * An error message for the operator. English: the server's own message (English, and the most
+ * specific). Other languages: the catalogue's text for the error code (every code of
+ * src/core/errors.ts has one, with a variant naming the field for field errors); the server's
+ * message only for a code the catalogue does not know.
+ */
 export function errorText(e: unknown): string {
-  if (e instanceof ApiError) return tMaybe(`error.${e.code}`, e.message, { message: e.message });
+  if (e instanceof ApiError) {
+    if (lang.get() === 'en') return e.message;
+    const params = { field: e.field ?? '' };
+    const byCode = tMaybe(`error.${e.code}`, e.message, params);
+    return e.field ? tMaybe(`error.${e.code}.field`, byCode, params) : byCode;
+  }
   if (e instanceof Error) return e.message;
   return String(e);
 }

@@ -17,7 +17,7 @@ import {
 import { deviceStatus, type Device, type NodeType, type Product, type ProductSettingsInput, type PublicDevice } from '../core/records.js';
 import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
 import { constantTimeEquals } from '../core/sign.js';
-import type { DeviceFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
+import type { DeviceFilter, DeviceKeysetFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 
 export interface RegistryLimits {
@@ -180,6 +180,18 @@ export class Registry {
     const page = await this.store.listDevices(productKey, filter, offset, limit);
     const items = await Promise.all(page.items.map((d) => this.toPublic(d)));
     return { ...page, items };
+  }
+
+  /**
+   * One keyset page of a product's devices in DeviceName order, strictly after `after` (null =
+   * from the start). One row more than asked tells whether a next page exists.
+   */
+  async listDevicesAfter(productKey: string, after: string | null, limit: number, filter: DeviceKeysetFilter): Promise<{ items: PublicDevice[]; last: string | null; more: boolean }> {
+    await this.getProduct(productKey);
+    const rows = await this.store.listDevicesAfter(productKey, after, limit + 1, filter);
+    const page = rows.slice(0, limit);
+    const items = await Promise.all(page.map((d) => this.toPublic(d)));
+    return { items, last: page[page.length - 1]?.deviceName ?? null, more: rows.length > limit };
   }
 
   private ref(d: Device) {

@@ -34,6 +34,9 @@ export interface DeviceFilter {
   gatewayIotId?: string;
 }
 
+/** The filters keyset paging keeps (a gateway's sub-devices span products: offset paging only). */
+export type DeviceKeysetFilter = Pick<DeviceFilter, 'status' | 'nameContains'>;
+
 export type ProductPatch = Partial<
   Pick<
     Product,
@@ -223,9 +226,11 @@ export interface Store {
   listDevices(productKey: string, filter: DeviceFilter, offset: number, limit: number): Promise<Page<Device>>;
   /**
    * Devices of a product in DeviceName order, strictly after `afterDeviceName` (null = from the
-   * start): keyset paging for full scans such as the credentials export, cheap at any depth.
+   * start): keyset paging for full scans such as the credentials export and the device list's
+   * cursor, cheap at any depth: a range scan of the UNIQUE (product_key, device_name) index.
+   * `filter` (status, name substring) is checked on the rows the scan walks.
    */
-  listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]>;
+  listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number, filter?: DeviceKeysetFilter): Promise<Device[]>;
   countDevices(productKey: string): Promise<number>;
   /**
    * Products whose kept device count (used for the device limit) differs from the devices

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ErrorKinds } from '../../src/core/errors.js';
 import { DOCTOR_FINDING_CODES, finding, type DoctorFindingCode } from '../../src/core/doctor.js';
 
 // dist/test/console/ -> the repository root.
@@ -47,7 +48,7 @@ describe('console catalogues', () => {
       const text = fs.readFileSync(f, 'utf8');
       for (const m of text.matchAll(/\bt\(\s*'([^']+)'/g)) used.add(m[1]!);
       // Keys named in lookup tables (status, verdict, live state...): 'area.word' literals typed as Key.
-      for (const m of text.matchAll(/:\s*'((?:status|live|audit\.result|doctor\.verdict|doctor\.severity|health\.rotation)\.[A-Za-z]+)'/g)) used.add(m[1]!);
+      for (const m of text.matchAll(/:\s*'((?:status|live|audit\.result|doctor\.verdict|doctor\.severity|health\.rotation|health\.clusterMode|health\.redis)\.[A-Za-z]+)'/g)) used.add(m[1]!);
     }
     assert.ok(used.size > 250, `found ${used.size} keys in use`);
     const missing = [...used].filter((k) => !(k in en));
@@ -62,6 +63,21 @@ describe('console catalogues', () => {
         assert.ok(en[key], `en ${key}`);
         assert.ok(zh[key], `zh ${key}`);
       }
+    }
+  });
+
+  it('every management API error code has a text in both languages (field variants keep the {field} placeholder)', () => {
+    const codes = Object.keys(ErrorKinds);
+    assert.ok(codes.length > 20, 'the codes were read');
+    for (const code of codes) {
+      assert.ok(en[`error.${code}`], `en error.${code}`);
+      assert.ok(zh[`error.${code}`], `zh error.${code}`);
+      assert.ok(/[\u4e00-\u9fff]/.test(zh[`error.${code}`]!), `zh error.${code} is Chinese: ${zh[`error.${code}`]}`);
+      assert.ok(!zh[`error.${code}`]!.includes('{message}'), `zh error.${code} does not embed the English server message`);
+    }
+    for (const key of Object.keys(en).filter((k) => /^error\.[A-Z_]+\.field$/.test(k))) {
+      assert.ok(codes.includes(key.split('.')[1]!), `${key} names a real code`);
+      assert.ok(zh[key]!.includes('{field}'), `${key} names the field`);
     }
   });
 

@@ -19,6 +19,7 @@ import { subDeviceRegistrarContract } from './suites/sub-device-registrar.js';
 import { storeCopyContract } from './suites/store-copy.js';
 import { x509Contract } from './suites/x509-certificates.js';
 import { auditPagingContract } from './suites/audit-paging.js';
+import { deviceKeysetPagingContract } from './suites/device-keyset-paging.js';
 
 export type { MakeStore, StoreContractOptions, StoredSecretRef } from './fixtures.js';
 
@@ -46,5 +47,6 @@ export function runFullStoreContract(adapterName: string, makeStore: MakeStore, 
     storeCopyContract(makeStore);
     x509Contract(makeStore, opts);
     auditPagingContract(makeStore);
+    deviceKeysetPagingContract(makeStore);
   });
 }

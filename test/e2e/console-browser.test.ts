@@ -438,6 +438,97 @@ describe('operator console in Chromium', { skip }, () => {
     assert.deepEqual(ui.problems, []);
   });
 
+  it('the Health page lists the listeners with their real ports (the mqtt one included), the store and the cluster', async () => {
+    await go(ui, 'nav.health');
+    const ports = s.running.ctx.listenerPorts!;
+    assert.ok(ports.mqtt! > 0);
+    const mqttRow = ui.page.locator('tr[data-listener="mqtt"]');
+    await mqttRow.waitFor();
+    assert.equal((await mqttRow.locator('[data-field="port"]').innerText()).trim(), String(ports.mqtt));
+    assert.match(await mqttRow.locator('code').innerText(), new RegExp(`:${ports.mqtt}\\b`));
+    // Every listener the server started, no more, each with its own port.
+    const shown = await ui.page.locator('tr[data-listener]').evaluateAll((rows) => rows.map((r) => [r.getAttribute('data-listener'), Number(r.querySelector('[data-field="port"]')?.textContent)]));
+    assert.deepEqual(shown.sort(), Object.entries(ports).sort());
+    assert.equal(await ui.page.locator('[data-field="store-kind"]').innerText(), en['health.storeKind.sqlite']);
+    assert.equal(await ui.page.locator('[data-field="cluster-mode"]').innerText(), en['health.clusterMode.single']);
+    await ui.page.locator(`tr[data-node="${s.running.ctx.cluster.status().nodeId}"]`).waitFor();
+    assert.equal(await ui.page.getByText('start log').count(), 0, 'no "see the start log" note any more');
+    await axe(ui, 'health (listeners)');
+    assert.deepEqual(ui.problems, []);
+  });
+
+  it('the device list pages by cursor: 250 devices, 100 a page, next and previous in DeviceName order', async () => {
+    const p = await s.request('POST', '/api/v1/products', { productName: 'Paged lamps' });
+    assert.equal(p.status, 201);
+    const pk = p.body.productKey as string;
+    // Created out of name order: the list walks names.
+    const names = Array.from({ length: 250 }, (_, i) => `pg-${String((i * 7) % 250).padStart(3, '0')}`);
+    assert.equal((await s.request('POST', `/api/v1/products/${pk}/devices/batch?credentials=false`, { deviceNames: names })).status, 201);
+    const sorted = [...names].sort();
+    await ui.page.evaluate((pk) => {
+      history.pushState(null, '', `/devices?product=${pk}`);
+      dispatchEvent(new PopStateEvent('popstate'));
+    }, pk);
+    const rowNames = () => ui.page.locator('tr[data-device]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-device')));
+    const pageIs = async (from: number, to: number, label: string, list: string[] = sorted) => {
+      await ui.page.waitForFunction(([first, n]) => {
+        const rows = document.querySelectorAll('tr[data-device]');
+        return rows.length === n && rows[0]?.getAttribute('data-device') === first;
+      }, [list[from]!, to - from] as const);
+      assert.deepEqual(await rowNames(), list.slice(from, to));
+      assert.equal(await ui.page.locator('[data-field="page"]').innerText(), label);
+    };
+    const pager = ui.page.getByRole('navigation', { name: en['pager.label'] });
+    await pageIs(0, 100, 'Page 1 of 3 (250 in all)');
+    assert.ok(await pager.getByRole('button', { name: en['pager.prev'] }).isDisabled());
+    await pager.getByRole('button', { name: en['pager.next'] }).click();
+    await pageIs(100, 200, 'Page 2 of 3 (250 in all)');
+    await pager.getByRole('button', { name: en['pager.next'] }).click();
+    await pageIs(200, 250, 'Page 3 of 3 (250 in all)');
+    assert.ok(await pager.getByRole('button', { name: en['pager.next'] }).isDisabled());
+    await pager.getByRole('button', { name: en['pager.prev'] }).click();
+    await pageIs(100, 200, 'Page 2 of 3 (250 in all)');
+    await pager.getByRole('button', { name: en['pager.prev'] }).click();
+    await pageIs(0, 100, 'Page 1 of 3 (250 in all)');
+    // A name search pages by cursor too (no total: "page n").
+    await ui.page.getByLabel(en['device.search']!).fill('1');
+    await ui.page.getByRole('button', { name: en['common.search'] }).click();
+    const ones = sorted.filter((n) => n.includes('1'));
+    assert.ok(ones.length > 100 && ones.length < 200, String(ones.length));
+    await pageIs(0, 100, 'Page 1', ones);
+    await pager.getByRole('button', { name: en['pager.next'] }).click();
+    await pageIs(100, ones.length, 'Page 2', ones);
+    await pager.getByRole('button', { name: en['pager.prev'] }).click();
+    await pageIs(0, 100, 'Page 1', ones);
+    await axe(ui, 'devices (paged)');
+    assert.deepEqual(ui.problems, []);
+  });
+
+  it('API errors are in Chinese by their code, next to their field; English keeps the server message', async () => {
+    await go(ui, 'nav.products');
+    await ui.page.getByLabel(en['nav.language']!).selectOption('zh');
+    await ui.page.locator('html[lang="zh-CN"]').waitFor();
+    const form = ui.page.locator('form[aria-labelledby="create-product-h"]');
+    await form.getByLabel(zh['product.name']!).fill('ab');
+    await form.getByRole('button', { name: zh['product.createButton'] }).click();
+    await ui.page.waitForFunction(() => document.querySelector('input[name="productName"]')?.getAttribute('aria-invalid') === 'true');
+    const describedBy = (await form.getByLabel(zh['product.name']!).getAttribute('aria-describedby')) ?? '';
+    const errText = await ui.page.locator(`[id="${describedBy.split(' ')[0]}"]`).innerText();
+    assert.equal(errText, zh['error.INVALID_ARGUMENT.field']!.replace('{field}', 'productName'));
+    assert.ok(!/[a-z]{4,} [a-z]{3,}/.test(errText), `no English words: ${errText}`);
+    // A product-level error (not a field): deleting a product that still has devices.
+    const pk = (await s.request('GET', '/api/v1/products?limit=1000')).body.items.find((p: any) => p.productName === 'Paged lamps').productKey as string;
+    await ui.page.evaluate((pk) => {
+      history.pushState(null, '', `/products/${pk}`);
+      dispatchEvent(new PopStateEvent('popstate'));
+    }, pk);
+    await ui.page.locator('[data-action="delete-product"]').click();
+    await ui.page.getByRole('dialog').getByRole('button', { name: zh['product.delete'], exact: true }).click();
+    await ui.page.getByText(zh['error.PRODUCT_HAS_DEVICES']!).waitFor();
+    await ui.page.getByLabel(zh['nav.language']!).selectOption('en');
+    await ui.page.locator('html[lang="en"]').waitFor();
+  });
+
   it('a read-scope token sees no secret and no write action; revoking it mid-session sends it back to sign-in', async () => {
     const created = await s.request('POST', '/api/v1/tokens', { name: 'viewer', scope: 'read' });
     assert.equal(created.status, 201);

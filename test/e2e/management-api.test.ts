@@ -61,6 +61,7 @@ describe('auth and documents', () => {
       '/api/v1/products/{productKey}/devices/{deviceName}/enable',
       '/api/v1/products/{productKey}/devices/{deviceName}/disable',
       '/api/v1/products/{productKey}/devices/{deviceName}/reset',
+      '/api/v1/health',
     ]) {
       assert.ok(doc.body.paths[p], `openapi documents ${p}`);
     }
@@ -70,6 +71,7 @@ describe('auth and documents', () => {
     const { productKey } = await newProduct();
     const routes: [string, string][] = [
       ['GET', '/api/v1/products'],
+      ['GET', '/api/v1/health'],
       ['POST', '/api/v1/products'],
       ['GET', `/api/v1/products/${productKey}`],
       ['PATCH', `/api/v1/products/${productKey}`],
@@ -395,6 +397,50 @@ describe('devices', () => {
     assertError(await s.request('GET', '/api/v1/products/a1NoSuchPK0/devices'), 404, 'PRODUCT_NOT_FOUND');
   });
 
+  it('cursor paging walks DeviceName order with the filters; read scope may, no token may not', async () => {
+    const { productKey } = await newProduct();
+    // Created out of name order: the cursor walks names, offset paging keeps creation order.
+    const names = Array.from({ length: 25 }, (_, i) => `cur-${String((i * 7) % 25).padStart(3, '0')}`);
+    assert.equal((await s.request('POST', `/api/v1/products/${productKey}/devices/batch?credentials=false`, { deviceNames: names })).status, 201);
+    await s.request('POST', `/api/v1/products/${productKey}/devices/cur-013/disable`);
+    const reader = (await s.request('POST', '/api/v1/tokens', { name: 'cursor-reader', scope: 'read' })).body.token as string;
+    const walked: string[] = [];
+    let cursor = '';
+    let pages = 0;
+    for (;;) {
+      const r = await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=${encodeURIComponent(cursor)}&limit=10`, undefined, reader);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.total, 25, 'the product count without filters');
+      assert.equal(r.body.offset, undefined);
+      for (const d of r.body.items) assert.equal(d.deviceSecret, undefined);
+      walked.push(...r.body.items.map((d: any) => d.deviceName));
+      pages++;
+      if (r.body.nextCursor === null) break;
+      assert.match(r.body.nextCursor, /^[A-Za-z0-9_-]+$/);
+      cursor = r.body.nextCursor;
+    }
+    assert.equal(pages, 3);
+    assert.deepEqual(walked, [...names].sort());
+    // Filters keep working on the cursor; no total then (it would be a COUNT over the filters).
+    const filtered = await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=&status=DISABLE&name=cur-01`);
+    assert.deepEqual(filtered.body.items.map((d: any) => d.deviceName), ['cur-013']);
+    assert.equal(filtered.body.total, undefined);
+    assert.equal(filtered.body.nextCursor, null);
+    const named = await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=&name=cur-02&limit=3`);
+    assert.deepEqual(named.body.items.map((d: any) => d.deviceName), ['cur-020', 'cur-021', 'cur-022']);
+    const rest = await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=${named.body.nextCursor}&name=cur-02&limit=3`);
+    assert.deepEqual(rest.body.items.map((d: any) => d.deviceName), ['cur-023', 'cur-024']);
+    // Offset paging is unchanged for old clients.
+    const old = await s.request('GET', `/api/v1/products/${productKey}/devices?offset=1&limit=2`);
+    assert.deepEqual([old.body.items.map((d: any) => d.deviceName), old.body.total, old.body.offset], [names.slice(1, 3), 25, 1]);
+    // Refusals.
+    assertError(await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=bm90LWEtY3Vyc29y`), 400, 'INVALID_ARGUMENT', 'cursor');
+    assertError(await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=%2F%2F`), 400, 'INVALID_ARGUMENT', 'cursor');
+    assertError(await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=&offset=5`), 400, 'INVALID_ARGUMENT', 'offset');
+    assertError(await s.request('GET', '/api/v1/products/a1NoSuchPK0/devices?cursor='), 404, 'PRODUCT_NOT_FOUND');
+    assertError(await s.request('GET', `/api/v1/products/${productKey}/devices?cursor=`, undefined, null), 401, 'UNAUTHENTICATED');
+  });
+
   it('disable, enable, reset, delete; unknown device or product is 404', async () => {
     const { productKey } = await newProduct();
     const created = await s.request('POST', `/api/v1/products/${productKey}/devices`, { deviceName: 'switch-01' });
@@ -491,5 +537,31 @@ describe('devices', () => {
     } finally {
       await small.stop();
     }
+  });
+});
+
+describe('health', () => {
+  it('GET /api/v1/health: real listener ports, store, keys, version, cluster; read scope may, no token may not', async () => {
+    const reader = (await s.request('POST', '/api/v1/tokens', { name: 'health-reader', scope: 'read' })).body.token as string;
+    const r = await s.request('GET', '/api/v1/health', undefined, reader);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const ports = s.running.ctx.listenerPorts!;
+    assert.ok(Object.keys(ports).length >= 3, JSON.stringify(ports));
+    assert.deepEqual(r.body.listeners.map((l: any) => [l.name, l.port]).sort(), Object.entries(ports).sort());
+    const mqtt = r.body.listeners.find((l: any) => l.name === 'mqtt');
+    assert.ok(mqtt && mqtt.port > 0 && mqtt.port === ports.mqtt, JSON.stringify(r.body.listeners));
+    assert.match(mqtt.url, new RegExp(`^mqtts?://\\S+:${mqtt.port}\\b`));
+    const mgmt = r.body.listeners.find((l: any) => l.name === 'management-http');
+    assert.equal(new URL(mgmt.url).port, new URL(s.api).port);
+    assert.deepEqual(r.body.store, { kind: 'sqlite', reachable: true });
+    assert.equal(r.body.keys.state, 'idle');
+    assert.equal(r.body.keys.olderKeys, 0);
+    assert.equal(JSON.stringify(r.body).includes(s.running.ctx.services.keyRotation.current().currentKeyId), false, 'no key id for a read token');
+    assert.match(r.body.version, /^\d+\.\d+\.\d+/);
+    assert.deepEqual(r.body.cluster, s.running.ctx.cluster.status());
+    assert.equal(r.body.cluster.mode, 'single');
+    assert.deepEqual(r.body.nodes.map((n: any) => n.nodeId), [r.body.cluster.nodeId]);
+    assertError(await s.request('GET', '/api/v1/health', undefined, null), 401, 'UNAUTHENTICATED');
+    assertError(await s.request('GET', '/api/v1/health', undefined, 'not-a-token-at-all-0000000000'), 401, 'UNAUTHENTICATED');
   });
 });

@@ -204,7 +204,7 @@ describe('management API: deny by default, decided on the matched route (issue 1
       ['/healthz', '/openapi.json', ...CONSOLE_ROUTES].flatMap((u) => [`GET ${u}`, `HEAD ${u}`]).sort(),
     );
     assert.ok(CONSOLE_ROUTES.every((u) => !u.startsWith('/api') && u !== '/metrics'), 'no console route under /api or /metrics');
-    for (const must of ['GET /metrics', 'GET /api/v1/products/:productKey/secret', 'POST /api/v1/tokens', 'POST /api/v1/keys/rotate']) {
+    for (const must of ['GET /metrics', 'GET /api/v1/health', 'GET /api/v1/products/:productKey/secret', 'POST /api/v1/tokens', 'POST /api/v1/keys/rotate']) {
       assert.ok(routes.some((r) => `${r.method} ${r.url}` === must), `${must} is in the table`);
     }
   });

@@ -1,5 +1,7 @@
 /**
- * Devices of a product: paged list (the API pages by offset/limit with a total), filter by
+ * Devices of a product: paged list by the API's keyset cursor in DeviceName order (as cheap on
+ * the last page of 500,000 devices as on the first; previous pages are the cursors already
+ * walked, kept here), the total from the product's count when no filter is set, filter by
  * status, search by DeviceName substring, create one or a batch (the secrets are shown once),
  * and live status: a device.status event updates its row in place, no polling.
  */
@@ -11,9 +13,8 @@ import { deviceHref, navigate, withQuery } from '../router';
 import { session } from '../session';
 import { Field, FormError, Link, Loading, Page, Select, StatusBadge, useFormErrors, useLoad } from '../ui';
 import { formatTime } from '../i18n';
-import { Pager } from './products';
 
-const PAGE = 50;
+const PAGE = 100;
 type StatusFilter = '' | DeviceStatus;
 
 export function useProducts() {
@@ -149,15 +150,21 @@ export function Devices({ productKey }: { productKey?: string }) {
   const [status, setStatus] = useState<StatusFilter>(initialStatus);
   const [search, setSearch] = useState('');
   const [applied, setApplied] = useState('');
-  const [offset, setOffset] = useState(0);
+  // cursors[i] starts page i ('' = the first page); the last one is the page shown.
+  // Kept per product: another product (a link, the back button) starts at its first page.
+  const [walk, setWalk] = useState<{ pk: string; cursors: string[] }>({ pk, cursors: [''] });
+  const cursors = walk.pk === pk ? walk.cursors : [''];
+  const setCursors = (list: string[]) => setWalk({ pk, cursors: list });
+  const cursor = cursors[cursors.length - 1]!;
+  const resetPages = () => setCursors(['']);
   const [created, setCreated] = useState<Created[]>();
   const list = useLoad(
     async (signal) => {
       if (!pk) return undefined;
-      const page = await call('get', '/api/v1/products/{productKey}/devices', { path: { productKey: pk }, query: { status: status || undefined, name: applied || undefined, offset, limit: PAGE }, signal });
+      const page = await call('get', '/api/v1/products/{productKey}/devices', { path: { productKey: pk }, query: { status: status || undefined, name: applied || undefined, cursor, limit: PAGE }, signal });
       return { ...page, items: page.items.map(withLiveStatus) };
     },
-    [pk, status, applied, offset],
+    [pk, status, applied, cursor],
   );
   useEffect(() => onLive('resync', () => list.reload()), []);
   // Live: a status event for a device on this page updates its row.
@@ -186,12 +193,12 @@ export function Devices({ productKey }: { productKey?: string }) {
         role="search"
         onSubmit={(e) => {
           e.preventDefault();
-          setOffset(0);
+          resetPages();
           setApplied(search.trim());
         }}
       >
-        <ProductPicker value={pk} products={products.data?.items} onChange={(v) => (setOffset(0), navigate(withQuery('/devices', { product: v }), true))} />
-        <Select label={t('device.status')} name="status" value={status} options={statusOptions} onChange={(v) => (setOffset(0), setStatus(v))} />
+        <ProductPicker value={pk} products={products.data?.items} onChange={(v) => (resetPages(), navigate(withQuery('/devices', { product: v }), true))} />
+        <Select label={t('device.status')} name="status" value={status} options={statusOptions} onChange={(v) => (resetPages(), setStatus(v))} />
         <Field label={t('device.search')} name="name" value={search} onInput={setSearch} />
         <button type="submit">{t('common.search')}</button>
       </form>
@@ -230,10 +237,34 @@ export function Devices({ productKey }: { productKey?: string }) {
             </tbody>
           </table>
           {list.data.items.length === 0 && <p class="muted">{t('device.none')}</p>}
-          <Pager offset={offset} limit={PAGE} total={list.data.total} onChange={setOffset} />
+          <CursorPager
+            page={cursors.length}
+            limit={PAGE}
+            total={list.data.total}
+            shown={list.data.items.length}
+            hasNext={!!list.data.nextCursor}
+            onPrev={() => setCursors(cursors.slice(0, -1))}
+            onNext={() => list.data?.nextCursor && setCursors([...cursors, list.data.nextCursor])}
+          />
         </>
       )}
     </Page>
   );
 }
 
+/** Previous / next over cursor pages; "page n of m" when the total is known (no filter). */
+function CursorPager(p: { page: number; limit: number; total: number | undefined; shown: number; hasNext: boolean; onPrev: () => void; onNext: () => void }) {
+  if (p.page === 1 && !p.hasNext) return <p class="muted small">{t('pager.count', { total: p.total ?? p.shown })}</p>;
+  const label = p.total !== undefined ? t('pager.pageOf', { page: p.page, pages: Math.max(1, Math.ceil(p.total / p.limit)), total: p.total }) : t('pager.page', { page: p.page });
+  return (
+    <nav class="pager" aria-label={t('pager.label')}>
+      <button type="button" disabled={p.page === 1} onClick={p.onPrev}>
+        {t('pager.prev')}
+      </button>
+      <span data-field="page">{label}</span>
+      <button type="button" disabled={!p.hasNext} onClick={p.onNext}>
+        {t('pager.next')}
+      </button>
+    </nav>
+  );
+}

@@ -27,6 +27,7 @@ import type {
   DeviceBindings,
   DeviceCopy,
   DeviceFilter,
+  DeviceKeysetFilter,
   DevicePatch,
   ImportResult,
   ImportRow,
@@ -108,6 +109,35 @@ export class DatabaseUnreachableError extends ThingAuthError {
     this.name = 'DatabaseUnreachableError';
     this.stack = `${this.name}: ${this.message}`;
   }
+}
+
+/**
+ * The keyset page query (exported so a test can EXPLAIN the very statement the store runs): a
+ * range on the UNIQUE (product_key, device_name) index (COLLATE "C": byte order, as SQLite),
+ * in its order; the filters are checked on the rows the range walks.
+ */
+export function postgresDevicesAfterQuery(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): { sql: string; args: unknown[] } {
+  const where = ['product_key = $1', 'device_name > $2'];
+  const args: unknown[] = [productKey, afterDeviceName ?? ''];
+  const arg = (v: unknown) => (args.push(v), `$${args.length}`);
+  if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
+  switch (filter.status) {
+    case 'DISABLE':
+      where.push('NOT enabled');
+      break;
+    case 'ONLINE':
+      where.push('enabled AND online');
+      break;
+    case 'OFFLINE':
+      where.push('enabled AND NOT online AND activated_at IS NOT NULL');
+      break;
+    case 'UNACTIVE':
+      where.push('enabled AND NOT online AND activated_at IS NULL');
+      break;
+    default:
+      break;
+  }
+  return { sql: `SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ${arg(limit)}`, args };
 }
 
 export class PostgresStore implements Store {
@@ -639,8 +669,9 @@ export class PostgresStore implements Store {
     return { items: rows.map((r) => this.toDevice(r)), total, offset, limit };
   }
 
-  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]> {
-    const rows = await this.q('SELECT * FROM devices WHERE product_key = $1 AND device_name > $2 ORDER BY device_name LIMIT $3', [productKey, afterDeviceName ?? '', limit]);
+  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): Promise<Device[]> {
+    const { sql, args } = postgresDevicesAfterQuery(productKey, afterDeviceName, limit, filter);
+    const rows = await this.q(sql, args);
     return rows.map((r) => this.toDevice(r));
   }
 

@@ -16,6 +16,7 @@ import type {
   DeviceBindings,
   DeviceCopy,
   DeviceFilter,
+  DeviceKeysetFilter,
   DevicePatch,
   ImportResult,
   ImportRow,
@@ -67,6 +68,40 @@ export function restrictDatabaseFiles(filename: string): void {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
+}
+
+function sqliteDeviceFilter(filter: DeviceKeysetFilter, where: string[], args: unknown[]): void {
+  if (filter.nameContains) {
+    where.push('instr(device_name, ?) > 0');
+    args.push(filter.nameContains);
+  }
+  switch (filter.status) {
+    case 'DISABLE':
+      where.push('enabled = 0');
+      break;
+    case 'ONLINE':
+      where.push('enabled = 1 AND online = 1');
+      break;
+    case 'OFFLINE':
+      where.push('enabled = 1 AND online = 0 AND activated_at IS NOT NULL');
+      break;
+    case 'UNACTIVE':
+      where.push('enabled = 1 AND online = 0 AND activated_at IS NULL');
+      break;
+    default:
+      break;
+  }
+}
+
+/**
+ * The keyset page query (exported so the 500,000-device test can EXPLAIN the very statement
+ * the store runs): a range on the UNIQUE (product_key, device_name) index, in its order.
+ */
+export function sqliteDevicesAfterQuery(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): { sql: string; args: unknown[] } {
+  const where = ['product_key = ?', 'device_name > ?'];
+  const args: unknown[] = [productKey, afterDeviceName ?? ''];
+  sqliteDeviceFilter(filter, where, args);
+  return { sql: `SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ?`, args: [...args, limit] };
 }
 
 export class SqliteStore implements Store {
@@ -435,37 +470,17 @@ export class SqliteStore implements Store {
       where.push('gateway_iot_id = ?');
       args.push(filter.gatewayIotId);
     }
-    if (filter.nameContains) {
-      where.push("instr(device_name, ?) > 0");
-      args.push(filter.nameContains);
-    }
-    switch (filter.status) {
-      case 'DISABLE':
-        where.push('enabled = 0');
-        break;
-      case 'ONLINE':
-        where.push('enabled = 1 AND online = 1');
-        break;
-      case 'OFFLINE':
-        where.push('enabled = 1 AND online = 0 AND activated_at IS NOT NULL');
-        break;
-      case 'UNACTIVE':
-        where.push('enabled = 1 AND online = 0 AND activated_at IS NULL');
-        break;
-      default:
-        break;
-    }
+    sqliteDeviceFilter(filter, where, args);
     const w = where.join(' AND ');
     const total = (this.db.prepare(`SELECT COUNT(*) AS n FROM devices WHERE ${w}`).get(...args) as { n: number }).n;
     const rows = this.db.prepare(`SELECT * FROM devices WHERE ${w} ORDER BY rowid LIMIT ? OFFSET ?`).all(...args, limit, offset) as Row[];
     return { items: rows.map((r) => this.toDevice(r)), total, offset, limit };
   }
 
-  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number): Promise<Device[]> {
+  async listDevicesAfter(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): Promise<Device[]> {
     // Walks the UNIQUE (product_key, device_name) index: no OFFSET scan, no COUNT.
-    const rows = this.db
-      .prepare('SELECT * FROM devices WHERE product_key = ? AND device_name > ? ORDER BY device_name LIMIT ?')
-      .all(productKey, afterDeviceName ?? '', limit) as Row[];
+    const { sql, args } = sqliteDevicesAfterQuery(productKey, afterDeviceName, limit, filter);
+    const rows = this.db.prepare(sql).all(...args) as Row[];
     return rows.map((r) => this.toDevice(r));
   }
 

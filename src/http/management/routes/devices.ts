@@ -7,9 +7,10 @@ import { Readable } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import type { AppContext } from '../../../context.js';
 import type { Device } from '../../../core/records.js';
+import { ThingAuthError } from '../../../core/errors.js';
 import { csvCell } from '../../../core/import-formats.js';
 import { MAX_BATCH } from '../../../services/registry.js';
-import { DeviceParams, DeviceStatusSchema, Nullable, PagingQuery, ProductKeyParams, errorResponses, pageOf } from '../schemas.js';
+import { DeviceParams, DeviceStatusSchema, Nullable, PagingQuery, ProductKeyParams, errorResponses } from '../schemas.js';
 import type { ManagementApp } from '../server.js';
 
 const Nickname = Type.String({ minLength: 4, maxLength: 64 });
@@ -69,9 +70,39 @@ const ListQuery = Type.Object(
     status: Type.Optional(DeviceStatusSchema),
     name: Type.Optional(Type.String({ minLength: 1, maxLength: 32, description: 'substring of the DeviceName' })),
     ...PagingQuery,
+    cursor: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: 'keyset paging in DeviceName order: empty for the first page, then nextCursor of the previous page (same filters); not with offset',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
+
+const DeviceListPage = Type.Object({
+  items: Type.Array(PublicDeviceSchema),
+  total: Type.Optional(Type.Integer({ description: 'offset paging: devices matching the filters; cursor paging: the product\'s device count, only without filters' })),
+  offset: Type.Optional(Type.Integer({ description: 'offset paging only' })),
+  limit: Type.Integer(),
+  nextCursor: Type.Optional(Nullable(Type.String({ description: 'cursor paging: pass as ?cursor= for the next page; null on the last page' }))),
+});
+
+const CURSOR_PREFIX = 'd1.';
+
+/** Opaque to clients: the last DeviceName of the page, which the next page starts after. */
+export function encodeDeviceCursor(deviceName: string): string {
+  return Buffer.from(CURSOR_PREFIX + deviceName, 'utf8').toString('base64url');
+}
+
+/** '' = the first page; else the DeviceName the page starts after. */
+export function decodeDeviceCursor(cursor: string): string | null {
+  if (cursor === '') return null;
+  const text = /^[A-Za-z0-9_-]{1,200}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const m = /^d1\.([\x21-\x7e]{1,128})$/.exec(text);
+  if (!m) throw new ThingAuthError('INVALID_ARGUMENT', 'cursor: not a cursor this server gave out (use nextCursor from the previous page, or an empty cursor for the first)', { field: 'cursor' });
+  return m[1]!;
+}
 
 function credentials(d: Device) {
   return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret };
@@ -155,12 +186,25 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         summary: 'List devices (no secrets), filtered by status and DeviceName substring',
         params: ProductKeyParams,
         querystring: ListQuery,
-        response: { 200: pageOf(PublicDeviceSchema), ...errorResponses },
+        response: { 200: DeviceListPage, ...errorResponses },
       },
     },
     async (req) => {
-      const { status, name, offset, limit } = req.query;
-      return registry.listDevices(req.params.productKey, { status, nameContains: name }, offset ?? 0, limit ?? 100);
+      const { status, name, offset, limit, cursor } = req.query;
+      if (cursor === undefined) return registry.listDevices(req.params.productKey, { status, nameContains: name }, offset ?? 0, limit ?? 100);
+      // Keyset paging: a range of the (product, DeviceName) index, as cheap deep in 500,000
+      // devices as on the first page; no COUNT over the filters.
+      if ((offset ?? 0) > 0) throw new ThingAuthError('INVALID_ARGUMENT', 'give cursor or offset, not both', { field: 'offset' });
+      const after = decodeDeviceCursor(cursor);
+      const size = limit ?? 100;
+      const page = await registry.listDevicesAfter(req.params.productKey, after, size, { status, nameContains: name });
+      const total = status === undefined && name === undefined ? await ctx.store.countDevices(req.params.productKey) : undefined;
+      return {
+        items: page.items,
+        limit: size,
+        nextCursor: page.more && page.last !== null ? encodeDeviceCursor(page.last) : null,
+        ...(total !== undefined ? { total } : {}),
+      };
     },
   );
 

@@ -21,7 +21,8 @@ import { x509Routes } from './x509.js';
 import { whoamiRoutes } from './whoami.js';
 import { eventStreamRoutes } from './events.js';
 import { diagnoseRoutes } from './diagnose.js';
+import { healthRoutes } from './health.js';
 
 export type ManagementRoutePlugin = (app: ManagementApp, ctx: AppContext) => Promise<void> | void;
 
-export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes, x509Routes, whoamiRoutes, eventStreamRoutes, diagnoseRoutes];
+export const MANAGEMENT_ROUTES: ManagementRoutePlugin[] = [productRoutes, deviceRoutes, deviceSecretRotationRoutes, importRoutes, topologyRoutes, applicationRoutes, tokenRoutes, auditRoutes, keyRoutes, bootstrapNotifyRoutes, deviceSlotRoutes, nodeRoutes, x509Routes, whoamiRoutes, eventStreamRoutes, diagnoseRoutes, healthRoutes];
