@@ -96,12 +96,27 @@ export class Registry {
     if (free && !dyn) {
       throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
     }
+    await this.assertFitsAuthMode(productKey, patch);
     // nodeType is refused while the product has devices, and preRegistrationFree without
     // dynamicRegistration, by the store itself: decided in the transaction that writes, so a
     // create or another update on another node cannot slip in between (issue 13).
     const updated = await this.store.updateProduct(productKey, patch, this.ts());
     this.events.emit('product.changed', { productKey });
     return updated;
+  }
+
+  /**
+   * An X.509 product (docs/x509.md) keeps dynamic registration off and stays directly
+   * connected: registration would hand out DeviceSecrets that every secret login of the
+   * product refuses (`certificate_required`), and sub-devices log in with secrets.
+   */
+  async assertFitsAuthMode(productKey: string, patch: Pick<ProductPatch, 'dynamicRegistration' | 'nodeType'>): Promise<void> {
+    if (patch.dynamicRegistration !== true && patch.nodeType !== 'SUB_DEVICE') return;
+    if ((await this.store.getProductAuth(productKey))?.authMode !== 'x509') return;
+    if (patch.dynamicRegistration === true) {
+      throw new ThingAuthError('CONFLICT', `product ${productKey} authenticates its devices with X.509 certificates (authMode x509): dynamic registration would hand out DeviceSecrets that every login refuses; it cannot be switched on`, { field: 'dynamicRegistration' });
+    }
+    throw new ThingAuthError('CONFLICT', `product ${productKey} authenticates its devices with X.509 certificates (authMode x509): a SUB_DEVICE product logs in through its gateway with DeviceSecrets`, { field: 'nodeType' });
   }
 
   async deleteProduct(productKey: string): Promise<void> {

@@ -157,6 +157,17 @@ export class X509Service {
     }
   }
 
+  /**
+   * Devices of an x509 product have no DeviceSecret to show: the store keeps the generated one
+   * (its column is required) but every secret login refuses it, so it never leaves.
+   */
+  async assertShowsSecrets(productKey: string, deviceName?: string): Promise<void> {
+    if ((await this.authModeOf(productKey)) !== 'x509') return;
+    const who = deviceName !== undefined ? `device ${deviceName} of product ${productKey}` : `the devices of product ${productKey}`;
+    const where = deviceName !== undefined ? `its certificate: GET /api/v1/products/${productKey}/devices/${deviceName}/certificate-bundle (thingauth x509 bundle)` : `their certificates: GET /api/v1/products/${productKey}/x509/credentials`;
+    throw new ThingAuthError('CONFLICT', `${who} authenticate${deviceName !== undefined ? 's' : ''} with an X.509 certificate and ha${deviceName !== undefined ? 's' : 've'} no DeviceSecret; ${where}`, { field: 'authMode' });
+  }
+
   async setSettings(productKey: string, patch: ProductAuthPatch): Promise<ProductAuthSettings> {
     if (patch.certValidityDays !== undefined && patch.certValidityDays !== null) {
       const d = patch.certValidityDays;
