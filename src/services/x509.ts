@@ -66,6 +66,13 @@ export type X509LoginResult =
 /** At most this many certificates in one expiring report. */
 export const MAX_EXPIRING_REPORT = 10_000;
 const REGISTRATION_CODE_META = 'x509.registration-code.';
+/** Up to when revocations were announced at a start (startGraceEnds). */
+const GRACE_SWEPT_META = 'x509.grace-ends-announced-until';
+/** Without a record of the last start: announce revocations of the last day. */
+const DEFAULT_GRACE_LOOKBACK_MS = 86_400_000;
+const GRACE_PAGE = 1_000;
+const MAX_GRACE_PAGES = 1_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function publicCert(c: StoredDeviceCertificate, nowMs: number): PublicCertificate {
   const revokedMs = c.revokedAt ? Date.parse(c.revokedAt) : undefined;
@@ -103,6 +110,8 @@ export class X509Service {
   private readonly caCache = new Map<string, { ca: StoredProductCa; atMs: number }>();
   private readonly caInFlight = new Map<string, Promise<StoredProductCa>>();
   private readonly iotIds = new IotIdSequence();
+  private readonly graceTimers = new Map<string, { timer: NodeJS.Timeout; atMs: number }>();
+  private graceStopped = false;
   /** Enrollment audit and metrics (services/index.ts). */
   observers?: { onEnrolled(device: Device, source: string): void };
 
@@ -389,8 +398,89 @@ export class X509Service {
       if (c.revokedAt !== null && Date.parse(c.revokedAt) <= Date.parse(until)) continue;
       await this.store.revokeDeviceCertificate(productKey, c.serial, until, 'superseded');
       if (opts.graceSeconds === 0) this.events.emit('device.certificate.revoked', { iotId: d.iotId, productKey, deviceName, serial: c.serial });
+      else this.scheduleGraceEnd(c, Date.parse(until)); // its sessions close when the grace ends
     }
     return { certificate: fresh, previousValidUntil: until };
+  }
+
+  // ---- the end of a rotation's grace ----
+
+  /**
+   * Arms a timer that announces the end of a retiring certificate ('device.certificate.revoked':
+   * its live sessions close, here and, relayed, on other nodes) at `atMs`. Timers longer than
+   * setTimeout's 24.8 days re-arm. One timer per certificate; an earlier time replaces a later one.
+   */
+  scheduleGraceEnd(c: Pick<StoredDeviceCertificate, 'iotId' | 'productKey' | 'deviceName' | 'serial'>, atMs: number): void {
+    if (this.graceStopped) return;
+    const key = c.productKey + '/' + c.serial;
+    const have = this.graceTimers.get(key);
+    if (have && have.atMs <= atMs) return;
+    if (have) clearTimeout(have.timer);
+    const arm = (): void => {
+      const left = atMs - this.clock();
+      if (left <= 0) {
+        this.graceTimers.delete(key);
+        this.logger.info({ event: 'x509.grace.ended', productKey: c.productKey, deviceName: c.deviceName, serial: c.serial }, 'rotation grace ended: the old certificate is refused from now on and its sessions are closed');
+        this.events.emit('device.certificate.revoked', { iotId: c.iotId, productKey: c.productKey, deviceName: c.deviceName, serial: c.serial });
+        return;
+      }
+      const timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      timer.unref();
+      this.graceTimers.set(key, { timer, atMs });
+    };
+    arm();
+  }
+
+  /**
+   * At start: every rotation grace still running gets its timer, and every revocation that took
+   * effect since the last start (grace ends that passed while this server was down) is announced
+   * once, so sessions other nodes still hold on those certificates close. Logins need none of
+   * this: they compare the revocation time with the clock.
+   */
+  async startGraceEnds(): Promise<{ scheduled: number; announced: number }> {
+    this.graceStopped = false;
+    const now = this.clock();
+    const swept = await this.store.getMeta(GRACE_SWEPT_META);
+    let after = swept && !Number.isNaN(Date.parse(swept)) ? swept : this.iso(now - DEFAULT_GRACE_LOOKBACK_MS);
+    const seen = new Set<string>();
+    let scheduled = 0;
+    let announced = 0;
+    for (let page = 0; page < MAX_GRACE_PAGES; page++) {
+      const rows = await this.store.listCertificatesRevokedAfter(after, GRACE_PAGE);
+      let fresh = 0;
+      for (const c of rows) {
+        const key = c.productKey + '/' + c.serial;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        fresh++;
+        const at = Date.parse(c.revokedAt!);
+        if (at <= now) {
+          this.events.emit('device.certificate.revoked', { iotId: c.iotId, productKey: c.productKey, deviceName: c.deviceName, serial: c.serial });
+          announced++;
+        } else {
+          this.scheduleGraceEnd(c, at);
+          scheduled++;
+        }
+      }
+      if (rows.length < GRACE_PAGE || fresh === 0) break;
+      // Pages overlap by one millisecond so equal revocation times are never skipped.
+      after = this.iso(Date.parse(rows[rows.length - 1]!.revokedAt!) - 1);
+    }
+    await this.store.setMeta(GRACE_SWEPT_META, this.iso(now));
+    if (scheduled + announced > 0) this.logger.info({ event: 'x509.grace.start', scheduled, announced }, 'certificate grace ends scheduled');
+    return { scheduled, announced };
+  }
+
+  /** Graceful stop: no more grace-end timers. */
+  stopGraceEnds(): void {
+    this.graceStopped = true;
+    for (const t of this.graceTimers.values()) clearTimeout(t.timer);
+    this.graceTimers.clear();
+  }
+
+  /** For tests and the doctor: grace ends this process is waiting for. */
+  get pendingGraceEnds(): number {
+    return this.graceTimers.size;
   }
 
   async crl(productKey: string): Promise<string> {

@@ -1283,6 +1283,11 @@ export class PostgresStore implements Store {
     return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
   }
 
+  async listCertificatesRevokedAfter(after: string, limit: number): Promise<StoredDeviceCertificate[]> {
+    const rows = await this.q('SELECT * FROM device_certificates WHERE revoked_at IS NOT NULL AND revoked_at > $1 ORDER BY revoked_at, serial LIMIT $2', [after, limit]);
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
   async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {
     const rows = await this.q(
       `SELECT * FROM device_certificates WHERE not_after < $1 AND (revoked_at IS NULL OR revoked_at > $2) ${productKey !== undefined ? 'AND product_key = $4' : ''}

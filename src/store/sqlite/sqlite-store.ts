@@ -1066,6 +1066,11 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
   }
 
+  async listCertificatesRevokedAfter(after: string, limit: number): Promise<StoredDeviceCertificate[]> {
+    const rows = this.db.prepare('SELECT * FROM device_certificates WHERE revoked_at IS NOT NULL AND revoked_at > ? ORDER BY revoked_at, serial LIMIT ?').all(after, limit) as Row[];
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
+  }
+
   async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {
     const rows = this.db
       .prepare(

@@ -110,6 +110,11 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       await store.revokeDeviceCertificate(p.productKey, '03', '2029-01-01T00:00:00.000Z', 'superseded');
       assert.deepEqual((await store.listRevokedCertificates(p.productKey, T2)).map((x) => x.serial), ['01', '02']);
       assert.deepEqual(await store.listRevokedCertificates(p.productKey, T0), []);
+      // Revocations after a time, every product (a shared database may hold others): the scheduled end of 03 after T2.
+      const mine = async (after: string) => (await store.listCertificatesRevokedAfter(after, 10_000)).filter((c) => c.productKey === p.productKey);
+      assert.deepEqual((await mine(T2)).map((c) => c.serial), ['03']);
+      assert.deepEqual((await mine(T0)).map((c) => c.serial).sort(), ['01', '02', '03']);
+      assert.ok((await mine(T0)).every((c) => c.privateKey === null && c.revokedAt !== null));
       // Expiring before 2024-03: revoked ones left out (as of T2); 03 is scheduled, still live.
       assert.deepEqual((await store.listExpiringCertificates('2024-03-01T00:00:00.000Z', T2, 10)).filter((c) => c.productKey === p.productKey).map((c) => c.serial), []);
       assert.deepEqual((await store.listExpiringCertificates('2031-01-01T00:00:00.000Z', T2, 10, p.productKey)).map((c) => c.serial), ['03']);
