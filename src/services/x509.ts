@@ -112,6 +112,12 @@ export class X509Service {
   private readonly iotIds = new IotIdSequence();
   private readonly graceTimers = new Map<string, { timer: NodeJS.Timeout; atMs: number }>();
   private graceStopped = false;
+  /** What certificate logins read last, for a database outage (loginDevice, loginCertificate). */
+  private readonly lastDevices = new Map<string, Device>();
+  private readonly lastCerts = new Map<string, StoredDeviceCertificate>();
+  private readonly maxLoginEntries = 200_000;
+  /** Bumped on every invalidation so a read that raced with a change is not kept. */
+  private loginEpoch = 0;
   /** Enrollment audit and metrics (services/index.ts). */
   observers?: { onEnrolled(device: Device, source: string): void };
 
@@ -127,6 +133,13 @@ export class X509Service {
       this.settingsCache.delete(productKey);
       this.caCache.delete(productKey);
     });
+    // A revoked certificate and a changed or deleted device never serve from the outage fallback.
+    events.on('device.certificate.revoked', ({ productKey, serial }) => {
+      this.loginEpoch++;
+      this.lastCerts.delete(productKey + '/' + serial);
+    });
+    events.on('device.changed', (ref) => this.forgetLoginDevice(ref.productKey, ref.deviceName));
+    events.on('device.deleted', (ref) => this.forgetLoginDevice(ref.productKey, ref.deviceName));
   }
 
   private fresh(atMs: number): boolean {
@@ -397,6 +410,8 @@ export class X509Service {
     for (const c of before) {
       if (c.revokedAt !== null && Date.parse(c.revokedAt) <= Date.parse(until)) continue;
       await this.store.revokeDeviceCertificate(productKey, c.serial, until, 'superseded');
+      this.loginEpoch++;
+      this.lastCerts.delete(productKey + '/' + c.serial); // its end is on record now: the outage fallback must not forget it
       if (opts.graceSeconds === 0) this.events.emit('device.certificate.revoked', { iotId: d.iotId, productKey, deviceName, serial: c.serial });
       else this.scheduleGraceEnd(c, Date.parse(until)); // its sessions close when the grace ends
     }
@@ -525,9 +540,9 @@ export class X509Service {
     if (!ca) return { ok: false, refusal: 'foreign-ca', reason: 'the product has no device CA yet', identity: id };
     const now = this.clock();
     const chainOk = verifyChainToCa(certs, ca.certificate, now);
-    let device = await this.store.getDevice(id.productKey, id.deviceName);
+    let device = await this.loginDevice(id.productKey, id.deviceName);
     if (!chainOk.ok) return { ok: false, refusal: chainOk.problem, reason: chainOk.reason, identity: id, ...(device ? { device } : {}) };
-    let stored = await this.store.getDeviceCertificate(id.productKey, leaf.serial);
+    let stored = await this.loginCertificate(id.productKey, leaf.serial);
     if (stored && stored.fingerprint !== leaf.fingerprint256) {
       return { ok: false, refusal: 'bad-certificate', reason: `certificate serial ${leaf.serial} is on record with another fingerprint`, identity: id, ...(device ? { device } : {}) };
     }
@@ -586,8 +601,64 @@ export class X509Service {
     return { ok: true, device, product, certificate: stored, enrolled };
   }
 
+  // ---- what a login read last (served while the database cannot answer) ----
+
+  /**
+   * The device record for a certificate login: read from the store at every login (a change
+   * made through another node is seen at once); when the store cannot answer (database outage)
+   * the record this process read last serves, as the authenticator's cached records do for
+   * secret logins. Dropped on this process's own changes and deletions.
+   */
+  private async loginDevice(productKey: string, deviceName: string): Promise<Device | undefined> {
+    const key = productKey + '&' + deviceName;
+    const epoch = this.loginEpoch;
+    let d: Device | undefined;
+    try {
+      d = await this.store.getDevice(productKey, deviceName);
+    } catch (e) {
+      const hit = this.lastDevices.get(key);
+      if (hit) return hit;
+      throw e;
+    }
+    if (!d) this.lastDevices.delete(key);
+    else if (epoch === this.loginEpoch) remember(this.lastDevices, key, d, this.maxLoginEntries);
+    return d;
+  }
+
+  /** The certificate's record, likewise (kept without its private key: a login never needs it). */
+  private async loginCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const key = productKey + '/' + serial;
+    const epoch = this.loginEpoch;
+    let c: StoredDeviceCertificate | undefined;
+    try {
+      c = await this.store.getDeviceCertificate(productKey, serial);
+    } catch (e) {
+      const hit = this.lastCerts.get(key);
+      if (hit) return hit;
+      throw e;
+    }
+    if (!c) this.lastCerts.delete(key);
+    else if (epoch === this.loginEpoch) remember(this.lastCerts, key, { ...c, privateKey: null }, this.maxLoginEntries);
+    return c;
+  }
+
+  private forgetLoginDevice(productKey: string, deviceName: string): void {
+    this.loginEpoch++;
+    this.lastDevices.delete(productKey + '&' + deviceName);
+  }
+
   /** Product lookup; services/index.ts points it at the authenticator's cache. */
   productOf: (productKey: string) => Promise<Product | undefined> = (productKey) => this.store.getProduct(productKey);
+}
+
+/** Keeps `v` under `key`, dropping the oldest entry beyond `max` (Map keeps insertion order). */
+function remember<V>(m: Map<string, V>, key: string, v: V, max: number): void {
+  m.delete(key);
+  if (m.size >= max) {
+    const oldest = m.keys().next().value;
+    if (oldest !== undefined) m.delete(oldest);
+  }
+  m.set(key, v);
 }
 
 /** For tests and tools: the parsed leaf of a PEM certificate. */
