@@ -216,7 +216,7 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
 
   app.get(
     `${base}/:deviceName/secret`,
-    { config: { adminOnly: true }, schema: { tags, summary: "The device's DeviceSecret", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
+    { config: { adminOnly: true }, schema: { tags, summary: "The device's DeviceSecret (409 for a device of an X.509 product: it authenticates with its certificate)", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
     async (req) => {
       const found = await registry.getDeviceSecret(req.params.productKey, req.params.deviceName); // 404 first
       await ctx.services.x509.assertShowsSecrets(req.params.productKey, req.params.deviceName); // 409 for an x509 product's device
