@@ -17,6 +17,7 @@ import {
 import { deviceStatus, type Device, type NodeType, type Product, type ProductSettingsInput, type PublicDevice } from '../core/records.js';
 import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
 import { constantTimeEquals } from '../core/sign.js';
+import { x509SettingsConflict } from '../core/x509-settings.js';
 import type { DeviceFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 
@@ -112,11 +113,9 @@ export class Registry {
    */
   async assertFitsAuthMode(productKey: string, patch: Pick<ProductPatch, 'dynamicRegistration' | 'nodeType'>): Promise<void> {
     if (patch.dynamicRegistration !== true && patch.nodeType !== 'SUB_DEVICE') return;
-    if ((await this.store.getProductAuth(productKey))?.authMode !== 'x509') return;
-    if (patch.dynamicRegistration === true) {
-      throw new ThingAuthError('CONFLICT', `product ${productKey} authenticates its devices with X.509 certificates (authMode x509): dynamic registration would hand out DeviceSecrets that every login refuses; it cannot be switched on`, { field: 'dynamicRegistration' });
-    }
-    throw new ThingAuthError('CONFLICT', `product ${productKey} authenticates its devices with X.509 certificates (authMode x509): a SUB_DEVICE product logs in through its gateway with DeviceSecrets`, { field: 'nodeType' });
+    // Also decided by the store inside the writing transaction (racing nodes); checked here first for the dry run of imports.
+    const refused = x509SettingsConflict(productKey, (await this.store.getProductAuth(productKey))?.authMode ?? 'secret', patch.dynamicRegistration === true, patch.nodeType ?? 'DEVICE');
+    if (refused) throw refused;
   }
 
   async deleteProduct(productKey: string): Promise<void> {

@@ -32,6 +32,7 @@ import type {
   StoredProductCa,
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
+import { x509SettingsConflict } from '../../core/x509-settings.js';
 import { authModeLocked, CERT_COLUMNS, certValues, defaultProductAuth, deviceCertOf, productAuthOf, productCaOf, sealCaKey } from '../x509-rows.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { ENCRYPTED_COLUMNS, openSecret, sealSecret } from '../secret-binding.js';
@@ -272,6 +273,11 @@ export class SqliteStore implements Store {
       const updated = this.toProduct(this.s.getProduct.get(productKey) as Row);
       // Judged on the row as updated (throwing rolls the update back).
       if (updated.preRegistrationFree && !updated.dynamicRegistration) throw freeWithoutDynamic();
+      if (patch.dynamicRegistration === true || patch.nodeType === 'SUB_DEVICE') {
+        const auth = this.db.prepare('SELECT auth_mode FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
+        const refused = x509SettingsConflict(productKey, (auth?.auth_mode as string | undefined) ?? 'secret', patch.dynamicRegistration === true && updated.dynamicRegistration, patch.nodeType === 'SUB_DEVICE' ? updated.nodeType : 'DEVICE');
+        if (refused) throw refused;
+      }
       return updated;
     }).immediate();
   }
@@ -983,7 +989,12 @@ export class SqliteStore implements Store {
 
   async setProductAuth(productKey: string, patch: ProductAuthPatch, at: string): Promise<ProductAuthSettings> {
     return this.db.transaction(() => {
-      if (!this.s.getProduct.get(productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const product = this.s.getProduct.get(productKey) as Row | undefined;
+      if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      if (patch.authMode === 'x509') {
+        const refused = x509SettingsConflict(productKey, 'x509', Boolean(product.dynamic_registration), product.node_type as string);
+        if (refused) throw refused;
+      }
       const r = this.db.prepare('SELECT * FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
       const cur = r ? productAuthOf(r) : defaultProductAuth(productKey);
       // Decided in this (immediate) transaction, as every device write is.

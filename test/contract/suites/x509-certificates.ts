@@ -52,6 +52,31 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       assert.deepEqual(again, { productKey: p.productKey, authMode: 'x509', enrollOnFirstContact: true, certValidityDays: null });
     }));
 
+    it('an x509 product keeps dynamic registration off and stays directly connected, decided in the writing transaction (CONFLICT, nothing written)', withStore(makeStore, async (store) => {
+      const p = makeProduct();
+      await store.createProduct(p);
+      await store.setProductAuth(p.productKey, { authMode: 'x509' }, T1);
+      const dyn = await rejectsWith(store.updateProduct(p.productKey, { dynamicRegistration: true, productName: 'renamed' }, T2), 'CONFLICT');
+      assert.equal(dyn.details?.field, 'dynamicRegistration');
+      const sub = await rejectsWith(store.updateProduct(p.productKey, { nodeType: 'SUB_DEVICE' }, T2), 'CONFLICT');
+      assert.equal(sub.details?.field, 'nodeType');
+      const now = (await store.getProduct(p.productKey))!;
+      assert.equal(now.dynamicRegistration, false);
+      assert.equal(now.nodeType, p.nodeType);
+      assert.equal(now.productName, p.productName, 'the refused patch wrote nothing');
+      assert.equal((await store.updateProduct(p.productKey, { productName: 'renamed' }, T2)).productName, 'renamed');
+      // The other way round: a product with dynamic registration (or SUB_DEVICE) cannot choose x509.
+      const q = makeProduct({ dynamicRegistration: true });
+      await store.createProduct(q);
+      const choose = await rejectsWith(store.setProductAuth(q.productKey, { authMode: 'x509' }, T1), 'CONFLICT');
+      assert.equal(choose.details?.field, 'dynamicRegistration');
+      assert.equal((await store.getProductAuth(q.productKey))!.authMode, 'secret');
+      const r = makeProduct({ nodeType: 'SUB_DEVICE' });
+      await store.createProduct(r);
+      await rejectsWith(store.setProductAuth(r.productKey, { authMode: 'x509' }, T1), 'CONFLICT');
+      assert.equal((await store.getProductAuth(r.productKey))!.authMode, 'secret');
+    }));
+
     it('keeps the first CA stored for a product (racing servers agree) and reads its key back', withStore(makeStore, async (store) => {
       const p = makeProduct();
       await store.createProduct(p);
