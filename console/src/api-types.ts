@@ -111,6 +111,8 @@ export interface paths {
                         productKey?: string;
                         /** @description migration only: keep an existing ProductSecret (8-64 alphanumerics) */
                         productSecret?: string;
+                        /** @description how devices authenticate: device secrets (default) or X.509 certificates (docs/x509.md); fixed once the product has devices; GET/PUT /products/{pk}/auth */
+                        authMode?: "secret" | "x509";
                     };
                 };
             };
@@ -135,6 +137,7 @@ export interface paths {
                             createdAt: string;
                             updatedAt: string;
                             productSecret: string;
+                            authMode?: "secret" | "x509";
                         };
                     };
                 };
@@ -552,6 +555,8 @@ export interface paths {
                         /** @description 4-32 characters of A-Z a-z 0-9 - _ @ . : (generated when absent) */
                         deviceName?: string;
                         nickname?: string;
+                        /** @description X.509 products: the key made for the device (default rsa2048) */
+                        keyAlgorithm?: "rsa2048" | "ec-p256";
                     };
                 };
             };
@@ -581,7 +586,11 @@ export interface paths {
                             lastAuthErrorAt: string | null;
                             /** @description where it came from: transport and source address, e.g. "mqtt/tcp 203.0.113.7", "https 203.0.113.7" */
                             lastAuthErrorSource: string | null;
-                            deviceSecret: string;
+                            /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                            deviceSecret?: string;
+                            /** @description X.509 products: the certificate issued with the device */
+                            certificateSerial?: string;
+                            certificateNotAfter?: string;
                         };
                     };
                 };
@@ -650,6 +659,8 @@ export interface paths {
                         /** @description generate this many DeviceNames instead */
                         count?: number;
                         nickname?: string;
+                        /** @description X.509 products: the key made for each device (default rsa2048) */
+                        keyAlgorithm?: "rsa2048" | "ec-p256";
                     };
                 };
             };
@@ -667,7 +678,10 @@ export interface paths {
                                 iotId: string;
                                 productKey: string;
                                 deviceName: string;
-                                deviceSecret: string;
+                                /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                                deviceSecret?: string;
+                                /** @description X.509 products: the certificate issued with the device */
+                                certificateSerial?: string;
                             }[];
                         };
                     };
@@ -914,7 +928,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The device's DeviceSecret */
+        /** The device's DeviceSecret (409 for a device of an X.509 product: it authenticates with its certificate) */
         get: {
             parameters: {
                 query?: never;
@@ -937,7 +951,10 @@ export interface paths {
                             iotId: string;
                             productKey: string;
                             deviceName: string;
-                            deviceSecret: string;
+                            /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                            deviceSecret?: string;
+                            /** @description X.509 products: the certificate issued with the device */
+                            certificateSerial?: string;
                         };
                     };
                 };
@@ -3117,6 +3134,1201 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The nodes of the cluster and their state */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            mode: "single" | "redis";
+                            self: string;
+                            redis: "up" | "down" | "none";
+                            nodes: {
+                                nodeId: string;
+                                host: string;
+                                pid: number;
+                                version: string;
+                                startedAt: string;
+                                beatAt: string;
+                                draining: boolean;
+                                sessions: number;
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{nodeId}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Drain a node: no new logins there, its devices are moved away at a bounded rate */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    nodeId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            nodeId: string;
+                            draining: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{nodeId}/undrain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Let a drained node take logins again */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    nodeId: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            nodeId: string;
+                            draining: boolean;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/auth": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The product's authentication mode and X.509 settings */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            productKey: string;
+                            authMode: "secret" | "x509";
+                            enrollOnFirstContact: boolean;
+                            certValidityDays: number | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        /** Set the authentication mode (fixed once the product has devices), enrollment, certificate validity */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description fixed once the product has devices (as on the cloud) */
+                        authMode?: "secret" | "x509";
+                        /** @description customer CA only: an unknown device with a valid certificate is created at its first login (within the device limit, audited) */
+                        enrollOnFirstContact?: boolean;
+                        /** @description validity of certificates issued here; null = 36500 days (100 years, as the cloud) */
+                        certValidityDays?: number | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            productKey: string;
+                            authMode: "secret" | "x509";
+                            enrollOnFirstContact: boolean;
+                            certValidityDays: number | null;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/x509/ca": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The product's device CA (404 until its first device, certificate or customer CA upload) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            productKey: string;
+                            source: "platform" | "customer";
+                            /** @description PEM */
+                            certificate: string;
+                            /** @description SHA-256 */
+                            fingerprint: string;
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Upload a customer CA (before any platform CA exists): its certificate and a verification certificate (CN = registration code) signed by its key */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description the CA certificate */
+                        certificate: string;
+                        /** @description CN = the registration code, signed by the CA key */
+                        verificationCertificate: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            productKey: string;
+                            source: "platform" | "customer";
+                            /** @description PEM */
+                            certificate: string;
+                            /** @description SHA-256 */
+                            fingerprint: string;
+                            createdAt: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/x509/ca/registration-code": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The code a customer CA proves possession with: the CN of a verification certificate signed by that CA */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            registrationCode: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/x509/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** CRL of the product's platform CA (PEM) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/x-pem-file": string;
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/x-pem-file": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/x-pem-file": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/x-pem-file": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/x509/credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every device's current certificate and key (production line): CSV ProductKey,DeviceName,Serial,NotAfter,Certificate,PrivateKey,CaCertificate, or ?format=zip: one {DeviceName}.pem (certificate, key, CA) per device and ca.pem */
+        get: {
+            parameters: {
+                query?: {
+                    format?: "csv" | "zip";
+                };
+                header?: never;
+                path: {
+                    productKey: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": string;
+                        "application/zip": string;
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": components["schemas"]["def-0"];
+                        "application/zip": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": components["schemas"]["def-0"];
+                        "application/zip": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": components["schemas"]["def-0"];
+                        "application/zip": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "text/csv": components["schemas"]["def-0"];
+                        "application/zip": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/x509/expiring": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Certificates (not revoked) whose validity ends within `days` (expired ones included), soonest first */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description window in days (default THINGAUTH_CERT_EXPIRY_WARN_DAYS) */
+                    days?: number;
+                    productKey?: string;
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                serial: string;
+                                productKey: string;
+                                deviceName: string;
+                                source: "issued" | "csr" | "enrolled";
+                                fingerprint: string;
+                                notBefore: string;
+                                notAfter: string;
+                                createdAt: string;
+                                /** @description refused from this time on (a rotation sets it in the future) */
+                                revokedAt: string | null;
+                                revocationReason: string | null;
+                                state: "valid" | "expired" | "not-yet-valid" | "revoked" | "retiring";
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/devices/{deviceName}/certificates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The device's certificates, newest first (no keys) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                    deviceName: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                serial: string;
+                                productKey: string;
+                                deviceName: string;
+                                source: "issued" | "csr" | "enrolled";
+                                fingerprint: string;
+                                notBefore: string;
+                                notAfter: string;
+                                createdAt: string;
+                                /** @description refused from this time on (a rotation sets it in the future) */
+                                revokedAt: string | null;
+                                revocationReason: string | null;
+                                state: "valid" | "expired" | "not-yet-valid" | "revoked" | "retiring";
+                            }[];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Issue a certificate: key made here (keyAlgorithm) or signed from a CSR */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                    deviceName: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description key made here: rsa2048 (default, what the C SDK mbedtls build loads) or ec-p256 */
+                        keyAlgorithm?: "rsa2048" | "ec-p256";
+                        /** @description PKCS#10 request the device or factory made: subject CN=DeviceName, OU=ProductKey; the key never leaves the device */
+                        csr?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            serial: string;
+                            productKey: string;
+                            deviceName: string;
+                            source: "issued" | "csr" | "enrolled";
+                            fingerprint: string;
+                            notBefore: string;
+                            notAfter: string;
+                            createdAt: string;
+                            /** @description refused from this time on (a rotation sets it in the future) */
+                            revokedAt: string | null;
+                            revocationReason: string | null;
+                            state: "valid" | "expired" | "not-yet-valid" | "revoked" | "retiring";
+                            /** @description PEM (the key, if made here, only through certificate-bundle) */
+                            certificate: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/devices/{deviceName}/certificates/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Issue a new certificate; the ones in use stay valid for graceSeconds, then are refused */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                    deviceName: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description how long the certificates in use stay valid next to the new one (0 = revoked at once, live sessions closed) */
+                        graceSeconds: number;
+                        /** @description key made here: rsa2048 (default, what the C SDK mbedtls build loads) or ec-p256 */
+                        keyAlgorithm?: "rsa2048" | "ec-p256";
+                        /** @description PKCS#10 request for the new certificate */
+                        csr?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            serial: string;
+                            productKey: string;
+                            deviceName: string;
+                            source: "issued" | "csr" | "enrolled";
+                            fingerprint: string;
+                            notBefore: string;
+                            notAfter: string;
+                            createdAt: string;
+                            /** @description refused from this time on (a rotation sets it in the future) */
+                            revokedAt: string | null;
+                            revocationReason: string | null;
+                            state: "valid" | "expired" | "not-yet-valid" | "revoked" | "retiring";
+                            /** @description PEM (the key, if made here, only through certificate-bundle) */
+                            certificate: string;
+                            previousValidUntil: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/devices/{deviceName}/certificates/{serial}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke a certificate: refused from now on, a live session logged in with it is closed */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    productKey: string;
+                    deviceName: string;
+                    serial: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        reason?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            serial: string;
+                            productKey: string;
+                            deviceName: string;
+                            source: "issued" | "csr" | "enrolled";
+                            fingerprint: string;
+                            notBefore: string;
+                            notAfter: string;
+                            createdAt: string;
+                            /** @description refused from this time on (a rotation sets it in the future) */
+                            revokedAt: string | null;
+                            revocationReason: string | null;
+                            state: "valid" | "expired" | "not-yet-valid" | "revoked" | "retiring";
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/products/{productKey}/devices/{deviceName}/certificate-bundle": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The device's certificate in use (or ?serial=), its key if made here, and the CA; ?format=pem for one PEM file */
+        get: {
+            parameters: {
+                query?: {
+                    serial?: string;
+                    format?: "json" | "pem";
+                };
+                header?: never;
+                path: {
+                    productKey: string;
+                    deviceName: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            productKey: string;
+                            deviceName: string;
+                            serial: string;
+                            notAfter: string;
+                            certificate: string;
+                            /** @description PKCS#8 PEM; null when the key never was here (CSR, customer CA) */
+                            privateKey: string | null;
+                            caCertificate: string;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["def-0"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
