@@ -141,6 +141,8 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
     await cluster.close().catch(() => undefined);
     throw e;
   }
+  // X.509 rotation grace ends (issue 16): timers for running graces, and the ends passed while down are announced.
+  await services.x509.startGraceEnds().catch((e) => logger.warn({ err: e }, 'certificate grace ends could not be scheduled (store unavailable?): old certificates are still refused at login'));
 
   let closing: Promise<void> | undefined;
   return {
@@ -150,6 +152,7 @@ export async function startThingAuth(config: Config, opts: { logger?: Logger } =
       closing ??= (async () => {
         // No listener accepts a new connection from here on.
         for (const l of started) l.stopAccepting?.();
+        services.x509.stopGraceEnds();
         // CONNECT decisions in flight (a registration writing its device) finish, and their
         // answers (pushed right after CONNACK) get onto the wire before sessions are cut.
         if (await connectDecisionsSettled(ctx).catch(() => false)) await new Promise((r) => setTimeout(r, PUSH_CLOSE_GRACE_MS + 50));

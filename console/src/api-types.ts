@@ -592,7 +592,8 @@ export interface paths {
                             lastAuthErrorAt: string | null;
                             /** @description where it came from: transport and source address, e.g. "mqtt/tcp 203.0.113.7", "https 203.0.113.7" */
                             lastAuthErrorSource: string | null;
-                            deviceSecret: string;
+                            /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                            deviceSecret?: string;
                             /** @description X.509 products: the certificate issued with the device */
                             certificateSerial?: string;
                             certificateNotAfter?: string;
@@ -683,7 +684,10 @@ export interface paths {
                                 iotId: string;
                                 productKey: string;
                                 deviceName: string;
-                                deviceSecret: string;
+                                /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                                deviceSecret?: string;
+                                /** @description X.509 products: the certificate issued with the device */
+                                certificateSerial?: string;
                             }[];
                         };
                     };
@@ -930,7 +934,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The device's DeviceSecret */
+        /** The device's DeviceSecret (409 for a device of an X.509 product: it authenticates with its certificate) */
         get: {
             parameters: {
                 query?: never;
@@ -953,7 +957,10 @@ export interface paths {
                             iotId: string;
                             productKey: string;
                             deviceName: string;
-                            deviceSecret: string;
+                            /** @description absent for the devices of an X.509 product (they log in with their certificate) */
+                            deviceSecret?: string;
+                            /** @description X.509 products: the certificate issued with the device */
+                            certificateSerial?: string;
                         };
                     };
                 };

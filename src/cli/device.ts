@@ -21,7 +21,9 @@ export function addDeviceCommands(program: Command): void {
       if (o.count !== undefined) {
         if (deviceName !== undefined) throw new Error('give a deviceName or --count, not both');
         const r = await client.request('POST', apiPath('products', pk, 'devices', 'batch'), { count: o.count, ...(o.nickname ? { nickname: o.nickname } : {}) });
-        print(o, r, () => formatTable(r.devices, ['deviceName', 'deviceSecret', 'iotId']));
+        // An X.509 product's devices come with a certificate serial instead of a DeviceSecret.
+        const x509 = r.devices.length > 0 && r.devices[0].deviceSecret === undefined;
+        print(o, r, () => formatTable(r.devices, ['deviceName', x509 ? 'certificateSerial' : 'deviceSecret', 'iotId']));
         return;
       }
       const body: Record<string, unknown> = {};

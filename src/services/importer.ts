@@ -110,6 +110,14 @@ function sortSummary(s: ImportSummary): ImportSummary {
   return s;
 }
 
+/**
+ * An import brings DeviceSecrets; an X.509 product's devices log in with certificates only, so
+ * imported devices could never log in. Refused (nothing written) rather than half-done.
+ */
+export function x509ImportRefusal(productKey: string): string {
+  return `product ${productKey} authenticates its devices with X.509 certificates: imported DeviceSecrets could never log in; create its devices with their certificates instead (thingauth x509 batch-issue ${productKey} --names <file> --out <file.csv>, or POST /api/v1/products/${productKey}/devices/batch)`;
+}
+
 const SECRET_DIFFERS = 'deviceSecret differs from the existing device (use overwrite to replace it)';
 
 export class Importer {
@@ -128,11 +136,14 @@ export class Importer {
     const states = new Map<string, ProductState | null>();
     const buffers = new Map<string, DeviceImportRow[]>();
     const ids = new IotIdSequence();
+    /** Products whose devices log in with X.509 certificates: their rows are refused (x509Refusal). */
+    const x509Products = new Set<string>();
 
     const stateOf = async (productKey: string): Promise<ProductState | null> => {
       let st = states.get(productKey);
       if (st === undefined) {
         const product = await this.store.getProduct(productKey);
+        if (product && (await this.store.getProductAuth(productKey))?.authMode === 'x509') x509Products.add(productKey);
         st = product
           ? { product, limit: this.registry.deviceLimitOf(product), count: opts.dryRun ? await this.store.countDevices(productKey) : 0, full: false }
           : null;
@@ -157,6 +168,10 @@ export class Importer {
       if (st === undefined) return stateOf(row.productKey).then(() => onRow(row));
       if (st === null) {
         addInvalid(summary, { line: row.line, message: `product ${row.productKey} does not exist; import or create the product first` });
+        return;
+      }
+      if (x509Products.has(row.productKey)) {
+        addInvalid(summary, { line: row.line, message: x509ImportRefusal(row.productKey) });
         return;
       }
       let buf = buffers.get(row.productKey);
@@ -362,6 +377,8 @@ export class Importer {
     const dyn = patch.dynamicRegistration ?? existing.dynamicRegistration;
     const free = patch.preRegistrationFree ?? existing.preRegistrationFree;
     if (free && !dyn) throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
+    // An X.509 product refuses dynamic registration (and SUB_DEVICE): the dry run says so too.
+    if (opts.dryRun) await this.registry.assertFitsAuthMode(row.productKey, patch);
     if (!opts.dryRun) {
       // Settings first: if they are refused, the secret stays as it was.
       if (Object.keys(patch).length > 0) await this.registry.updateProduct(row.productKey, patch);

@@ -17,6 +17,7 @@ import {
 import { deviceStatus, type Device, type NodeType, type Product, type ProductSettingsInput, type PublicDevice } from '../core/records.js';
 import { assertGraceSeconds, DEFAULT_SECRET_GRACE_SECONDS } from '../core/secret-rotation.js';
 import { constantTimeEquals } from '../core/sign.js';
+import { x509SettingsConflict } from '../core/x509-settings.js';
 import type { DeviceFilter, DeviceKeysetFilter, NewDevice, Page, ProductPatch, Store } from '../store/store.js';
 import type { RegistryEvents } from './events.js';
 
@@ -96,12 +97,25 @@ export class Registry {
     if (free && !dyn) {
       throw new ThingAuthError('INVALID_ARGUMENT', 'preRegistrationFree requires dynamicRegistration', { field: 'preRegistrationFree' });
     }
+    await this.assertFitsAuthMode(productKey, patch);
     // nodeType is refused while the product has devices, and preRegistrationFree without
     // dynamicRegistration, by the store itself: decided in the transaction that writes, so a
     // create or another update on another node cannot slip in between (issue 13).
     const updated = await this.store.updateProduct(productKey, patch, this.ts());
     this.events.emit('product.changed', { productKey });
     return updated;
+  }
+
+  /**
+   * An X.509 product (docs/x509.md) keeps dynamic registration off and stays directly
+   * connected: registration would hand out DeviceSecrets that every secret login of the
+   * product refuses (`certificate_required`), and sub-devices log in with secrets.
+   */
+  async assertFitsAuthMode(productKey: string, patch: Pick<ProductPatch, 'dynamicRegistration' | 'nodeType'>): Promise<void> {
+    if (patch.dynamicRegistration !== true && patch.nodeType !== 'SUB_DEVICE') return;
+    // Also decided by the store inside the writing transaction (racing nodes); checked here first for the dry run of imports.
+    const refused = x509SettingsConflict(productKey, (await this.store.getProductAuth(productKey))?.authMode ?? 'secret', patch.dynamicRegistration === true, patch.nodeType ?? 'DEVICE');
+    if (refused) throw refused;
   }
 
   async deleteProduct(productKey: string): Promise<void> {

@@ -66,6 +66,13 @@ export type X509LoginResult =
 /** At most this many certificates in one expiring report. */
 export const MAX_EXPIRING_REPORT = 10_000;
 const REGISTRATION_CODE_META = 'x509.registration-code.';
+/** Up to when revocations were announced at a start (startGraceEnds). */
+const GRACE_SWEPT_META = 'x509.grace-ends-announced-until';
+/** Without a record of the last start: announce revocations of the last day. */
+const DEFAULT_GRACE_LOOKBACK_MS = 86_400_000;
+const GRACE_PAGE = 1_000;
+const MAX_GRACE_PAGES = 1_000;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function publicCert(c: StoredDeviceCertificate, nowMs: number): PublicCertificate {
   const revokedMs = c.revokedAt ? Date.parse(c.revokedAt) : undefined;
@@ -103,6 +110,14 @@ export class X509Service {
   private readonly caCache = new Map<string, { ca: StoredProductCa; atMs: number }>();
   private readonly caInFlight = new Map<string, Promise<StoredProductCa>>();
   private readonly iotIds = new IotIdSequence();
+  private readonly graceTimers = new Map<string, { timer: NodeJS.Timeout; atMs: number }>();
+  private graceStopped = false;
+  /** What certificate logins read last, for a database outage (loginDevice, loginCertificate). */
+  private readonly lastDevices = new Map<string, Device>();
+  private readonly lastCerts = new Map<string, StoredDeviceCertificate>();
+  private readonly maxLoginEntries = 200_000;
+  /** Bumped on every invalidation so a read that raced with a change is not kept. */
+  private loginEpoch = 0;
   /** Enrollment audit and metrics (services/index.ts). */
   observers?: { onEnrolled(device: Device, source: string): void };
 
@@ -118,6 +133,13 @@ export class X509Service {
       this.settingsCache.delete(productKey);
       this.caCache.delete(productKey);
     });
+    // A revoked certificate and a changed or deleted device never serve from the outage fallback.
+    events.on('device.certificate.revoked', ({ productKey, serial }) => {
+      this.loginEpoch++;
+      this.lastCerts.delete(productKey + '/' + serial);
+    });
+    events.on('device.changed', (ref) => this.forgetLoginDevice(ref.productKey, ref.deviceName));
+    events.on('device.deleted', (ref) => this.forgetLoginDevice(ref.productKey, ref.deviceName));
   }
 
   private fresh(atMs: number): boolean {
@@ -155,6 +177,17 @@ export class X509Service {
       if (e instanceof ThingAuthError && e.kind === 'PRODUCT_NOT_FOUND') return 'secret';
       throw e;
     }
+  }
+
+  /**
+   * Devices of an x509 product have no DeviceSecret to show: the store keeps the generated one
+   * (its column is required) but every secret login refuses it, so it never leaves.
+   */
+  async assertShowsSecrets(productKey: string, deviceName?: string): Promise<void> {
+    if ((await this.authModeOf(productKey)) !== 'x509') return;
+    const who = deviceName !== undefined ? `device ${deviceName} of product ${productKey}` : `the devices of product ${productKey}`;
+    const where = deviceName !== undefined ? `its certificate: GET /api/v1/products/${productKey}/devices/${deviceName}/certificate-bundle (thingauth x509 bundle)` : `their certificates: GET /api/v1/products/${productKey}/x509/credentials`;
+    throw new ThingAuthError('CONFLICT', `${who} authenticate${deviceName !== undefined ? 's' : ''} with an X.509 certificate and ha${deviceName !== undefined ? 's' : 've'} no DeviceSecret; ${where}`, { field: 'authMode' });
   }
 
   async setSettings(productKey: string, patch: ProductAuthPatch): Promise<ProductAuthSettings> {
@@ -377,9 +410,92 @@ export class X509Service {
     for (const c of before) {
       if (c.revokedAt !== null && Date.parse(c.revokedAt) <= Date.parse(until)) continue;
       await this.store.revokeDeviceCertificate(productKey, c.serial, until, 'superseded');
+      this.loginEpoch++;
+      this.lastCerts.delete(productKey + '/' + c.serial); // its end is on record now: the outage fallback must not forget it
       if (opts.graceSeconds === 0) this.events.emit('device.certificate.revoked', { iotId: d.iotId, productKey, deviceName, serial: c.serial });
+      else this.scheduleGraceEnd(c, Date.parse(until)); // its sessions close when the grace ends
     }
     return { certificate: fresh, previousValidUntil: until };
+  }
+
+  // ---- the end of a rotation's grace ----
+
+  /**
+   * Arms a timer that announces the end of a retiring certificate ('device.certificate.revoked':
+   * its live sessions close, here and, relayed, on other nodes) at `atMs`. Timers longer than
+   * setTimeout's 24.8 days re-arm. One timer per certificate; an earlier time replaces a later one.
+   */
+  scheduleGraceEnd(c: Pick<StoredDeviceCertificate, 'iotId' | 'productKey' | 'deviceName' | 'serial'>, atMs: number): void {
+    if (this.graceStopped) return;
+    const key = c.productKey + '/' + c.serial;
+    const have = this.graceTimers.get(key);
+    if (have && have.atMs <= atMs) return;
+    if (have) clearTimeout(have.timer);
+    const arm = (): void => {
+      const left = atMs - this.clock();
+      if (left <= 0) {
+        this.graceTimers.delete(key);
+        this.logger.info({ event: 'x509.grace.ended', productKey: c.productKey, deviceName: c.deviceName, serial: c.serial }, 'rotation grace ended: the old certificate is refused from now on and its sessions are closed');
+        this.events.emit('device.certificate.revoked', { iotId: c.iotId, productKey: c.productKey, deviceName: c.deviceName, serial: c.serial });
+        return;
+      }
+      const timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      timer.unref();
+      this.graceTimers.set(key, { timer, atMs });
+    };
+    arm();
+  }
+
+  /**
+   * At start: every rotation grace still running gets its timer, and every revocation that took
+   * effect since the last start (grace ends that passed while this server was down) is announced
+   * once, so sessions other nodes still hold on those certificates close. Logins need none of
+   * this: they compare the revocation time with the clock.
+   */
+  async startGraceEnds(): Promise<{ scheduled: number; announced: number }> {
+    this.graceStopped = false;
+    const now = this.clock();
+    const swept = await this.store.getMeta(GRACE_SWEPT_META);
+    let after = swept && !Number.isNaN(Date.parse(swept)) ? swept : this.iso(now - DEFAULT_GRACE_LOOKBACK_MS);
+    const seen = new Set<string>();
+    let scheduled = 0;
+    let announced = 0;
+    for (let page = 0; page < MAX_GRACE_PAGES; page++) {
+      const rows = await this.store.listCertificatesRevokedAfter(after, GRACE_PAGE);
+      let fresh = 0;
+      for (const c of rows) {
+        const key = c.productKey + '/' + c.serial;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        fresh++;
+        const at = Date.parse(c.revokedAt!);
+        if (at <= now) {
+          this.events.emit('device.certificate.revoked', { iotId: c.iotId, productKey: c.productKey, deviceName: c.deviceName, serial: c.serial });
+          announced++;
+        } else {
+          this.scheduleGraceEnd(c, at);
+          scheduled++;
+        }
+      }
+      if (rows.length < GRACE_PAGE || fresh === 0) break;
+      // Pages overlap by one millisecond so equal revocation times are never skipped.
+      after = this.iso(Date.parse(rows[rows.length - 1]!.revokedAt!) - 1);
+    }
+    await this.store.setMeta(GRACE_SWEPT_META, this.iso(now));
+    if (scheduled + announced > 0) this.logger.info({ event: 'x509.grace.start', scheduled, announced }, 'certificate grace ends scheduled');
+    return { scheduled, announced };
+  }
+
+  /** Graceful stop: no more grace-end timers. */
+  stopGraceEnds(): void {
+    this.graceStopped = true;
+    for (const t of this.graceTimers.values()) clearTimeout(t.timer);
+    this.graceTimers.clear();
+  }
+
+  /** For tests and the doctor: grace ends this process is waiting for. */
+  get pendingGraceEnds(): number {
+    return this.graceTimers.size;
   }
 
   async crl(productKey: string): Promise<string> {
@@ -424,9 +540,9 @@ export class X509Service {
     if (!ca) return { ok: false, refusal: 'foreign-ca', reason: 'the product has no device CA yet', identity: id };
     const now = this.clock();
     const chainOk = verifyChainToCa(certs, ca.certificate, now);
-    let device = await this.store.getDevice(id.productKey, id.deviceName);
+    let device = await this.loginDevice(id.productKey, id.deviceName);
     if (!chainOk.ok) return { ok: false, refusal: chainOk.problem, reason: chainOk.reason, identity: id, ...(device ? { device } : {}) };
-    let stored = await this.store.getDeviceCertificate(id.productKey, leaf.serial);
+    let stored = await this.loginCertificate(id.productKey, leaf.serial);
     if (stored && stored.fingerprint !== leaf.fingerprint256) {
       return { ok: false, refusal: 'bad-certificate', reason: `certificate serial ${leaf.serial} is on record with another fingerprint`, identity: id, ...(device ? { device } : {}) };
     }
@@ -485,8 +601,64 @@ export class X509Service {
     return { ok: true, device, product, certificate: stored, enrolled };
   }
 
+  // ---- what a login read last (served while the database cannot answer) ----
+
+  /**
+   * The device record for a certificate login: read from the store at every login (a change
+   * made through another node is seen at once); when the store cannot answer (database outage)
+   * the record this process read last serves, as the authenticator's cached records do for
+   * secret logins. Dropped on this process's own changes and deletions.
+   */
+  private async loginDevice(productKey: string, deviceName: string): Promise<Device | undefined> {
+    const key = productKey + '&' + deviceName;
+    const epoch = this.loginEpoch;
+    let d: Device | undefined;
+    try {
+      d = await this.store.getDevice(productKey, deviceName);
+    } catch (e) {
+      const hit = this.lastDevices.get(key);
+      if (hit) return hit;
+      throw e;
+    }
+    if (!d) this.lastDevices.delete(key);
+    else if (epoch === this.loginEpoch) remember(this.lastDevices, key, d, this.maxLoginEntries);
+    return d;
+  }
+
+  /** The certificate's record, likewise (kept without its private key: a login never needs it). */
+  private async loginCertificate(productKey: string, serial: string): Promise<StoredDeviceCertificate | undefined> {
+    const key = productKey + '/' + serial;
+    const epoch = this.loginEpoch;
+    let c: StoredDeviceCertificate | undefined;
+    try {
+      c = await this.store.getDeviceCertificate(productKey, serial);
+    } catch (e) {
+      const hit = this.lastCerts.get(key);
+      if (hit) return hit;
+      throw e;
+    }
+    if (!c) this.lastCerts.delete(key);
+    else if (epoch === this.loginEpoch) remember(this.lastCerts, key, { ...c, privateKey: null }, this.maxLoginEntries);
+    return c;
+  }
+
+  private forgetLoginDevice(productKey: string, deviceName: string): void {
+    this.loginEpoch++;
+    this.lastDevices.delete(productKey + '&' + deviceName);
+  }
+
   /** Product lookup; services/index.ts points it at the authenticator's cache. */
   productOf: (productKey: string) => Promise<Product | undefined> = (productKey) => this.store.getProduct(productKey);
+}
+
+/** Keeps `v` under `key`, dropping the oldest entry beyond `max` (Map keeps insertion order). */
+function remember<V>(m: Map<string, V>, key: string, v: V, max: number): void {
+  m.delete(key);
+  if (m.size >= max) {
+    const oldest = m.keys().next().value;
+    if (oldest !== undefined) m.delete(oldest);
+  }
+  m.set(key, v);
 }
 
 /** For tests and tools: the parsed leaf of a PEM certificate. */

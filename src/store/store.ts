@@ -411,6 +411,11 @@ export interface Store {
   /** Serials of the product's certificates revoked at or before `asOf`, oldest revocation first. */
   listRevokedCertificates(productKey: string, asOf: string): Promise<{ serial: string; revokedAt: string; reason: string | null }[]>;
   /**
+   * Every product's certificates whose revocation time is after `after` (scheduled ends of a
+   * rotation's grace, and recent revocations), soonest first, at most `limit`; without keys.
+   */
+  listCertificatesRevokedAfter(after: string, limit: number): Promise<StoredDeviceCertificate[]>;
+  /**
    * Certificates not revoked (as of `asOf`) whose notAfter is before `before`, soonest first;
    * productKey undefined = every product. Without keys (privateKey null): a report.
    */

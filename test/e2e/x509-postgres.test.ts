@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it, test } from 'node:test';
-import { endClient, waitForClose } from '../helpers/mqtt.js';
+import { endClient, eventually, waitForClose } from '../helpers/mqtt.js';
 import { startPrivatePostgres } from '../helpers/postgres.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { certConnect, certRefusal, deviceSubject, identityResponse, makeCa, signCert, x509Device, x509Product } from './x509-helpers.js';
@@ -51,6 +51,51 @@ if ('skip' in started) {
       await endClient(await certConnect(server, 'mqtts', { cert: leaf.pem, key: leaf.keyPem }));
       const certs = await server.request('GET', `/api/v1/products/${pk}/devices/pg-field-01/certificates`);
       assert.equal(certs.body.items[0].source, 'enrolled');
+    });
+  });
+
+  describe('X.509 logins during a PostgreSQL outage', () => {
+    let server: TestServer;
+    before(async () => {
+      // A short cache lifetime: product, mode and CA entries have expired when the outage starts.
+      server = await startTestServer({ databaseUrl: await pg.createDatabase(`x509_outage_${process.pid}`), cacheTtlSeconds: '1', loginFailThreshold: '0' });
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it('a device whose product CA and certificate were read before keeps logging in; a revoked one stays refused; an unseen one gets CONNACK 3; all back after', async () => {
+      const pk = await x509Product(server);
+      const known = await x509Device(server, pk, 'pg-outage-01');
+      const revoked = await x509Device(server, pk, 'pg-outage-02');
+      const unseen = await x509Device(server, pk, 'pg-outage-03');
+      await endClient(await certConnect(server, 'mqtts', { cert: known.cert, key: known.key }));
+      await endClient(await certConnect(server, 'mqtts', { cert: revoked.cert, key: revoked.key }));
+      assert.equal((await server.request('POST', `/api/v1/products/${pk}/devices/${revoked.deviceName}/certificates/${revoked.serial}/revoke`, {})).status, 200);
+      assert.equal((await certRefusal(server, 'mqtts', { cert: revoked.cert, key: revoked.key })).code, 5);
+      await server.settle();
+      await new Promise((r) => setTimeout(r, 1_100)); // past the 1 s cache lifetime
+      pg.pause();
+      let online: Awaited<ReturnType<typeof certConnect>> | undefined;
+      try {
+        online = await certConnect(server, 'mqtts', { cert: known.cert, key: known.key });
+        assert.deepEqual(await identityResponse(online), { productKey: pk, deviceName: known.deviceName });
+        assert.equal((await certRefusal(server, 'mqtts', { cert: revoked.cert, key: revoked.key })).code, 5, 'the revocation read before the outage holds');
+        assert.equal((await certRefusal(server, 'mqtts', { cert: unseen.cert, key: unseen.key })).code, 3, 'never read: server unavailable');
+      } finally {
+        pg.start();
+      }
+      await endClient(online);
+      await endClient(
+        await eventually(async () => {
+          try {
+            return await certConnect(server, 'mqtts', { cert: unseen.cert, key: unseen.key });
+          } catch {
+            return undefined;
+          }
+        }, 15_000),
+      );
+      assert.equal((await certRefusal(server, 'mqtts', { cert: revoked.cert, key: revoked.key })).code, 5);
     });
   });
 }

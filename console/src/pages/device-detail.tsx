@@ -120,7 +120,7 @@ export function DeviceDetail({ productKey, deviceName }: { productKey: string; d
           {admin && (
             <section class="card" aria-labelledby="secret-h">
               <h2 id="secret-h">{t('device.secret')}</h2>
-              <SecretReveal name="deviceSecret" label={t('device.secret')} load={async () => (await call('get', '/api/v1/products/{productKey}/devices/{deviceName}/secret', { path: { productKey, deviceName } })).deviceSecret} />
+              <SecretReveal name="deviceSecret" label={t('device.secret')} load={async () => (await call('get', '/api/v1/products/{productKey}/devices/{deviceName}/secret', { path: { productKey, deviceName } })).deviceSecret ?? ''} />
               {rotated && (
                 <p role="status" data-testid="rotated">
                   {t('device.rotated')} <code class="secret-value">{rotated.deviceSecret}</code>{' '}

@@ -35,7 +35,9 @@ export function ProductPicker(p: { value: string; onChange: (pk: string) => void
 
 interface Created {
   deviceName: string;
-  deviceSecret: string;
+  /** Absent for an X.509 product's devices: they log in with the certificate issued with them. */
+  deviceSecret?: string;
+  certificateSerial?: string;
 }
 
 function CreateDevices({ productKey, onCreated }: { productKey: string; onCreated: (list: Created[]) => void }) {
@@ -59,11 +61,11 @@ function CreateDevices({ productKey, onCreated }: { productKey: string; onCreate
           const nick = nickname.trim() ? { nickname: nickname.trim() } : {};
           if (mode === 'one') {
             const d = await call('post', '/api/v1/products/{productKey}/devices', { path: { productKey }, body: { ...(name.trim() ? { deviceName: name.trim() } : {}), ...nick } });
-            onCreated([{ deviceName: d.deviceName, deviceSecret: d.deviceSecret }]);
+            onCreated([{ deviceName: d.deviceName, deviceSecret: d.deviceSecret, certificateSerial: d.certificateSerial }]);
           } else {
             const body = mode === 'count' ? { count: Number(count), ...nick } : { deviceNames: names.split(/[\s,]+/).filter(Boolean), ...nick };
             const r = await call('post', '/api/v1/products/{productKey}/devices/batch', { path: { productKey }, body });
-            onCreated((r.devices ?? []).map((d) => ({ deviceName: d.deviceName, deviceSecret: d.deviceSecret })));
+            onCreated((r.devices ?? []).map((d) => ({ deviceName: d.deviceName, deviceSecret: d.deviceSecret, certificateSerial: d.certificateSerial })));
           }
           setName('');
           setNames('');
@@ -129,7 +131,7 @@ function CreatedSecrets({ list, productKey, onClose }: { list: Created[]; produc
                 <Link href={deviceHref(productKey, d.deviceName)}>{d.deviceName}</Link>
               </td>
               <td>
-                <code class="secret-value">{d.deviceSecret}</code>
+                {d.deviceSecret !== undefined ? <code class="secret-value">{d.deviceSecret}</code> : <code>X.509 {d.certificateSerial ?? ''}</code>}
               </td>
             </tr>
           ))}

@@ -44,6 +44,7 @@ import type {
   StoredProductCa,
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
+import { x509SettingsConflict } from '../../core/x509-settings.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 import { authModeLocked, CERT_COLUMNS, certValues, defaultProductAuth, deviceCertOf, productAuthOf, productCaOf, sealCaKey } from '../x509-rows.js';
 
@@ -438,6 +439,11 @@ export class PostgresStore implements Store {
       if (!r) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
       // Judged on the row as updated, so two patches racing from different nodes cannot combine into it.
       if (r.pre_registration_free && !r.dynamic_registration) throw freeWithoutDynamic();
+      if (patch.dynamicRegistration === true || patch.nodeType === 'SUB_DEVICE') {
+        const auth = await this.one('SELECT auth_mode FROM product_auth WHERE product_key = $1', [productKey], c);
+        const refused = x509SettingsConflict(productKey, (auth?.auth_mode as string | undefined) ?? 'secret', patch.dynamicRegistration === true && Boolean(r.dynamic_registration), patch.nodeType === 'SUB_DEVICE' ? (r.node_type as string) : 'DEVICE');
+        if (refused) throw refused;
+      }
       return this.toProduct(r);
     });
   }
@@ -1240,7 +1246,12 @@ export class PostgresStore implements Store {
     return this.tx(async (c) => {
       // The count-row lock orders this with every device create of the product.
       const count = await this.lockCount(c, productKey);
-      if (!(await this.one('SELECT 1 FROM products WHERE product_key = $1', [productKey], c))) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const product = await this.one('SELECT dynamic_registration, node_type FROM products WHERE product_key = $1', [productKey], c);
+      if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      if (patch.authMode === 'x509') {
+        const refused = x509SettingsConflict(productKey, 'x509', Boolean(product.dynamic_registration), product.node_type as string);
+        if (refused) throw refused;
+      }
       const r = await this.one('SELECT * FROM product_auth WHERE product_key = $1', [productKey], c);
       const cur = r ? productAuthOf(r) : defaultProductAuth(productKey);
       if (patch.authMode !== undefined && patch.authMode !== cur.authMode && count > 0) {
@@ -1314,6 +1325,11 @@ export class PostgresStore implements Store {
       [productKey, asOf],
     );
     return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
+  }
+
+  async listCertificatesRevokedAfter(after: string, limit: number): Promise<StoredDeviceCertificate[]> {
+    const rows = await this.q('SELECT * FROM device_certificates WHERE revoked_at IS NOT NULL AND revoked_at > $1 ORDER BY revoked_at, serial LIMIT $2', [after, limit]);
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
   }
 
   async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {

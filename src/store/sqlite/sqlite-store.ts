@@ -33,6 +33,7 @@ import type {
   StoredProductCa,
 } from '../store.js';
 import { freeWithoutDynamic, nodeTypeLocked, slotRefusal } from '../product-rules.js';
+import { x509SettingsConflict } from '../../core/x509-settings.js';
 import { authModeLocked, CERT_COLUMNS, certValues, defaultProductAuth, deviceCertOf, productAuthOf, productCaOf, sealCaKey } from '../x509-rows.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { ENCRYPTED_COLUMNS, openSecret, sealSecret } from '../secret-binding.js';
@@ -307,6 +308,11 @@ export class SqliteStore implements Store {
       const updated = this.toProduct(this.s.getProduct.get(productKey) as Row);
       // Judged on the row as updated (throwing rolls the update back).
       if (updated.preRegistrationFree && !updated.dynamicRegistration) throw freeWithoutDynamic();
+      if (patch.dynamicRegistration === true || patch.nodeType === 'SUB_DEVICE') {
+        const auth = this.db.prepare('SELECT auth_mode FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
+        const refused = x509SettingsConflict(productKey, (auth?.auth_mode as string | undefined) ?? 'secret', patch.dynamicRegistration === true && updated.dynamicRegistration, patch.nodeType === 'SUB_DEVICE' ? updated.nodeType : 'DEVICE');
+        if (refused) throw refused;
+      }
       return updated;
     }).immediate();
   }
@@ -998,7 +1004,12 @@ export class SqliteStore implements Store {
 
   async setProductAuth(productKey: string, patch: ProductAuthPatch, at: string): Promise<ProductAuthSettings> {
     return this.db.transaction(() => {
-      if (!this.s.getProduct.get(productKey)) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      const product = this.s.getProduct.get(productKey) as Row | undefined;
+      if (!product) throw new ThingAuthError('PRODUCT_NOT_FOUND', `product ${productKey} not found`);
+      if (patch.authMode === 'x509') {
+        const refused = x509SettingsConflict(productKey, 'x509', Boolean(product.dynamic_registration), product.node_type as string);
+        if (refused) throw refused;
+      }
       const r = this.db.prepare('SELECT * FROM product_auth WHERE product_key = ?').get(productKey) as Row | undefined;
       const cur = r ? productAuthOf(r) : defaultProductAuth(productKey);
       // Decided in this (immediate) transaction, as every device write is.
@@ -1079,6 +1090,11 @@ export class SqliteStore implements Store {
       .prepare('SELECT serial, revoked_at, revocation_reason FROM device_certificates WHERE product_key = ? AND revoked_at IS NOT NULL AND revoked_at <= ? ORDER BY revoked_at, serial')
       .all(productKey, asOf) as Row[];
     return rows.map((r) => ({ serial: r.serial as string, revokedAt: r.revoked_at as string, reason: (r.revocation_reason as string | null) ?? null }));
+  }
+
+  async listCertificatesRevokedAfter(after: string, limit: number): Promise<StoredDeviceCertificate[]> {
+    const rows = this.db.prepare('SELECT * FROM device_certificates WHERE revoked_at IS NOT NULL AND revoked_at > ? ORDER BY revoked_at, serial LIMIT ?').all(after, limit) as Row[];
+    return rows.map((r) => deviceCertOf(r, this.cipher, false));
   }
 
   async listExpiringCertificates(before: string, asOf: string, limit: number, productKey?: string): Promise<StoredDeviceCertificate[]> {

@@ -52,6 +52,31 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       assert.deepEqual(again, { productKey: p.productKey, authMode: 'x509', enrollOnFirstContact: true, certValidityDays: null });
     }));
 
+    it('an x509 product keeps dynamic registration off and stays directly connected, decided in the writing transaction (CONFLICT, nothing written)', withStore(makeStore, async (store) => {
+      const p = makeProduct();
+      await store.createProduct(p);
+      await store.setProductAuth(p.productKey, { authMode: 'x509' }, T1);
+      const dyn = await rejectsWith(store.updateProduct(p.productKey, { dynamicRegistration: true, productName: 'renamed' }, T2), 'CONFLICT');
+      assert.equal(dyn.details?.field, 'dynamicRegistration');
+      const sub = await rejectsWith(store.updateProduct(p.productKey, { nodeType: 'SUB_DEVICE' }, T2), 'CONFLICT');
+      assert.equal(sub.details?.field, 'nodeType');
+      const now = (await store.getProduct(p.productKey))!;
+      assert.equal(now.dynamicRegistration, false);
+      assert.equal(now.nodeType, p.nodeType);
+      assert.equal(now.productName, p.productName, 'the refused patch wrote nothing');
+      assert.equal((await store.updateProduct(p.productKey, { productName: 'renamed' }, T2)).productName, 'renamed');
+      // The other way round: a product with dynamic registration (or SUB_DEVICE) cannot choose x509.
+      const q = makeProduct({ dynamicRegistration: true });
+      await store.createProduct(q);
+      const choose = await rejectsWith(store.setProductAuth(q.productKey, { authMode: 'x509' }, T1), 'CONFLICT');
+      assert.equal(choose.details?.field, 'dynamicRegistration');
+      assert.equal((await store.getProductAuth(q.productKey))!.authMode, 'secret');
+      const r = makeProduct({ nodeType: 'SUB_DEVICE' });
+      await store.createProduct(r);
+      await rejectsWith(store.setProductAuth(r.productKey, { authMode: 'x509' }, T1), 'CONFLICT');
+      assert.equal((await store.getProductAuth(r.productKey))!.authMode, 'secret');
+    }));
+
     it('keeps the first CA stored for a product (racing servers agree) and reads its key back', withStore(makeStore, async (store) => {
       const p = makeProduct();
       await store.createProduct(p);
@@ -110,6 +135,11 @@ export function x509Contract(makeStore: MakeStore, opts: StoreContractOptions = 
       await store.revokeDeviceCertificate(p.productKey, '03', '2029-01-01T00:00:00.000Z', 'superseded');
       assert.deepEqual((await store.listRevokedCertificates(p.productKey, T2)).map((x) => x.serial), ['01', '02']);
       assert.deepEqual(await store.listRevokedCertificates(p.productKey, T0), []);
+      // Revocations after a time, every product (a shared database may hold others): the scheduled end of 03 after T2.
+      const mine = async (after: string) => (await store.listCertificatesRevokedAfter(after, 10_000)).filter((c) => c.productKey === p.productKey);
+      assert.deepEqual((await mine(T2)).map((c) => c.serial), ['03']);
+      assert.deepEqual((await mine(T0)).map((c) => c.serial).sort(), ['01', '02', '03']);
+      assert.ok((await mine(T0)).every((c) => c.privateKey === null && c.revokedAt !== null));
       // Expiring before 2024-03: revoked ones left out (as of T2); 03 is scheduled, still live.
       assert.deepEqual((await store.listExpiringCertificates('2024-03-01T00:00:00.000Z', T2, 10)).filter((c) => c.productKey === p.productKey).map((c) => c.serial), []);
       assert.deepEqual((await store.listExpiringCertificates('2031-01-01T00:00:00.000Z', T2, 10, p.productKey)).map((c) => c.serial), ['03']);

@@ -52,6 +52,8 @@ export async function deviceSecretRotationRoutes(app: ManagementApp, ctx: AppCon
     },
     async (req) => {
       const { productKey, deviceName } = req.params;
+      await registry.getDevice(productKey, deviceName); // 404 first
+      await ctx.services.x509.assertShowsSecrets(productKey, deviceName); // an x509 product's device has no secret to rotate
       const { device, previousSecretExpiresAt } = await registry.rotateDeviceSecret(productKey, deviceName, {
         ...(req.body.graceSeconds !== undefined ? { graceSeconds: req.body.graceSeconds } : {}),
         ...(req.body.deviceSecret !== undefined ? { newSecret: req.body.deviceSecret } : {}),

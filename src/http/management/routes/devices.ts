@@ -34,7 +34,8 @@ const DeviceCredentials = Type.Object({
   iotId: Type.String(),
   productKey: Type.String(),
   deviceName: Type.String(),
-  deviceSecret: Type.String(),
+  deviceSecret: Type.Optional(Type.String({ description: 'absent for the devices of an X.509 product (they log in with their certificate)' })),
+  certificateSerial: Type.Optional(Type.String({ description: 'X.509 products: the certificate issued with the device' })),
 });
 
 const CreateDeviceBody = Type.Object(
@@ -108,6 +109,11 @@ function credentials(d: Device) {
   return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, deviceSecret: d.deviceSecret };
 }
 
+/** An X.509 product's device: its certificate instead of the DeviceSecret it never uses. */
+function certificateCredentials(d: Device, serial: string | undefined) {
+  return { iotId: d.iotId, productKey: d.productKey, deviceName: d.deviceName, ...(serial !== undefined ? { certificateSerial: serial } : {}) };
+}
+
 
 export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise<void> {
   const registry = ctx.services.registry;
@@ -125,7 +131,7 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
         response: {
           201: Type.Object({
             ...PublicDeviceSchema.properties,
-            deviceSecret: Type.String(),
+            deviceSecret: Type.Optional(Type.String({ description: 'absent for the devices of an X.509 product (they log in with their certificate)' })),
             certificateSerial: Type.Optional(Type.String({ description: 'X.509 products: the certificate issued with the device' })),
             certificateNotAfter: Type.Optional(Type.String()),
           }),
@@ -145,7 +151,9 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
       });
       // An X.509 product issues the device its certificate and key (download: certificate-bundle).
       const cert = (await ctx.services.x509.issuesOnCreate(req.params.productKey)) ? (await ctx.services.x509.issueForNew([d!], body.keyAlgorithm ?? 'rsa2048'))[0] : undefined;
-      return reply.code(201).send({ ...(await registry.toPublic(d!)), deviceSecret: d!.deviceSecret, ...(cert ? { certificateSerial: cert.serial, certificateNotAfter: cert.notAfter } : {}) });
+      // The DeviceSecret is shown only where it can log in: an x509 product's device gets its certificate instead.
+      const x509 = (await ctx.services.x509.authModeOf(req.params.productKey)) === 'x509';
+      return reply.code(201).send({ ...(await registry.toPublic(d!)), ...(x509 ? {} : { deviceSecret: d!.deviceSecret }), ...(cert ? { certificateSerial: cert.serial, certificateNotAfter: cert.notAfter } : {}) });
     },
   );
 
@@ -171,9 +179,12 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
       }
       const created = await registry.createDevices(req.params.productKey, { deviceNames, count, nickname: nickname ?? null });
       // An X.509 product issues each device its certificate and key (download: x509/credentials).
-      if (await ctx.services.x509.issuesOnCreate(req.params.productKey)) await ctx.services.x509.issueForNew(created, req.body.keyAlgorithm ?? 'rsa2048');
+      const certs = (await ctx.services.x509.issuesOnCreate(req.params.productKey)) ? await ctx.services.x509.issueForNew(created, req.body.keyAlgorithm ?? 'rsa2048') : undefined;
       // 10,000 credentials are 1.5 MB of JSON to build, send and parse; `device import` never reads them.
       if (req.query.credentials === false) return reply.code(201).send({ created: created.length });
+      if ((await ctx.services.x509.authModeOf(req.params.productKey)) === 'x509') {
+        return reply.code(201).send({ created: created.length, devices: created.map((d, i) => certificateCredentials(d, certs?.[i]?.serial)) });
+      }
       return reply.code(201).send({ created: created.length, devices: created.map(credentials) });
     },
   );
@@ -225,10 +236,12 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
     async (req, reply) => {
       const pk = req.params.productKey;
       await registry.getProduct(pk); // 404 before the stream starts
+      // An x509 product's devices have no DeviceSecret to show: the column stays empty (certificates: x509/credentials).
+      const x509 = (await ctx.services.x509.authModeOf(pk)) === 'x509';
       async function* lines() {
         yield 'ProductKey,DeviceName,DeviceSecret\n';
         for await (const page of registry.deviceCredentials(pk)) {
-          yield page.map((d) => `${csvCell(pk)},${csvCell(d.deviceName)},${csvCell(d.deviceSecret)}\n`).join('');
+          yield page.map((d) => `${csvCell(pk)},${csvCell(d.deviceName)},${x509 ? '' : csvCell(d.deviceSecret)}\n`).join('');
         }
       }
       return reply
@@ -247,8 +260,12 @@ export async function deviceRoutes(app: ManagementApp, ctx: AppContext): Promise
 
   app.get(
     `${base}/:deviceName/secret`,
-    { config: { adminOnly: true }, schema: { tags, summary: "The device's DeviceSecret", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
-    async (req) => registry.getDeviceSecret(req.params.productKey, req.params.deviceName),
+    { config: { adminOnly: true }, schema: { tags, summary: "The device's DeviceSecret (409 for a device of an X.509 product: it authenticates with its certificate)", params: DeviceParams, response: { 200: DeviceCredentials, ...errorResponses } } },
+    async (req) => {
+      const found = await registry.getDeviceSecret(req.params.productKey, req.params.deviceName); // 404 first
+      await ctx.services.x509.assertShowsSecrets(req.params.productKey, req.params.deviceName); // 409 for an x509 product's device
+      return found;
+    },
   );
 
   app.delete(

@@ -196,6 +196,8 @@ export async function importRoutes(app: ManagementApp, ctx: AppContext): Promise
     },
     async (req, reply) => {
       const pk = req.params.productKey;
+      // Secrets are the point of this export: an x509 product's devices have none to show (409, its certificates: x509/credentials).
+      await ctx.services.x509.assertShowsSecrets(pk);
       const lines = importer.exportDevices(pk);
       // Pull the first page before answering so an unknown product is a 404, not a broken stream.
       const first = await lines.next();
