@@ -140,6 +140,9 @@ describe('management API: deny by default, decided on the matched route (issue 1
   let deviceSecret: string;
   let appKey: string;
   let appSecret: string;
+  /** A secret-mode product and device: the DeviceSecret routes answer 409 for an X.509 one. */
+  let secretPk: string;
+  let secretDn: string;
   const secrets: string[] = [];
 
   before(async () => {
@@ -156,6 +159,11 @@ describe('management API: deny by default, decided on the matched route (issue 1
     deviceSecret = d!.deviceSecret;
     const cert = await srv.running.ctx.services.x509.issue(pk, gatewayDn);
     secrets.push(...cert.privateKey!.split('\n').filter((l) => l.length >= 32 && !l.startsWith('-----')));
+    const sp = await registry.createProduct({ productName: 'bypass secret product' });
+    secretPk = sp.productKey;
+    const [sd] = await registry.createDevices(secretPk, { deviceNames: ['bypass-dev'] });
+    secretDn = sd!.deviceName;
+    secrets.push(sp.productSecret, sd!.deviceSecret);
     const a = await applications.create({ name: 'bypass-app', productKeys: [pk] });
     appKey = a.appKey;
     appSecret = a.appSecret;
@@ -174,6 +182,10 @@ describe('management API: deny by default, decided on the matched route (issue 1
   const builtAsset = fs.readdirSync(new URL('../../console/assets/', import.meta.url)).find((n) => n.endsWith('.js')) ?? 'index.js';
 
   function concrete(pattern: string): string {
+    // The DeviceSecret routes have nothing to show for an X.509 device (409): a secret-mode device there.
+    if (/\/devices\/:deviceName\/secret$|^\/api\/v1\/export\/products\/:productKey\/devices$/.test(pattern)) {
+      return pattern.replace(/:productKey\b/g, secretPk).replace(/:deviceName\b/g, secretDn);
+    }
     return pattern
       .replace(/:productKey\b/g, pk)
       .replace(/:deviceName\b/g, gatewayDn)
