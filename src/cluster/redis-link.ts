@@ -46,9 +46,12 @@ export async function connectRedis(url: string, logger: Logger, opts: { connectT
   };
   const make = (name: string, extra: RedisOptions = {}) => new Redis(url, { ...base, connectionName: `thingauth-${name}`, ...extra });
   const command = make('command', { enableOfflineQueue: false, commandTimeout: 2_000 });
-  const subscriber = make('events');
+  // Subscribing connections keep their (un)subscribe commands until Redis is back, however
+  // long (ioredis re-subscribes on reconnect): a command failed after N retries would surface
+  // as an error in a library callback that does not expect one.
+  const subscriber = make('events', { maxRetriesPerRequest: null });
   const mqPub = make('mq-pub', { enableOfflineQueue: false });
-  const mqSub = make('mq-sub');
+  const mqSub = make('mq-sub', { maxRetriesPerRequest: null });
   const persistence = make('persistence', { enableOfflineQueue: false, commandTimeout: 5_000 });
   const all = [command, subscriber, mqPub, mqSub, persistence];
   const target = redisTarget(url);

@@ -301,6 +301,14 @@ export async function createMqttBroker(ctx: AppContext): Promise<MqttBroker> {
     logger.debug({ ...(session ? who(session) : {}), err: err.message }, 'mqtt client error');
   });
 
+  // aedes reports its persistence failures (a cluster's Redis away: clearing wills, queuing for
+  // offline sessions) as 'error' on the broker; unheard, that would end the process. The node
+  // serves on; the Redis link reports the outage (cluster/redis-link.ts).
+  let persistenceErrors = 0;
+  (aedes as unknown as { on(e: 'error', l: (err: Error) => void): void }).on('error', (err: Error) => {
+    if (persistenceErrors++ % 100 === 0) logger.error({ err: err.message, count: persistenceErrors }, 'mqtt broker persistence error; serving on');
+  });
+
   aedes.on('connectionError', (_client, err) => {
     logger.debug({ err: err.message }, 'mqtt connection error before CONNECT completed');
   });

@@ -89,6 +89,13 @@ if ('skip' in started) {
       assert.equal((await up).payload.toString(), 'during-outage');
       assert.equal(await refusalFrom(c.ports.mqtt!, deviceConnect(other)), 3);
       assert.equal((await c.request('GET', '/api/v1/nodes')).status, 503, 'the node list needs Redis: a clear 503');
+      // Longer than aedes' will sweep (4 heartbeats of 5 s), whose Redis failure is reported as a
+      // broker 'error': heard and logged, never the end of the process.
+      await new Promise((r) => setTimeout(r, 21_000));
+      for (const n of [a, b, c]) {
+        assert.ok(n.proc.exitCode === null && n.proc.signalCode === null, `a node died in a 20 s Redis outage:\n${n.logs.slice(-12).join('\n')}`);
+      }
+      assert.ok(c.logs.some((l) => l.includes('mqtt broker persistence error; serving on')), 'the persistence failure was heard');
       await cluster.redis.start();
       await eventually(async () => (await health(c)).body.status === 'ok', 10_000);
       await eventually(async () => (await health(a)).body.status === 'ok', 10_000);
