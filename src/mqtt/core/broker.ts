@@ -10,6 +10,8 @@ import { SubscriptionIndex, type Subscription } from './subscriptions.js';
 import { topicMatches } from './topics.js';
 import { DEFAULTS, NEVER_EXPIRES, type CoreClient, type CoreMessage, type CoreOptions } from './types.js';
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type ResolvedOptions = CoreOptions & { -readonly [K in keyof typeof DEFAULTS]: number };
 
 export class CoreBroker {
@@ -85,8 +87,15 @@ export class CoreBroker {
       return;
     }
     if (session.expiryInterval >= NEVER_EXPIRES) return;
-    session.expiryTimer = setTimeout(() => this.endSession(session), session.expiryInterval * 1000);
-    session.expiryTimer.unref();
+    // Timers hold at most 2^31-1 ms (about 24.8 days); longer expiries re-arm until due.
+    const due = Date.now() + session.expiryInterval * 1000;
+    const arm = () => {
+      const left = due - Date.now();
+      if (left <= 0) return this.endSession(session);
+      session.expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      session.expiryTimer.unref();
+    };
+    arm();
   }
 
   /** Routes a message: retained store, then every matching session. */

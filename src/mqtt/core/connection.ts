@@ -206,7 +206,11 @@ export class CoreConnection implements CoreClient {
     this.session = session;
 
     let keepalive = p.keepalive ?? 0;
-    if (o.serverKeepAlive !== undefined) keepalive = o.serverKeepAlive;
+    let serverKeepAlive = o.serverKeepAlive;
+    if (serverKeepAlive === undefined && o.maxKeepAlive !== undefined && (keepalive === 0 || keepalive > o.maxKeepAlive)) {
+      serverKeepAlive = o.maxKeepAlive;
+    }
+    if (serverKeepAlive !== undefined) keepalive = serverKeepAlive;
     if (v === 5) {
       this.aliasesIn = new Map();
       const ackProps: Record<string, unknown> = {
@@ -219,7 +223,7 @@ export class CoreConnection implements CoreClient {
         sharedSubscriptionAvailable: false,
       };
       if (assigned) ackProps.assignedClientIdentifier = clientId;
-      if (o.serverKeepAlive !== undefined) ackProps.serverKeepAlive = o.serverKeepAlive;
+      if (serverKeepAlive !== undefined) ackProps.serverKeepAlive = serverKeepAlive;
       if (session.expiryInterval !== requestedExpiry) ackProps.sessionExpiryInterval = session.expiryInterval;
       this.send({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent, properties: ackProps } as Packet);
     } else {

@@ -57,6 +57,8 @@ export interface CoreOptions extends CoreHooks {
   connectTimeoutMs?: number;
   /** If set, overrides the client's keep-alive (v5: Server Keep Alive in CONNACK). */
   serverKeepAlive?: number;
+  /** Largest keep-alive (seconds) a client may ask for; a larger one or 0 gets this as Server Keep Alive (v5). */
+  maxKeepAlive?: number;
   /** Upper bound on Session Expiry Interval (seconds). */
   maxSessionExpiry?: number;
 }
