@@ -45,19 +45,20 @@ if (process.argv.includes('--serve-aedes')) {
       await waitForPort(port);
       await settle();
       const target = { host: '127.0.0.1', port };
-      // Warm-up (JIT), then the storm.
-      await connectStorm({ target, packets: packets('warm').slice(0, 500), concurrency: C, timeLimitMs: 60_000 });
-      await settle();
-      const cpu0 = readProcCpuMs(child.pid!)!;
-      const storm = await connectStorm({ target, packets: packets('storm'), concurrency: C, timeLimitMs: 120_000 });
-      const cpu1 = readProcCpuMs(child.pid!)!;
-      await settle();
+      // Memory first, on the fresh process: RSS idle, then with N connections held.
       const idle = readProcMemory(child.pid!)!.rssKiB;
       const held = await holdConnections({ target, packets: packets('held'), concurrency: C, timeLimitMs: 120_000 });
       await settle();
       const loaded = readProcMemory(child.pid!)!.rssKiB;
       const open = held.open();
       await held.close();
+      await settle();
+      // Then CPU: a warm-up storm (JIT), then the measured storm.
+      await connectStorm({ target, packets: packets('warm').slice(0, 500), concurrency: C, timeLimitMs: 60_000 });
+      await settle();
+      const cpu0 = readProcCpuMs(child.pid!)!;
+      const storm = await connectStorm({ target, packets: packets('storm'), concurrency: C, timeLimitMs: 120_000 });
+      const cpu1 = readProcCpuMs(child.pid!)!;
       return {
         name,
         accepted: storm.accepted,
