@@ -81,6 +81,6 @@ if (process.argv.includes('--serve-aedes')) {
       spawn(process.execPath, [path.join(here, '../test/conformance/open-broker.js'), '--port', String(port)], { stdio: 'ignore' }),
     ),
   );
-  results.push(await measure('bare aedes', (port) => spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-aedes', '--port', String(port)], { stdio: 'ignore' })));
+  if (arg('only') !== 'core') results.push(await measure('bare aedes', (port) => spawn(process.execPath, [fileURLToPath(import.meta.url), '--serve-aedes', '--port', String(port)], { stdio: 'ignore' })));
   console.log(JSON.stringify({ date: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, connections: N, concurrency: C, results }, null, 2));
 }

@@ -30,7 +30,8 @@ export class CoreConnection implements CoreClient {
   protocolVersion: 3 | 4 | 5 = 4;
   username?: string;
   private state: State = 'connecting';
-  private readonly parser: ReturnType<typeof mqttPacket.parser>;
+  /** Present only while a packet is partly received: an idle connection holds no parser (memory per held connection). */
+  private parser?: ReturnType<typeof mqttPacket.parser>;
   private readonly scan: ScanState = newScanState();
   private timer?: NodeJS.Timeout;
   private session?: Session;
@@ -53,9 +54,6 @@ export class CoreConnection implements CoreClient {
     private readonly stream: Duplex,
     readonly remoteAddress: string,
   ) {
-    this.parser = mqttPacket.parser();
-    this.parser.on('packet', (p: Packet) => this.onPacket(p));
-    this.parser.on('error', () => this.protocolError(RC.MALFORMED));
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', () => this.stream.destroy());
     stream.on('close', () => this.onClose());
@@ -73,7 +71,21 @@ export class CoreConnection implements CoreClient {
     if (verdict === 'too_large') return this.protocolError(RC.PACKET_TOO_LARGE);
     if (verdict === 'malformed') return this.protocolError(RC.MALFORMED);
     if (this.state === 'connected' && this.timer) this.timer.refresh();
-    this.parser.parse(chunk);
+    const parser = (this.parser ??= this.newParser());
+    parser.parse(chunk);
+    // The chunk ended at a packet boundary: nothing is buffered, drop the parser until more bytes come.
+    if (this.scan.header === 0 && this.scan.skip === 0 && this.parser === parser) {
+      parser.removeAllListeners();
+      this.parser = undefined;
+    }
+  }
+
+  private newParser(): ReturnType<typeof mqttPacket.parser> {
+    // Before CONNECT the version is unknown (the CONNECT carries it); after it, packets are parsed with it.
+    const parser = mqttPacket.parser(this.state === 'connecting' ? {} : { protocolVersion: this.protocolVersion });
+    parser.on('packet', (p: Packet) => this.onPacket(p));
+    parser.on('error', () => this.protocolError(RC.MALFORMED));
+    return parser;
   }
 
   private onPacket(p: Packet): void {
@@ -86,7 +98,8 @@ export class CoreConnection implements CoreClient {
       if (p.cmd !== 'connect') return this.destroyNow();
       this.state = 'authenticating';
       // Later packets (possibly in the same chunk) are parsed with this connection's version.
-      (this.parser as unknown as { settings: { protocolVersion?: number } }).settings.protocolVersion = p.protocolVersion;
+      if (p.protocolVersion === 3 || p.protocolVersion === 4 || p.protocolVersion === 5) this.protocolVersion = p.protocolVersion;
+      if (this.parser) (this.parser as unknown as { settings: { protocolVersion?: number } }).settings.protocolVersion = p.protocolVersion;
       this.busy = true;
       this.onConnect(p).then(
         () => this.resume(),
@@ -529,7 +542,7 @@ export class CoreConnection implements CoreClient {
     this.state = 'closed';
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.parser.removeAllListeners('packet');
+    this.parser?.removeAllListeners('packet');
     if (!wasConnected || !this.session) return;
     const session = this.session;
     if (this.broker.clients.get(this.clientId!) === this) this.broker.clients.delete(this.clientId!);
