@@ -294,3 +294,41 @@ describe('bad input', () => {
     await closed(s);
   });
 });
+
+describe('backpressure', () => {
+  it('a consumer that never acknowledges is disconnected with 0x97 once its queue is full; memory stays bounded', async () => {
+    const small = await listenCore({ maxQueuedMessages: 5 });
+    try {
+      const gen = (p: object) => mqttPacket.generate(p as mqttPacket.Packet, { protocolVersion: 5 });
+      const s = net.connect(small.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      await once(s, 'connect');
+      const parser = mqttPacket.parser({ protocolVersion: 5 });
+      const seen: mqttPacket.Packet[] = [];
+      const suback = new Promise<void>((resolve) =>
+        parser.on('packet', (p: mqttPacket.Packet) => {
+          seen.push(p);
+          if (p.cmd === 'suback') resolve();
+        }),
+      );
+      s.on('data', (d) => parser.parse(d));
+      s.write(gen({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clientId: uid('slow'), clean: true, keepalive: 0, properties: { receiveMaximum: 1 } }));
+      s.write(gen({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'flood', qos: 1 }] }));
+      await suback;
+      const pub = mqtt.connect({ host: '127.0.0.1', port: small.port, reconnectPeriod: 0, protocolVersion: 5 });
+      clients.push(pub);
+      pub.on('error', () => undefined);
+      await onceC(pub, 'connect');
+      const gone = closed(s, 5000);
+      for (let i = 0; i < 10; i++) await pub.publishAsync('flood', String(i), { qos: 1 });
+      await gone;
+      const publishes = seen.filter((p) => p.cmd === 'publish');
+      const disconnect = seen.find((p) => p.cmd === 'disconnect') as mqttPacket.IDisconnectPacket | undefined;
+      assert.equal(publishes.length, 1, 'only Receive Maximum (1) message in flight');
+      assert.equal(disconnect?.reasonCode, 0x97);
+      assert.equal(pub.connected, true, 'the publisher is not affected');
+    } finally {
+      await small.close();
+    }
+  });
+});

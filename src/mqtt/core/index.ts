@@ -29,8 +29,10 @@ export async function listenCore(options: CoreOptions, port = 0, host = '127.0.0
     server,
     port: addr.port,
     close: async () => {
-      await new Promise<void>((r) => server.close(() => r()));
+      // Stop accepting, close every connection, then wait for the listener (it waits for them).
+      const listenerClosed = new Promise<void>((r) => server.close(() => r()));
       await broker.close();
+      await listenerClosed;
     },
   };
 }
