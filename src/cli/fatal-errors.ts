@@ -22,12 +22,28 @@ export function describeFatal(err: unknown): Record<string, unknown> {
 }
 
 /**
+ * A Redis command failure that a library (aedes-persistence-redis, mqemitter-redis) let escape
+ * from a fire-and-forget command or callback while Redis was unreachable: ioredis' own errors,
+ * raised by ioredis. The process state is intact (the outage is handled by the cluster's Redis
+ * link: logins refused, local routing, recovery), so such an error is logged, not fatal.
+ */
+export function isEscapedRedisCommandError(err: unknown): boolean {
+  if (!(err instanceof Error) || !(err.stack ?? '').includes('/ioredis/')) return false;
+  return err.name === 'MaxRetriesPerRequestError' || /^(Command timed out|Connection is closed\.|Stream isn't writeable and enableOfflineQueue options is false)$/.test(err.message);
+}
+
+/**
  * Installs the handlers. `logger()` is read when an error happens: before the server has its
  * logger (start-up), the line goes to stderr.
  */
 export function exitOnFatalErrors(logger: () => Logger | undefined): void {
   let exiting = false;
+  let escapedRedisErrors = 0;
   const fatal = (kind: 'uncaughtException' | 'unhandledRejection', err: unknown) => {
+    if (isEscapedRedisCommandError(err)) {
+      if (escapedRedisErrors++ % 100 === 0) logger()?.warn({ kind, err: describeFatal(err), count: escapedRedisErrors }, 'a Redis command failed while Redis was unreachable (not fatal)');
+      return;
+    }
     if (exiting) return;
     exiting = true;
     const fields = { kind, err: describeFatal(err) };

@@ -53,3 +53,4 @@ export function clusterBrokerOptions(cluster: RedisCluster): ClusterBrokerOption
   };
   return { id: cluster.nodeId, mq, persistence, heartbeatInterval: 5_000 };
 }
+

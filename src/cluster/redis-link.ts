@@ -10,6 +10,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../logger.js';
+import { handleEveryRejection } from '../services/limits/redis-client.js';
 
 export interface RedisLink {
   /** Commands (session directory, membership, events published). */
@@ -44,15 +45,18 @@ export async function connectRedis(url: string, logger: Logger, opts: { connectT
     retryStrategy: (times) => Math.min(50 * times, 1_000),
     maxRetriesPerRequest: 2,
   };
-  const make = (name: string, extra: RedisOptions = {}) => new Redis(url, { ...base, connectionName: `thingauth-${name}`, ...extra });
+  const make = (name: string, extra: RedisOptions = {}) => handleEveryRejection(new Redis(url, { ...base, connectionName: `thingauth-${name}`, ...extra }));
   const command = make('command', { enableOfflineQueue: false, commandTimeout: 2_000 });
   // Subscribing connections keep their (un)subscribe commands until Redis is back, however
   // long (ioredis re-subscribes on reconnect): a command failed after N retries would surface
   // as an error in a library callback that does not expect one.
   const subscriber = make('events', { maxRetriesPerRequest: null });
-  const mqPub = make('mq-pub', { enableOfflineQueue: false });
+  // A publish or persistence command in flight when Redis drops is resent on reconnect (or
+  // ends by its timeout) rather than failed with MaxRetriesPerRequestError after two
+  // reconnect attempts: some library paths fire those commands without a handler.
+  const mqPub = make('mq-pub', { enableOfflineQueue: false, maxRetriesPerRequest: null });
   const mqSub = make('mq-sub', { maxRetriesPerRequest: null });
-  const persistence = make('persistence', { enableOfflineQueue: false, commandTimeout: 5_000 });
+  const persistence = make('persistence', { enableOfflineQueue: false, commandTimeout: 5_000, maxRetriesPerRequest: null });
   const all = [command, subscriber, mqPub, mqSub, persistence];
   const target = redisTarget(url);
   const listeners: ((up: boolean) => void)[] = [];

@@ -10,7 +10,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 export const REDIS_COMMAND_TIMEOUT_MS = 200;
 
 export function createRedisClient(url: string, overrides: RedisOptions = {}): Redis {
-  return new Redis(url, {
+  return handleEveryRejection(new Redis(url, {
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: 2_000,
     enableOfflineQueue: false,
@@ -21,5 +21,21 @@ export function createRedisClient(url: string, overrides: RedisOptions = {}): Re
     connectionName: 'thingauth',
     lazyConnect: false,
     ...overrides,
-  });
+  }));
 }
+
+/**
+ * Some users of a connection (aedes-persistence-redis, mqemitter-redis, a limiter probe) fire
+ * commands without a rejection handler; when Redis drops, such a command's failure would be an
+ * unhandled rejection, and Node ends the process on those. Every command promise of this
+ * connection gets a no-op handler attached; a caller that awaits it still sees the failure.
+ */
+export function handleEveryRejection(conn: Redis): Redis {
+  const send = conn.sendCommand.bind(conn);
+  conn.sendCommand = ((command: { promise?: Promise<unknown> }, stream?: unknown) => {
+    command.promise?.catch(() => undefined);
+    return (send as (c: unknown, s?: unknown) => unknown)(command, stream);
+  }) as typeof conn.sendCommand;
+  return conn;
+}
+
