@@ -2,7 +2,7 @@
 import { webcrypto } from 'node:crypto';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import * as x509 from '@peculiar/x509';
-import { listenerUrl, type ListenerName } from '../helpers/mqtt.js';
+import { listenerUrl, type ListenerName, refusalAt } from '../helpers/mqtt.js';
 import type { TestServer } from '../helpers/server.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
@@ -89,23 +89,9 @@ export function certConnect(server: TestServer, which: ListenerName, l: CertLogi
 }
 
 /** Connects expecting a refusal: the CONNACK code (undefined when the socket closed without one). */
-export function certRefusal(server: TestServer, which: ListenerName, l: CertLogin): Promise<{ code: number | undefined }> {
+export async function certRefusal(server: TestServer, which: ListenerName, l: CertLogin): Promise<{ code: number | undefined }> {
   const { url, opts } = options(server, which, l);
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, opts);
-    let code: number | undefined;
-    client.once('connect', () => {
-      client.end(true);
-      reject(new Error('connection was accepted'));
-    });
-    client.on('error', (err: Error & { code?: number }) => {
-      if (typeof err.code === 'number') code = err.code;
-    });
-    client.once('close', () => {
-      client.end(true);
-      resolve({ code });
-    });
-  });
+  return { code: (await refusalAt(url, opts)).code };
 }
 
 const RSA = { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 2048 } as const;
