@@ -117,10 +117,8 @@ export class DatabaseUnreachableError extends ThingAuthError {
  * range on the UNIQUE (product_key, device_name) index (COLLATE "C": byte order, as SQLite),
  * in its order; the filters are checked on the rows the range walks.
  */
-export function postgresDevicesAfterQuery(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): { sql: string; args: unknown[] } {
-  const where = ['product_key = $1', 'device_name > $2'];
-  const args: unknown[] = [productKey, afterDeviceName ?? ''];
-  const arg = (v: unknown) => (args.push(v), `$${args.length}`);
+/** Name search and status of a device filter as WHERE terms (the list and the keyset page share it). */
+function postgresDeviceFilter(filter: DeviceKeysetFilter, where: string[], arg: (v: unknown) => string): void {
   if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
   switch (filter.status) {
     case 'DISABLE':
@@ -138,6 +136,13 @@ export function postgresDevicesAfterQuery(productKey: string, afterDeviceName: s
     default:
       break;
   }
+}
+
+export function postgresDevicesAfterQuery(productKey: string, afterDeviceName: string | null, limit: number, filter: DeviceKeysetFilter = {}): { sql: string; args: unknown[] } {
+  const where = ['product_key = $1', 'device_name > $2'];
+  const args: unknown[] = [productKey, afterDeviceName ?? ''];
+  const arg = (v: unknown) => (args.push(v), `$${args.length}`);
+  postgresDeviceFilter(filter, where, arg);
   return { sql: `SELECT * FROM devices WHERE ${where.join(' AND ')} ORDER BY device_name LIMIT ${arg(limit)}`, args };
 }
 
@@ -651,23 +656,7 @@ export class PostgresStore implements Store {
     // Sub-devices of a gateway may belong to any product.
     if (filter.gatewayIotId) where.push(`gateway_iot_id = ${arg(filter.gatewayIotId)}`);
     else where.push(`product_key = ${arg(productKey)}`);
-    if (filter.nameContains) where.push(`strpos(device_name, ${arg(filter.nameContains)}) > 0`);
-    switch (filter.status) {
-      case 'DISABLE':
-        where.push('NOT enabled');
-        break;
-      case 'ONLINE':
-        where.push('enabled AND online');
-        break;
-      case 'OFFLINE':
-        where.push('enabled AND NOT online AND activated_at IS NOT NULL');
-        break;
-      case 'UNACTIVE':
-        where.push('enabled AND NOT online AND activated_at IS NULL');
-        break;
-      default:
-        break;
-    }
+    postgresDeviceFilter(filter, where, arg);
     const w = where.join(' AND ');
     const total = await this.count(`SELECT COUNT(*) AS n FROM devices WHERE ${w}`, args);
     // Creation order (seq), as SQLite's rowid order.
